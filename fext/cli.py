@@ -1,0 +1,246 @@
+"""`python -m fext <command>`: the whole pipeline from a terminal, for scripts and batch work.
+
+Every command takes --workspace (or FEXT_WORKSPACE). Errors print one clear line on stderr and
+exit with status 1 (2 for bad usage); --json prints exactly one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXAMPLES = """examples:
+  python -m fext train --images ~/photos --name photos --preset medium --epochs 20
+  python -m fext extract --name photos
+  python -m fext search --name photos query.jpg -k 5
+  python -m fext anomalies --name photos --top 20
+  python -m fext export --name photos --csv features.csv
+"""
+
+
+def _quiet_backend() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # fast CPU convolutions, stated explicitly
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fext", description=(
+        "FEXT: train a convolutional autoencoder on a folder of images, then extract features, "
+        "search by image, rank anomalies and map the collection."),
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name, help_, name_required=True):
+        c = sub.add_parser(name, help=help_, description=help_)
+        c.add_argument("--workspace", default=None,
+                       help="folder holding models/ and index/ (default: $FEXT_WORKSPACE or the "
+                            "repository root)")
+        if name_required:
+            c.add_argument("--name", required=True, help="model name (letters, digits, _ - .)")
+        c.add_argument("--progress-file", default=None, help=argparse.SUPPRESS)
+        return c
+
+    c = cmd("train", "train an autoencoder on a folder of images (resumes an interrupted run)")
+    c.add_argument("--images", required=True, help="image folder; sub-folders are labels")
+    c.add_argument("--preset", default="medium", choices=["small", "medium", "large", "vgg16"])
+    c.add_argument("--image-size", type=int, default=64, help="square input size in pixels")
+    c.add_argument("--fit", default="pad", choices=["pad", "crop"],
+                   help="keep aspect ratio by padding (default) or centre-cropping")
+    c.add_argument("--latent-dim", type=int, default=128, help="feature vector size")
+    c.add_argument("--epochs", type=int, default=30)
+    c.add_argument("--batch-size", type=int, default=64)
+    c.add_argument("--learning-rate", type=float, default=1e-3)
+    c.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs")
+    c.add_argument("--seed", type=int, default=42)
+    c.add_argument("--fresh", action="store_true", help="ignore an unfinished run and start over")
+    c.add_argument("--json", action="store_true")
+
+    c = cmd("extract", "encode a folder: features, FAISS index and anomaly scores")
+    c.add_argument("--images", default=None, help="image folder (default: the training folder)")
+    c.add_argument("--index", default="auto", choices=["auto", "flat", "ivf"],
+                   help="index type (auto: exact below 50k images, IVF above)")
+    c.add_argument("--json", action="store_true")
+
+    c = cmd("search", "find the images most similar to a query image")
+    c.add_argument("query", help="query image file")
+    c.add_argument("-k", type=int, default=10, help="number of results")
+    c.add_argument("--json", action="store_true")
+
+    c = cmd("anomalies", "rank images by anomaly score (reconstruction error)")
+    c.add_argument("--top", type=int, default=20, help="how many to show (0: all)")
+    c.add_argument("--json", action="store_true")
+
+    c = cmd("export", "write the features CSV: path,label,f0,f1,...")
+    c.add_argument("--csv", required=True, help="output CSV file")
+
+    c = cmd("evaluate", "reconstruction loss, PSNR and SSIM per split")
+    c.add_argument("--json", action="store_true")
+
+    c = cmd("project", "compute (or reuse) the 2-D UMAP map of the collection")
+    c.add_argument("--n-neighbors", type=int, default=15)
+    c.add_argument("--min-dist", type=float, default=0.1)
+    c.add_argument("--json", action="store_true")
+
+    c = cmd("scan", "scan a folder: readable images, labels, splits and skipped files",
+            name_required=False)
+    c.add_argument("--images", required=True)
+    c.add_argument("--image-size", type=int, default=64)
+    c.add_argument("--fit", default="pad", choices=["pad", "crop"])
+    c.add_argument("--json", action="store_true")
+
+    c = cmd("demo", "prepare the bundled demo: model, index and map (skips what is done)",
+            name_required=False)
+    c.add_argument("--epochs", type=int, default=None)
+    c.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_backend()
+    args = build_parser().parse_args(argv)
+    from .progress import Reporter
+    from .workspace import LockedError
+
+    reporter = Reporter(args.progress_file)
+    try:
+        result = COMMANDS[args.command](args, reporter)
+    except KeyboardInterrupt:
+        reporter.finish("cancelled")
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, LockedError, RuntimeError, OSError) as e:
+        reporter.finish("failed", error=str(e))
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    reporter.finish("done", **(result if isinstance(result, dict) else {}))
+    return 0
+
+
+def _ws(args):
+    from .workspace import Workspace
+    return Workspace(args.workspace)
+
+
+def _out(args, obj, text: str) -> None:
+    print(json.dumps(obj, indent=2, default=str) if getattr(args, "json", False) else text)
+
+
+def cmd_train(args, progress):
+    from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from .train import train
+
+    cfg = RunConfig(DataConfig(args.images, args.image_size, args.fit),
+                    ModelConfig(args.preset, args.latent_dim),
+                    TrainConfig(args.epochs, args.batch_size, args.learning_rate, args.patience,
+                                args.seed))
+    if not Path(args.images).expanduser().is_dir():
+        raise FileNotFoundError(f"image folder not found: {args.images}")
+    m = train(_ws(args), args.name, cfg, progress, fresh=args.fresh)
+    lines = [f"trained {args.name!r}: best epoch {m['best_epoch']} of {m['epochs_run']}"
+             f"{' (stopped early)' if m['stopped_early'] else ''}; {m['skipped']} files skipped"]
+    for split, s in m["splits"].items():
+        if s.get("images"):
+            lines.append(f"  {split:5s} {s['images']:6d} images  loss {s['loss']:.5f}  "
+                         f"PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.3f}")
+    _out(args, {"name": args.name, **m}, "\n".join(lines))
+    return {"name": args.name}
+
+
+def cmd_extract(args, progress):
+    from .features import extract
+
+    meta = extract(_ws(args), args.name, args.images, progress, index_kind=args.index)
+    _out(args, meta, f"extracted {meta['count']} images ({meta['encoded']} encoded, "
+                     f"{meta['reused']} reused, {meta['skipped']} skipped) from {meta['images']}: "
+                     f"{meta['dim']}-d features, {meta['index']['kind']} index")
+    return {"count": meta["count"]}
+
+
+def cmd_search(args, progress):
+    from .search import Searcher
+
+    if not Path(args.query).is_file():
+        raise FileNotFoundError(f"query image not found: {args.query}")
+    results = Searcher.open(_ws(args), args.name).search(args.query, args.k)
+    for r in results:
+        r.pop("id")
+    text = "\n".join(f"{r['rank']:3d}  {r['score']:.4f}  {r['path']}" for r in results)
+    _out(args, {"query": args.query, "results": results}, text)
+
+
+def cmd_anomalies(args, progress):
+    from .anomaly import ranking
+    from .features import Artifacts
+
+    art = Artifacts.open(_ws(args), args.name)
+    df = ranking(art.items, art.scores(), args.top or None)
+    results = [{"rank": int(r.rank), "path": r.path, "label": r.label, "score": float(r.score)}
+               for r in df.itertuples()]
+    text = "\n".join(f"{r['rank']:4d}  {r['score']:.5f}  {r['path']}" for r in results)
+    _out(args, {"model": args.name, "results": results}, text)
+
+
+def cmd_export(args, progress):
+    from .features import export_csv
+
+    n = export_csv(_ws(args), args.name, args.csv)
+    print(f"wrote {n} rows to {args.csv}")
+
+
+def cmd_evaluate(args, progress):
+    from .collection import Collection
+    from .evaluate import reconstruction_metrics
+    from .train import load_model
+    from .workspace import write_json
+
+    ws = _ws(args)
+    model, info = load_model(ws, args.name)
+    d = info["data"]
+    coll = Collection.sync(ws, d["images"], d["image_size"], d["fit"], d["val_fraction"],
+                           d["test_fraction"], progress)
+    result = {"model": args.name, "reconstruction": reconstruction_metrics(model, coll)}
+    write_json(ws.model_dir(args.name) / "evaluation.json", result)
+    lines = [f"{'split':6s} {'images':>7s} {'loss':>9s} {'PSNR':>7s} {'SSIM':>6s}"]
+    for split, s in result["reconstruction"].items():
+        if s.get("images"):
+            lines.append(f"{split:6s} {s['images']:7d} {s['loss']:9.5f} {s['psnr']:7.2f} "
+                         f"{s['ssim']:6.3f}")
+    _out(args, result, "\n".join(lines))
+
+
+def cmd_project(args, progress):
+    from .projection import project
+
+    coords = project(_ws(args), args.name, args.n_neighbors, args.min_dist, progress=progress)
+    _out(args, {"model": args.name, "points": int(len(coords))},
+         f"UMAP map of {len(coords)} images ready")
+
+
+def cmd_scan(args, progress):
+    from .collection import Collection
+
+    coll = Collection.sync(_ws(args), args.images, args.image_size, args.fit, progress=progress)
+    items, skipped = coll.items(), coll.skipped()
+    summary = {"images": str(coll.root), "readable": int(len(items)), "skipped": int(len(skipped)),
+               "labels": items["label"].value_counts().sort_index().to_dict(),
+               "splits": items["split"].value_counts().to_dict(),
+               "skipped_files": skipped.to_dict("records")}
+    text = [f"{len(items)} readable images, {len(skipped)} skipped in {coll.root}"]
+    text += [f"  skipped {r['path']}: {r['reason']}" for r in summary["skipped_files"]]
+    _out(args, summary, "\n".join(text))
+
+
+def cmd_demo(args, progress):
+    from .demo import prepare
+
+    result = prepare(_ws(args), progress, epochs=args.epochs)
+    _out(args, result, f"demo ready: model {result['name']!r}, {result['count']} images")
+    return result
+
+
+COMMANDS = {"train": cmd_train, "extract": cmd_extract, "search": cmd_search,
+            "anomalies": cmd_anomalies, "export": cmd_export, "evaluate": cmd_evaluate,
+            "project": cmd_project, "scan": cmd_scan, "demo": cmd_demo}

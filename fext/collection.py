@@ -1,0 +1,209 @@
+"""A folder of images as a manifest plus a decoded-image cache, updated incrementally.
+
+Each file is decoded once, at the model's size, into a memory-mapped uint8 array (rows never
+move; new files are appended). Training, evaluation and extraction then read pixels at memory
+speed with constant RAM. The manifest (one CSV) is the single source of truth: a row of the cache
+is valid only once the manifest that names it has been written, so a crash mid-scan loses at most
+the work since the last checkpoint and never corrupts anything.
+
+Splits come from each file's content hash, so they are identical on every machine and in every
+folder order, and a duplicated image can never sit in two splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import images
+from .progress import ProgressFn, report
+from .workspace import Workspace, atomic_path
+
+COLUMNS = ["row", "path", "label", "bytes", "mtime_ns", "sha1", "split", "status", "reason",
+           "width", "height"]
+CHUNK = 256  # files decoded between two appends to the cache
+
+
+def store_dir(ws: Workspace, root: Path, image_size: int, fit: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", root.name)[:40] or "root"
+    key = hashlib.sha1(str(root).encode()).hexdigest()[:10]
+    return ws.collections_dir() / f"{slug}-{key}" / f"{image_size}px-{fit}"
+
+
+def split_of(sha1: str, val_fraction: float, test_fraction: float) -> str:
+    u = int(sha1[:12], 16) / float(1 << 48)
+    if u < test_fraction:
+        return "test"
+    if u < test_fraction + val_fraction:
+        return "val"
+    return "train"
+
+
+def walk(root: Path) -> list[tuple[str, int, int]]:
+    """Every regular file under root (hidden files and folders skipped): (relpath, size, mtime)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fn in sorted(filenames):
+            if fn.startswith("."):
+                continue
+            p = Path(dirpath) / fn
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            if p.is_file():
+                found.append((p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    return found
+
+
+def _ingest(root: Path, rel: str, size: int, fit: str):
+    """Hash and decode one file; returns (sha1, array | None, reason, width, height)."""
+    path = root / rel
+    try:
+        header = images.open_image(path)
+        w, h = header.size
+        header.close()
+        data = path.read_bytes()
+        sha1 = hashlib.sha1(data).hexdigest()
+        return sha1, images.load(data, size, fit), "", w, h
+    except images.ImageError as e:
+        return "", None, str(e), 0, 0
+    except OSError as e:
+        return "", None, f"cannot read file: {e.strerror or e}", 0, 0
+
+
+@dataclass
+class Collection:
+    root: Path
+    store: Path
+    image_size: int
+    fit: str
+    manifest: pd.DataFrame
+
+    # -- opening and syncing ----------------------------------------------------------------
+    @classmethod
+    def open(cls, ws: Workspace, root: str | Path, image_size: int, fit: str = "pad") -> "Collection":
+        """The collection as last scanned, without touching the folder."""
+        root = Path(root).resolve()
+        store = store_dir(ws, root, image_size, fit)
+        mf = store / "manifest.csv"
+        if not mf.is_file():
+            raise FileNotFoundError(f"{root} has not been scanned at {image_size}px yet")
+        manifest = pd.read_csv(mf, dtype={"path": str, "label": str, "sha1": str, "reason": str},
+                               keep_default_na=False)
+        return cls(root, store, image_size, fit, manifest)
+
+    @classmethod
+    def sync(cls, ws: Workspace, root: str | Path, image_size: int, fit: str = "pad",
+             val_fraction: float = 0.1, test_fraction: float = 0.1,
+             progress: ProgressFn | None = None, workers: int | None = None) -> "Collection":
+        """Scan `root` and bring manifest and cache up to date, decoding only new or changed files."""
+        root = Path(root).expanduser().resolve()
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder not found: {root}")
+        progress = report(progress)
+        store = store_dir(ws, root, image_size, fit)
+        store.mkdir(parents=True, exist_ok=True)
+        try:
+            old = cls.open(ws, root, image_size, fit).manifest
+        except FileNotFoundError:
+            old = pd.DataFrame(columns=COLUMNS)
+        files = walk(root)
+        known = {r.path: r for r in old.itertuples(index=False)}
+        keep, todo = [], []
+        for rel, size, mtime in files:
+            prev = known.get(rel)
+            if prev is not None and prev.bytes == size and prev.mtime_ns == mtime:
+                keep.append(prev._asdict())
+            else:
+                todo.append((rel, size, mtime))
+        # Rows of removed or changed files stay in the cache as dead space: rows never move.
+        n_rows = int(old["row"].max()) + 1 if len(old) and (old["row"] >= 0).any() else 0
+        cache_path = store / "images.u8"
+        row_bytes = image_size * image_size * 3
+        with open(cache_path, "ab") as f:
+            f.truncate(n_rows * row_bytes)  # drop rows appended after the last manifest write
+
+        new_rows: list[dict] = []
+        total = len(todo)
+        progress("scan", 0, total)
+        workers = workers or min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(workers) as pool, open(cache_path, "ab") as cache:
+            for start in range(0, total, CHUNK):
+                chunk = todo[start:start + CHUNK]
+                results = pool.map(lambda t: _ingest(root, t[0], image_size, fit), chunk)
+                for (rel, size, mtime), (sha1, arr, reason, w, h) in zip(chunk, results):
+                    ok = arr is not None
+                    if ok:
+                        cache.write(arr.tobytes())
+                    new_rows.append(dict(
+                        row=n_rows if ok else -1, path=rel, label=_label(rel), bytes=size,
+                        mtime_ns=mtime, sha1=sha1, split="", status="ok" if ok else "skipped",
+                        reason=reason, width=w, height=h))
+                    n_rows += ok
+                cache.flush()
+                os.fsync(cache.fileno())
+                done = min(start + CHUNK, total)
+                progress("scan", done, total, skipped=sum(r["status"] == "skipped" for r in new_rows))
+                if done < total and (start // CHUNK) % 20 == 19:  # checkpoint long scans
+                    cls._write_manifest(store, keep + new_rows, val_fraction, test_fraction)
+        manifest = cls._write_manifest(store, keep + new_rows, val_fraction, test_fraction)
+        return cls(root, store, image_size, fit, manifest)
+
+    @staticmethod
+    def _write_manifest(store: Path, rows: list[dict], val_fraction: float,
+                        test_fraction: float) -> pd.DataFrame:
+        df = pd.DataFrame(rows, columns=COLUMNS)
+        ok = df["status"] == "ok"
+        df.loc[ok, "split"] = [split_of(s, val_fraction, test_fraction) for s in df.loc[ok, "sha1"]]
+        df.loc[~ok, "split"] = ""
+        df = df.sort_values(["status", "path"], kind="stable").reset_index(drop=True)
+        with atomic_path(store / "manifest.csv") as tmp:
+            df.to_csv(tmp, index=False)
+        return df
+
+    # -- reading ----------------------------------------------------------------------------
+    @property
+    def images(self) -> np.ndarray:
+        """All decoded rows, memory-mapped read-only: shape (rows, size, size, 3), uint8."""
+        path = self.store / "images.u8"
+        n = path.stat().st_size // (self.image_size * self.image_size * 3)
+        if n == 0:
+            return np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
+        return np.memmap(path, np.uint8, "r", shape=(n, self.image_size, self.image_size, 3))
+
+    def items(self, split: str | None = None) -> pd.DataFrame:
+        """Readable images (optionally of one split), in a stable order, with their cache rows."""
+        df = self.manifest[self.manifest["status"] == "ok"]
+        if split:
+            df = df[df["split"] == split]
+        return df.reset_index(drop=True)
+
+    def skipped(self) -> pd.DataFrame:
+        return self.manifest[self.manifest["status"] == "skipped"][["path", "reason"]].reset_index(drop=True)
+
+    def labels(self) -> list[str]:
+        return sorted(x for x in self.items()["label"].unique() if x)
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the collection state: which images, with which content, in which split."""
+        items = self.items()
+        h = hashlib.sha256()
+        for p, s, sp in zip(items["path"], items["sha1"], items["split"]):
+            h.update(f"{p}\0{s}\0{sp}\n".encode())
+        return h.hexdigest()[:16]
+
+
+def _label(rel: str) -> str:
+    """The immediate sub-folder of the collection root is the label; files at the root have none."""
+    parts = rel.split("/")
+    return parts[0] if len(parts) > 1 else ""

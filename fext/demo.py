@@ -1,0 +1,83 @@
+"""The bundled demo: handwritten digits (from scikit-learn's copy of the UCI set) in labelled
+sub-folders, with a few photo crops mixed in as clear anomalies; and the one call that prepares
+a ready model, index and map for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .progress import ProgressFn, report
+from .workspace import REPO_ROOT, Workspace, read_json
+
+DEMO_DIR = REPO_ROOT / "data" / "demo"
+DEMO_NAME = "demo"
+DEMO_CONFIG = dict(image_size=32, preset="medium", latent_dim=64, epochs=12, batch_size=64,
+                   patience=3)
+
+
+def build_demo_images(dest: Path = DEMO_DIR, per_class: int | None = None, seed: int = 0) -> int:
+    """Write the demo collection; returns the number of files. Deterministic for a given seed."""
+    from sklearn.datasets import load_digits, load_sample_image
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    count = 0
+    for label in range(10):
+        idx = np.flatnonzero(digits.target == label)[:per_class]
+        folder = dest / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in idx:
+            ink = digits.images[i] / 16.0
+            px = (255 * (1 - ink)).astype(np.uint8)  # dark ink on white paper
+            Image.fromarray(px, "L").resize((32, 32), Image.Resampling.BICUBIC).save(
+                folder / f"digit_{i:04d}.png", optimize=True)
+            count += 1
+    for photo in ("china.jpg", "flower.jpg"):
+        pixels = load_sample_image(photo)
+        for j in range(4):
+            y = rng.integers(0, pixels.shape[0] - 200)
+            x = rng.integers(0, pixels.shape[1] - 200)
+            crop = Image.fromarray(pixels[y:y + 200, x:x + 200]).resize((64, 64))
+            label = int(rng.integers(0, 10))
+            crop.save(dest / str(label) / f"photo_{Path(photo).stem}_{j}.jpg", quality=90)
+            count += 1
+    return count
+
+
+def demo_config(epochs: int | None = None) -> RunConfig:
+    c = DEMO_CONFIG
+    return RunConfig(DataConfig(str(DEMO_DIR), c["image_size"]),
+                     ModelConfig(c["preset"], c["latent_dim"]),
+                     TrainConfig(epochs or c["epochs"], c["batch_size"], patience=c["patience"]))
+
+
+def is_ready(ws: Workspace) -> bool:
+    version = ws.current_index(DEMO_NAME)
+    return version is not None and (version / "umap.npy").is_file()
+
+
+def prepare(ws: Workspace, progress: ProgressFn | None = None, epochs: int | None = None) -> dict:
+    """Train, extract and map the demo model, skipping the steps that are already done."""
+    from .features import Artifacts, extract
+    from .projection import project
+    from .train import train
+
+    progress = report(progress)
+    if not DEMO_DIR.is_dir() or not any(DEMO_DIR.iterdir()):
+        progress("demo images", 0, 1)
+        build_demo_images()
+    info = read_json(ws.model_dir(DEMO_NAME) / "config.json")
+    if not info or not (ws.model_dir(DEMO_NAME) / info.get("model_file", "-")).is_file():
+        train(ws, DEMO_NAME, demo_config(epochs), progress)
+    try:
+        art = Artifacts.open(ws, DEMO_NAME)
+    except (FileNotFoundError, RuntimeError):
+        extract(ws, DEMO_NAME, progress=progress)
+        art = Artifacts.open(ws, DEMO_NAME)
+    project(ws, DEMO_NAME, progress=progress)
+    return {"name": DEMO_NAME, "count": int(len(art.items))}

@@ -1,0 +1,178 @@
+"""Encode a collection with a trained model: features, FAISS index and anomaly scores.
+
+Everything is written into a fresh version folder under ``index/<name>/`` and published in one
+atomic step, so searches keep using the previous index until the new one is complete. Vectors
+stream to a memory-mapped ``features.npy``: memory does not grow with the collection. Images
+whose content was already encoded by the same model are reused, not recomputed, so adding
+files to a folder costs only the new files.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import anomaly
+from .collection import Collection
+from .feed import iter_batches
+from .index import VectorIndex, l2_normalize
+from .model import inference_model
+from .progress import ProgressFn, report
+from .train import load_model, model_info
+from .workspace import Workspace, atomic_path, read_json, write_json
+
+ITEM_COLUMNS = ["id", "path", "label", "split", "sha1", "row"]
+
+
+class StaleError(RuntimeError):
+    """An artefact was built from another model or collection state than the current one."""
+
+
+@dataclass
+class Artifacts:
+    """One published extraction: what it was built from and the arrays it holds."""
+
+    name: str
+    dir: Path
+    meta: dict
+    items: pd.DataFrame
+
+    @classmethod
+    def open(cls, ws: Workspace, name: str, check: bool = True) -> "Artifacts":
+        version = ws.current_index(name)
+        if version is None or not (version / "meta.json").is_file():
+            raise FileNotFoundError(
+                f"model {name!r} has no features yet; run: python -m fext extract --name {name}")
+        meta = read_json(version / "meta.json")
+        if check:
+            info = model_info(ws, name)
+            if meta.get("model") != info["fingerprint"]:
+                raise StaleError(
+                    f"the index of {name!r} was built by an earlier version of the model; "
+                    f"rebuild it with: python -m fext extract --name {name}")
+        items = pd.read_csv(version / "items.csv", dtype={"path": str, "label": str, "sha1": str},
+                            keep_default_na=False)
+        return cls(name, version, meta, items)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.meta["images"])
+
+    def features(self) -> np.ndarray:
+        return np.load(self.dir / "features.npy", mmap_mode="r")
+
+    def scores(self) -> np.ndarray:
+        return np.load(self.dir / "scores.npy")
+
+    def index(self) -> VectorIndex:
+        ix = self.meta["index"]
+        return VectorIndex.load(self.dir / "faiss.index", ix["kind"], ix.get("nprobe", 0),
+                                ix.get("recall", 1.0))
+
+    def collection(self, ws: Workspace) -> Collection:
+        return Collection.open(ws, self.root, self.meta["image_size"], self.meta["fit"])
+
+
+def _previous(ws: Workspace, name: str, fingerprint: str) -> dict[str, tuple[np.ndarray, float]]:
+    """sha1 -> (feature, score) from the live extraction when it came from the same model."""
+    try:
+        prev = Artifacts.open(ws, name, check=False)
+    except FileNotFoundError:
+        return {}
+    if prev.meta.get("model") != fingerprint:
+        return {}
+    feats, scores = prev.features(), prev.scores()
+    return {s: (feats[i], scores[i]) for i, s in enumerate(prev.items["sha1"])}
+
+
+def extract(ws: Workspace, name: str, images: str | Path | None = None,
+            progress: ProgressFn | None = None, batch_size: int = 128,
+            index_kind: str = "auto") -> dict:
+    """Features, index and anomaly scores of `images` (default: the training folder)."""
+    progress = report(progress)
+    with ws.lock(name):
+        info = model_info(ws, name)
+        data = info["data"]
+        coll = Collection.sync(ws, images or data["images"], data["image_size"], data["fit"],
+                               data["val_fraction"], data["test_fraction"], progress)
+        items = coll.items()
+        if len(items) == 0:
+            raise ValueError(f"no readable images in {coll.root} ({len(coll.skipped())} skipped)")
+        items = items.assign(id=np.arange(len(items)))[ITEM_COLUMNS]
+        reuse = _previous(ws, name, info["fingerprint"])
+        version = ws.new_index_version(name)
+        try:
+            meta = _encode(ws, name, info, coll, items, reuse, version, progress, batch_size,
+                           index_kind)
+        except BaseException:
+            shutil.rmtree(version, ignore_errors=True)
+            raise
+        ws.publish_index(name, version)
+        return meta
+
+
+def _encode(ws, name, info, coll, items, reuse, version, progress, batch_size, index_kind) -> dict:
+    n, latent = len(items), info["model"]["latent_dim"]
+    feats = np.lib.format.open_memmap(version / ".features.npy", "w+", np.float32, (n, latent))
+    scores = np.zeros(n, np.float32)
+    known = np.array([s in reuse for s in items["sha1"]], bool)
+    for i in np.flatnonzero(known):
+        feats[i], scores[i] = reuse[items["sha1"].iat[i]]
+    todo = np.flatnonzero(~known)
+    if len(todo):
+        ae, _ = load_model(ws, name)
+        infer = inference_model(ae)
+        rows = items["row"].to_numpy()[todo]
+        progress("encode", 0, len(todo), reused=int(known.sum()))
+        for start, x in iter_batches(coll.images, rows, batch_size):
+            z, r = infer.predict_on_batch(x)
+            at = todo[start:start + len(x)]
+            feats[at] = l2_normalize(np.asarray(z))
+            scores[at] = anomaly.reconstruction_error(x, np.asarray(r))
+            progress("encode", start + len(x), len(todo), reused=int(known.sum()))
+    feats.flush()
+    del feats
+    (version / ".features.npy").rename(version / "features.npy")
+    feats = np.load(version / "features.npy", mmap_mode="r")
+    with atomic_path(version / "scores.npy", ".npy") as tmp:
+        np.save(tmp, scores)
+    with atomic_path(version / "items.csv") as tmp:
+        items.to_csv(tmp, index=False)
+    progress("index", 0, 1)
+    index = VectorIndex.build(feats, items["id"].to_numpy(), kind=index_kind)
+    index.save(version / "faiss.index")
+    progress("index", 1, 1, kind=index.kind)
+    meta = {"name": name, "model": info["fingerprint"], "collection": coll.fingerprint,
+            "images": str(coll.root), "image_size": coll.image_size, "fit": coll.fit,
+            "count": n, "dim": latent, "encoded": int(len(todo)), "reused": int(known.sum()),
+            "skipped": int(len(coll.skipped())),
+            "index": {"kind": index.kind, "nprobe": index.nprobe, "recall": index.recall},
+            "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    write_json(version / "meta.json", meta)
+    return meta
+
+
+def write_csv(art: Artifacts, out) -> int:
+    """Write `path,label,f0,...,f{d-1}` to a text stream, one row per image, in chunks."""
+    feats = art.features()
+    cols = ["path", "label"] + [f"f{i}" for i in range(feats.shape[1])]
+    out.write(",".join(cols) + "\n")
+    for start in range(0, len(art.items), 10_000):
+        part = art.items.iloc[start:start + 10_000]
+        block = pd.DataFrame(np.asarray(feats[start:start + len(part)]), columns=cols[2:])
+        block.insert(0, "label", part["label"].to_numpy())
+        block.insert(0, "path", part["path"].to_numpy())
+        block.to_csv(out, header=False, index=False, float_format="%.7g")
+    return len(art.items)
+
+
+def export_csv(ws: Workspace, name: str, dest: str | Path) -> int:
+    """The features CSV of model `name` written atomically to `dest`; returns the row count."""
+    art = Artifacts.open(ws, name)
+    with atomic_path(dest) as tmp, open(tmp, "w", newline="") as f:
+        return write_csv(art, f)

@@ -1,0 +1,120 @@
+"""Turn any image file into an RGB uint8 array of the model's size, the same way everywhere.
+
+One function, `load`, serves training, extraction and uploaded queries, so pixels are never
+normalised two different ways. Decoding is defensive: a file is an image by its content, the
+pixel count is checked from the header before any decoding (decompression bombs), EXIF
+orientation is applied, animations give their first frame and every mode maps to RGB.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 80_000_000  # refuse larger images before decoding them
+BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
+
+Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, from the header, with a clear reason
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as an image; the message is the reason shown to the user."""
+
+
+def open_image(source: str | Path | bytes) -> Image.Image:
+    """Open and validate the header only; raise ImageError with a readable reason."""
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(fp)
+    except UnidentifiedImageError:
+        raise ImageError("not an image (unrecognised content)") from None
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"unreadable image header: {e}") from None
+    w, h = img.size
+    if w < 1 or h < 1:
+        raise ImageError(f"empty image ({w}x{h})")
+    if w * h > MAX_PIXELS:
+        raise ImageError(
+            f"too large: {w}x{h} = {w * h / 1e6:.0f} megapixels (limit {MAX_PIXELS / 1e6:.0f}); "
+            "refused without decoding (possible decompression bomb)")
+    return img
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Every PIL mode to RGB, identically at training and at inference."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        if mode == "F" and np.nanmax(a, initial=0.0) <= 1.0:
+            a = a * 255.0  # float images in [0, 1]
+        elif mode != "F" and np.nanmax(a, initial=0.0) > 255:
+            a = a / 257.0  # 16-bit range to 8-bit
+        a = np.nan_to_num(np.clip(a, 0, 255)).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, BACKGROUND)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return img.convert("RGB")  # 1, L, CMYK, YCbCr, LAB, HSV
+
+
+def fit_square(img: Image.Image, size: int, fit: str = "pad") -> Image.Image:
+    """Resize keeping the aspect ratio: pad to a square with white, or centre-crop."""
+    if fit == "crop":
+        return ImageOps.fit(img, (size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return ImageOps.pad(img, (size, size), Image.Resampling.BILINEAR, color=BACKGROUND)
+
+
+def load(source: str | Path | bytes, size: int, fit: str = "pad") -> np.ndarray:
+    """Decode `source` to a (size, size, 3) uint8 array, or raise ImageError with the reason."""
+    img = open_image(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img.seek(0)  # first frame of animations and multi-page files
+            if img.format == "JPEG":
+                # Decode at reduced scale (DCT scaling) when the image is far larger than needed.
+                img.draft("RGB", (size * 2, size * 2))
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            out = fit_square(to_rgb(img), size, fit)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError("not enough memory to decode") from None
+    except Exception as e:  # PIL raises many types for truncated/corrupt data
+        raise ImageError(f"corrupt or truncated image data: {type(e).__name__}: {e}") from None
+    return np.asarray(out, dtype=np.uint8)
+
+
+def to_model_input(batch: np.ndarray) -> np.ndarray:
+    """uint8 pixels to the float32 [0, 1] range the model sees; the only place this happens."""
+    return np.asarray(batch, dtype=np.float32) * (1.0 / 255.0)
+
+
+def thumbnail(path: str | Path, size: int = 160) -> Image.Image:
+    """Small RGB preview for the app; never raises (an unreadable file gives a grey tile)."""
+    try:
+        img = open_image(path)
+        img.seek(0)
+        if img.format == "JPEG":
+            img.draft("RGB", (size, size))
+        img = to_rgb(ImageOps.exif_transpose(img))
+        img.thumbnail((size, size))
+        return img
+    except Exception:
+        return Image.new("RGB", (size, size), (200, 200, 200))

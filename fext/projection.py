@@ -1,0 +1,55 @@
+"""2-D UMAP map of a collection's features, computed once per extraction and cached beside it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .features import Artifacts
+from .progress import ProgressFn, report
+from .workspace import Workspace, atomic_path, read_json, write_json
+
+
+def umap_2d(features: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1,
+            seed: int | None = 42) -> np.ndarray:
+    """UMAP to 2-D; tiny collections (where UMAP's graph is meaningless) fall back to PCA."""
+    x = np.asarray(features, np.float32)
+    if len(x) < 10:
+        centred = x - x.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        out = np.zeros((len(x), 2), np.float32)
+        out[:, :min(2, len(vt))] = centred @ vt[:2].T
+        return out
+    import umap  # slow to import: only when a map is actually computed
+
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1),
+                        min_dist=min_dist, random_state=seed, low_memory=True,
+                        n_jobs=1 if seed is not None else -1)
+    return reducer.fit_transform(x).astype(np.float32)
+
+
+def project(ws: Workspace, name: str, n_neighbors: int = 15, min_dist: float = 0.1,
+            seed: int | None = 42, progress: ProgressFn | None = None) -> np.ndarray:
+    """The cached map of model `name`'s live extraction, computing it if missing or stale."""
+    progress = report(progress)
+    art = Artifacts.open(ws, name)
+    params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "seed": seed,
+              "count": int(len(art.items))}
+    cached = load_cached(art)
+    if cached is not None and read_json(art.dir / "umap.json") == params:
+        return cached
+    with ws.lock(name):
+        progress("umap", 0, 1)
+        coords = umap_2d(art.features(), n_neighbors, min_dist, seed)
+        with atomic_path(art.dir / "umap.npy", ".npy") as tmp:
+            np.save(tmp, coords)
+        write_json(art.dir / "umap.json", params)
+        progress("umap", 1, 1)
+    return coords
+
+
+def load_cached(art: Artifacts) -> np.ndarray | None:
+    path = art.dir / "umap.npy"
+    if not path.is_file():
+        return None
+    coords = np.load(path)
+    return coords if len(coords) == len(art.items) else None
