@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -19,11 +18,6 @@ EXAMPLES = """examples:
   python -m fext anomalies --name photos --top 20
   python -m fext export --name photos --csv features.csv
 """
-
-
-def _quiet_backend() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # fast CPU convolutions, stated explicitly
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _quiet_backend()
     args = build_parser().parse_args(argv)
     from .progress import Reporter
     from .workspace import LockedError
