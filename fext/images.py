@@ -27,7 +27,12 @@ class ImageError(ValueError):
 
 def open_image(source: str | Path | bytes) -> Image.Image:
     """Open and validate the header only; raise ImageError with a readable reason."""
-    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    if isinstance(source, (bytes, bytearray)):
+        empty, fp = len(source) == 0, io.BytesIO(source)
+    else:
+        empty, fp = Path(source).is_file() and Path(source).stat().st_size == 0, source
+    if empty:
+        raise ImageError("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -75,7 +80,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def fit_square(img: Image.Image, size: int, fit: str = "pad") -> Image.Image:
     """Resize keeping the aspect ratio: pad to a square with white, or centre-crop."""
     if fit == "crop":
-        return ImageOps.fit(img, (size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        return ImageOps.fit(img, (size, size), Image.Resampling.BILINEAR)
     return ImageOps.pad(img, (size, size), Image.Resampling.BILINEAR, color=BACKGROUND)
 
 

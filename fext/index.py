@@ -74,23 +74,27 @@ class VectorIndex:
                                ids[start:start + chunk])
         out = cls(index, kind)
         if kind == "ivf":
-            out.tune(vectors, target_recall + RECALL_MARGIN, seed)
+            out.tune(vectors, ids, target_recall + RECALL_MARGIN, seed)
         return out
 
-    def tune(self, vectors: np.ndarray, target: float, seed: int = 0, queries: int = 200) -> None:
-        """Smallest nprobe whose recall@10 against exact search on sampled queries meets target."""
+    def tune(self, vectors: np.ndarray, ids: np.ndarray, target: float, seed: int = 0,
+             queries: int = 300) -> None:
+        """Smallest nprobe whose recall@10 against exact search meets `target`.
+
+        Queries are sampled database vectors searched leave-one-out (their own entry dropped
+        from both result lists), which stands for new images drawn from the same collection.
+        """
         rng = np.random.default_rng(seed + 1)
-        n = len(vectors)
-        q_rows = np.sort(rng.choice(n, size=min(queries, n), replace=False))
+        q_rows = np.sort(rng.choice(len(vectors), size=min(queries, len(vectors)), replace=False))
         q = np.ascontiguousarray(vectors[q_rows], np.float32)
-        q = l2_normalize(q + rng.normal(0, 0.02, q.shape).astype(np.float32))  # not exact copies
-        truth = exact_knn(vectors, q, 10)
+        q_ids = ids[q_rows]
+        truth = _drop_self(ids[exact_knn(vectors, q, 11)], q_ids)
         ivf = faiss.extract_index_ivf(self.index)
         nprobe = 1
         while True:
             ivf.nprobe = nprobe
-            _, found = self.index.search(q, 10)
-            self.recall = recall_at_k(found, truth)
+            _, found = self.index.search(q, 11)
+            self.recall = recall_at_k(_drop_self(found, q_ids), truth)
             if self.recall >= target or nprobe >= ivf.nlist:
                 break
             nprobe = min(nprobe * 2, ivf.nlist)
@@ -124,6 +128,10 @@ class VectorIndex:
         if nprobe:
             faiss.extract_index_ivf(index).nprobe = nprobe
         return cls(index, kind, nprobe, recall)
+
+
+def _drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int = 10) -> np.ndarray:
+    return np.array([[i for i in row if i != s][:k] for row, s in zip(ids, self_ids)])
 
 
 def exact_knn(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 200_000) -> np.ndarray:

@@ -9,6 +9,7 @@ evaluated once, after the model is chosen.
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 import time
 import uuid
@@ -21,7 +22,7 @@ from . import model as model_lib
 from .collection import Collection
 from .config import RunConfig
 from .evaluate import reconstruction_metrics
-from .feed import ImageBatches
+from .feed import epoch_order, iter_batches
 from .progress import ProgressFn, report
 from .workspace import Workspace, atomic_path, read_json, write_json
 
@@ -33,51 +34,31 @@ def set_seed(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-class RunState(keras.callbacks.Callback):
-    """Per epoch: history row, best checkpoint (on validation loss), last checkpoint, early stop.
+def mean_loss(model, images: np.ndarray, rows: np.ndarray, batch_size: int) -> float:
+    """Reconstruction loss over `rows` in inference mode (batch-size weighted mean)."""
+    total = 0.0
+    for _, x in iter_batches(images, rows, batch_size):
+        total += float(model.test_on_batch(x, x, return_dict=True)["loss"]) * len(x)
+    return total / len(rows)
 
-    All of it is written before the next epoch starts, so a killed run resumes from the last
+
+def end_epoch(model, run_dir: Path, state: dict, row: dict, monitor: str, patience: int) -> None:
+    """Record an epoch: history, best checkpoint (on the monitored loss), last checkpoint, patience.
+
+    Everything is on disk before the next epoch starts, so a killed run resumes from the last
     completed epoch with the same best score and patience counter.
     """
-
-    def __init__(self, run_dir: Path, monitor: str, patience: int, epochs: int,
-                 progress: ProgressFn, state: dict):
-        super().__init__()
-        self.run_dir, self.monitor, self.patience, self.epochs = run_dir, monitor, patience, epochs
-        self.progress, self.state = progress, state
-        self.t0 = time.time()
-
-    def on_train_batch_end(self, batch, logs=None):
-        per_epoch = self.state.get("steps_per_epoch") or 1
-        done = self.state["epoch"] * per_epoch + batch + 1
-        self.progress("train", done, self.epochs * per_epoch, epoch=self.state["epoch"] + 1,
-                      loss=float((logs or {}).get("loss", float("nan"))))
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {k: float(v) for k, v in (logs or {}).items()}
-        row = {"epoch": epoch + 1, **logs, "seconds": round(time.time() - self.t0, 2)}
-        self.t0 = time.time()
-        value = logs.get(self.monitor, np.inf)
-        improved = value < self.state["best"]
-        if improved:
-            self.state.update(best=value, best_epoch=epoch + 1, wait=0)
-            with atomic_path(self.run_dir / "best.keras", ".keras") as tmp:
-                self.model.save(tmp)
-        else:
-            self.state["wait"] += 1
-        with atomic_path(self.run_dir / "last.keras", ".keras") as tmp:
-            self.model.save(tmp)
-        history = self.state.setdefault("history", [])
-        history.append(row)
-        self.state["epoch"] = epoch + 1
-        stop = self.state["wait"] >= self.patience
-        self.state["stopped_early"] = stop and epoch + 1 < self.epochs
-        write_json(self.run_dir / "state.json", self.state)
-        per_epoch = self.state.get("steps_per_epoch") or 1
-        self.progress("train", (epoch + 1) * per_epoch, self.epochs * per_epoch,
-                      epoch=epoch + 1, epoch_logs=row, best_epoch=self.state["best_epoch"])
-        if stop:
-            self.model.stop_training = True
+    if row[monitor] < state["best"]:
+        state.update(best=row[monitor], best_epoch=row["epoch"], wait=0)
+        with atomic_path(run_dir / "best.keras", ".keras") as tmp:
+            model.save(tmp)
+    else:
+        state["wait"] += 1
+    with atomic_path(run_dir / "last.keras", ".keras") as tmp:
+        model.save(tmp)
+    state["history"].append(row)
+    state["epoch"] = row["epoch"]
+    write_json(run_dir / "state.json", state)
 
 
 def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None = None,
@@ -108,22 +89,29 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         set_seed(cfg.train.seed)
         if resumable:
             ae = model_lib.load(run_dir / "last.keras")
-            keras.utils.set_random_seed(cfg.train.seed + state["epoch"])
         else:
             ae = model_lib.compile_autoencoder(
                 model_lib.build_autoencoder(cfg.model, cfg.data.image_size), cfg.train.learning_rate)
 
-        images = coll.images
-        bs = cfg.train.batch_size
-        train_data = ImageBatches(images, train_rows, bs, shuffle=True, seed=cfg.train.seed,
-                                  epoch=state["epoch"])
-        val_data = ImageBatches(images, val_rows, bs) if len(val_rows) else None
-        state["steps_per_epoch"] = len(train_data)
-        monitor = "val_loss" if val_data is not None else "loss"
-        callback = RunState(run_dir, monitor, cfg.train.patience, cfg.train.epochs, progress, state)
-        if state["epoch"] < cfg.train.epochs and state["wait"] < cfg.train.patience:
-            ae.fit(train_data, validation_data=val_data, epochs=cfg.train.epochs,
-                   initial_epoch=state["epoch"], callbacks=[callback], verbose=0)
+        images, bs, epochs = coll.images, cfg.train.batch_size, cfg.train.epochs
+        steps = math.ceil(len(train_rows) / bs)
+        monitor = "val_loss" if len(val_rows) else "loss"
+        while state["epoch"] < epochs and state["wait"] < cfg.train.patience:
+            epoch, t0, seen, total = state["epoch"], time.time(), 0, 0.0
+            order = epoch_order(train_rows, cfg.train.seed, epoch)
+            for step, (_, x) in enumerate(iter_batches(images, order, bs)):
+                total += float(ae.train_on_batch(x, x, return_dict=True)["loss"]) * len(x)
+                seen += len(x)
+                progress("train", epoch * steps + step + 1, epochs * steps, epoch=epoch + 1,
+                         loss=total / seen)
+            row = {"epoch": epoch + 1, "loss": total / seen}
+            if len(val_rows):
+                row["val_loss"] = mean_loss(ae, images, val_rows, bs)
+            row["seconds"] = round(time.time() - t0, 2)
+            end_epoch(ae, run_dir, state, row, monitor, cfg.train.patience)
+            progress("train", (epoch + 1) * steps, epochs * steps, epoch=epoch + 1,
+                     epoch_logs=row, best_epoch=state["best_epoch"])
+        state["stopped_early"] = state["epoch"] < epochs
 
         best = model_lib.load(run_dir / "best.keras")
         progress("evaluate", 0, 1)

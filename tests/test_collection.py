@@ -1,0 +1,85 @@
+"""Scanning folders: labels, content-based splits, skipped files with reasons, incremental rescans."""
+
+import shutil
+
+import numpy as np
+
+from corpus import make_awkward, make_shapes, shape_image
+from fext.collection import Collection
+from fext.workspace import Workspace
+
+
+def test_scan_reads_every_image_and_lists_the_rest(tmp_path):
+    root = tmp_path / "photos"
+    good, bad = make_awkward(root)
+    coll = Collection.sync(Workspace(tmp_path / "ws"), root, 16)
+    assert sorted(coll.items()["path"]) == sorted(good)
+    skipped = coll.skipped()
+    assert sorted(skipped["path"]) == sorted(bad)
+    assert all(skipped["reason"].str.len() > 0)
+    assert coll.images.shape[1:] == (16, 16, 3)
+
+
+def test_labels_come_from_the_first_sub_folder(tmp_path):
+    make_shapes(tmp_path / "c", per_label=3)
+    shape_image("red", 99).save(tmp_path / "c" / "loose.png")
+    items = Collection.sync(Workspace(tmp_path / "ws"), tmp_path / "c", 16).items()
+    assert set(items["label"]) == {"red", "green", "blue", ""}
+    assert items.set_index("path").loc["loose.png", "label"] == ""
+
+
+def test_splits_depend_on_content_not_on_names_or_order(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    make_shapes(a, per_label=30)
+    # the same files under other names and in another folder layout
+    b.mkdir()
+    for i, p in enumerate(sorted(a.rglob("*.png"), reverse=True)):
+        shutil.copy(p, b / f"{i:04d}_{p.name}")
+    ws = Workspace(tmp_path / "ws")
+    split_a = dict(zip(Collection.sync(ws, a, 16).items()["sha1"], Collection.open(ws, a, 16).items()["split"]))
+    split_b = dict(zip(Collection.sync(ws, b, 16).items()["sha1"], Collection.open(ws, b, 16).items()["split"]))
+    assert split_a == split_b
+    counts = {s: list(split_a.values()).count(s) for s in ("train", "val", "test")}
+    assert counts["train"] > counts["val"] > 0 and counts["test"] > 0
+
+
+def test_rescan_decodes_only_new_files_and_drops_removed_ones(tmp_path):
+    root = tmp_path / "c"
+    make_shapes(root, per_label=4)
+    ws = Workspace(tmp_path / "ws")
+    first = Collection.sync(ws, root, 16)
+    before = {p: first.images[r].copy() for p, r in zip(first.items()["path"], first.items()["row"])}
+    (root / "red" / "red_000.png").unlink()
+    shape_image("green", 50).save(root / "green" / "new.png")
+    seen = []
+    again = Collection.sync(ws, root, 16, progress=lambda stage, done, total, **_: seen.append(total))
+    assert seen and max(seen) == 1  # only the new file was decoded
+    paths = set(again.items()["path"])
+    assert "red/red_000.png" not in paths and "green/new.png" in paths
+    for p, r in zip(again.items()["path"], again.items()["row"]):
+        if p in before:
+            assert np.array_equal(again.images[r], before[p])  # rows never move
+
+
+def test_changed_file_is_decoded_again(tmp_path):
+    root = tmp_path / "c"
+    make_shapes(root, per_label=2)
+    ws = Workspace(tmp_path / "ws")
+    Collection.sync(ws, root, 16)
+    target = root / "blue" / "blue_000.png"
+    shape_image("red", 7).save(target)
+    import os
+    os.utime(target, ns=(1, 1))
+    coll = Collection.sync(ws, root, 16)
+    row = coll.items().set_index("path").loc["blue/blue_000.png", "row"]
+    assert coll.images[row][..., 0].max() > 200  # now red
+
+
+def test_fingerprint_changes_with_content(tmp_path):
+    root = tmp_path / "c"
+    make_shapes(root, per_label=2)
+    ws = Workspace(tmp_path / "ws")
+    f1 = Collection.sync(ws, root, 16).fingerprint
+    assert Collection.sync(ws, root, 16).fingerprint == f1
+    shape_image("red", 77).save(root / "red" / "extra.png")
+    assert Collection.sync(ws, root, 16).fingerprint != f1

@@ -1,0 +1,95 @@
+"""Decoding: every mode to RGB the same way, EXIF orientation, first frames, refusals with reasons."""
+
+import resource
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from corpus import bomb_png, make_awkward, shape_image
+from fext import images
+
+
+@pytest.fixture(scope="module")
+def awkward(tmp_path_factory):
+    root = tmp_path_factory.mktemp("awkward")
+    good, bad = make_awkward(root)
+    return root, good, bad
+
+
+def test_corpus_is_large_and_varied(awkward):
+    _, good, bad = awkward
+    assert len(good) + len(bad) >= 30
+
+
+def test_every_readable_file_decodes_to_rgb_uint8(awkward):
+    root, good, _ = awkward
+    for rel in good:
+        a = images.load(root / rel, 16)
+        assert a.shape == (16, 16, 3) and a.dtype == np.uint8, rel
+
+
+def test_every_broken_file_is_refused_with_a_reason(awkward):
+    root, _, bad = awkward
+    for rel in bad:
+        with pytest.raises(images.ImageError) as e:
+            images.load(root / rel, 16)
+        assert str(e.value), rel
+
+
+def test_modes_map_to_the_same_pixels():
+    """Grey, 16-bit and float versions of one picture decode to the same RGB pixels."""
+    grey = shape_image("red", 4, 32).convert("L")
+    g = np.asarray(grey)
+    variants = [grey, Image.fromarray(g.astype(np.uint16) * 257),
+                Image.fromarray(g.astype(np.float32) / 255.0), grey.convert("I")]
+    ref = np.asarray(images.fit_square(images.to_rgb(grey), 32))
+    for v in variants:
+        out = np.asarray(images.fit_square(images.to_rgb(v), 32)).astype(int)
+        assert np.abs(out - ref).max() <= 1, v.mode
+
+
+def test_transparency_is_composited_on_white():
+    img = Image.new("RGBA", (8, 8), (255, 0, 0, 0))
+    assert images.to_rgb(img).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (40, 20), (0, 0, 255)).save(tmp_path / "r.jpg", exif=exif.tobytes())
+    img = images.open_image(tmp_path / "r.jpg")
+    from PIL import ImageOps
+    assert ImageOps.exif_transpose(img).size == (20, 40)
+    # padded to a square: the rotated image is tall, so white bars appear left and right
+    a = images.load(tmp_path / "r.jpg", 40, "pad")
+    assert a[20, 0].tolist() == [255, 255, 255] and a[20, 20, 2] > 200 and a[20, 20, 0] < 60
+
+
+def test_animation_gives_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (16, 16), c) for c in [(255, 0, 0), (0, 0, 255)]]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    a = images.load(tmp_path / "a.gif", 16)
+    assert a[8, 8, 0] > 200 and a[8, 8, 2] < 50
+
+
+def test_aspect_ratio_is_kept_by_pad_and_crop():
+    wide = Image.new("RGB", (64, 32), (0, 0, 0))
+    padded = np.asarray(images.fit_square(wide, 32, "pad"))
+    assert padded[0, 16].tolist() == [255, 255, 255] and padded[16, 16].tolist() == [0, 0, 0]
+    cropped = np.asarray(images.fit_square(wide, 32, "crop"))
+    assert (cropped == 0).all()
+
+
+def test_bomb_is_refused_without_decoding():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(images.ImageError, match="too large"):
+        images.load(bomb_png(), 32)
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kb < 50_000  # decoding 10 gigapixels would need gigabytes
+
+
+def test_bytes_and_paths_decode_identically(tmp_path):
+    shape_image("blue", 3, 40).save(tmp_path / "b.png")
+    assert np.array_equal(images.load(tmp_path / "b.png", 16),
+                          images.load((tmp_path / "b.png").read_bytes(), 16))

@@ -1,0 +1,53 @@
+"""Architecture: presets, compact bottleneck, mirrored decoder, safe loading."""
+
+import keras
+import numpy as np
+import pytest
+
+from fext import model as model_lib
+from fext.config import ModelConfig
+
+
+@pytest.mark.parametrize("preset,blocks,convs", [("small", 2, 4), ("medium", 3, 6),
+                                                 ("large", 4, 8), ("vgg16", 5, 13)])
+def test_presets_build_with_a_compact_bottleneck(preset, blocks, convs):
+    size = 2 ** blocks * 2
+    ae = model_lib.build_autoencoder(ModelConfig(preset, 32), size)
+    enc_convs = [l for l in ae.layers if l.name.startswith("enc") and "_conv" in l.name]
+    dec_convs = [l for l in ae.layers if l.name.startswith("dec") and "_conv" in l.name]
+    assert len(enc_convs) == convs == len(dec_convs)
+    assert all(l.kernel_size == (3, 3) for l in enc_convs)
+    assert model_lib.encoder_of(ae).output.shape == (None, 32)
+    assert ae.output.shape == (None, size, size, 3)
+
+
+def test_vgg16_filters_match_vgg16():
+    ae = model_lib.build_autoencoder(ModelConfig("vgg16", 128), 32)
+    filters = [l.filters for l in ae.layers if l.name.startswith("enc") and "_conv" in l.name]
+    assert filters == [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+
+
+def test_image_size_must_fit_the_pooling_steps():
+    with pytest.raises(ValueError, match="multiple of 8"):
+        model_lib.build_autoencoder(ModelConfig("medium", 16), 20)
+
+
+def test_saved_model_round_trips_in_safe_mode(tmp_path):
+    ae = model_lib.compile_autoencoder(model_lib.build_autoencoder(ModelConfig("small", 4), 8), 1e-3)
+    x = np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32)
+    ae.save(tmp_path / "m.keras")
+    again = model_lib.load(tmp_path / "m.keras")
+    np.testing.assert_allclose(again.predict_on_batch(x), ae.predict_on_batch(x), atol=1e-6)
+
+
+def test_model_with_lambda_code_is_refused(tmp_path):
+    inp = keras.Input((4,))
+    out = keras.layers.Lambda(lambda t: t * 2)(inp)
+    keras.Model(inp, out).save(tmp_path / "evil.keras")
+    with pytest.raises(ValueError, match="cannot load model"):
+        model_lib.load(tmp_path / "evil.keras")
+
+
+def test_flops_are_counted():
+    ae = model_lib.build_autoencoder(ModelConfig("small", 8), 16)
+    assert model_lib.flops_per_image(ae) > 2 * 16 * 16 * 3 * 32 * 9

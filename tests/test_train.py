@@ -1,0 +1,84 @@
+"""Training: saved artefacts, reproducibility, resume after an interruption, previous model kept."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import tiny_config
+from fext.train import load_model, model_info, train
+from fext.workspace import LockedError, Workspace
+
+
+class StopAfter:
+    """A progress hook that interrupts training after `epochs` completed epochs."""
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def __call__(self, stage, done, total, **info):
+        if "epoch_logs" in info and info["epoch_logs"]["epoch"] >= self.epochs:
+            raise KeyboardInterrupt
+
+
+def history(ws, name):
+    return pd.read_csv(ws.model_dir(name) / "history.csv")
+
+
+def test_model_folder_has_everything(trained):
+    ws, name = trained
+    info = model_info(ws, name)
+    d = ws.model_dir(name)
+    assert (d / info["model_file"]).is_file()
+    assert info["model"] == {"preset": "small", "latent_dim": 8}
+    assert info["data"]["image_size"] == 16 and info["train"]["seed"] == 42
+    assert len(history(ws, name)) == 3
+    metrics = (d / "metrics.json").read_text()
+    assert '"monitor": "val_loss"' in metrics  # chosen on validation, never on test
+    model, _ = load_model(ws, name)
+    assert model.output.shape[1:] == (16, 16, 3)
+
+
+def test_training_is_reproducible(tmp_path, shapes_dir):
+    ws = Workspace(tmp_path)
+    train(ws, "a", tiny_config(shapes_dir, epochs=2))
+    train(ws, "b", tiny_config(shapes_dir, epochs=2))
+    np.testing.assert_allclose(history(ws, "a")["loss"], history(ws, "b")["loss"], rtol=1e-6)
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, shapes_dir):
+    ws = Workspace(tmp_path)
+    train(ws, "whole", tiny_config(shapes_dir, epochs=4))
+    with pytest.raises(KeyboardInterrupt):
+        train(ws, "cut", tiny_config(shapes_dir, epochs=4), progress=StopAfter(2))
+    assert not (ws.model_dir("cut") / "config.json").exists()
+    seen = []
+    train(ws, "cut", tiny_config(shapes_dir, epochs=4),
+          progress=lambda s, d, t, **i: seen.append(i.get("epoch_logs", {}).get("epoch")))
+    assert 1 not in seen and 2 not in seen and 3 in seen  # epochs 1-2 were not run again
+    np.testing.assert_allclose(history(ws, "cut")["loss"], history(ws, "whole")["loss"], rtol=1e-5)
+    np.testing.assert_allclose(history(ws, "cut")["val_loss"], history(ws, "whole")["val_loss"],
+                               rtol=1e-5)
+
+
+def test_failed_retraining_keeps_the_previous_model(tmp_path, shapes_dir):
+    ws = Workspace(tmp_path)
+    train(ws, "m", tiny_config(shapes_dir, epochs=1))
+    before = model_info(ws, "m")
+    with pytest.raises(KeyboardInterrupt):
+        train(ws, "m", tiny_config(shapes_dir, epochs=3, seed=7), progress=StopAfter(1))
+    assert model_info(ws, "m") == before
+    load_model(ws, "m")
+
+
+def test_second_writer_is_refused(tmp_path, shapes_dir):
+    ws = Workspace(tmp_path)
+    with ws.lock("busy"):
+        with pytest.raises(LockedError, match="already writing"):
+            train(ws, "busy", tiny_config(shapes_dir, epochs=1))
+
+
+def test_bad_settings_are_refused_before_any_work(tmp_path, shapes_dir):
+    with pytest.raises(ValueError, match="multiple of 4"):
+        train(Workspace(tmp_path), "x", tiny_config(shapes_dir, image_size=18))
+    with pytest.raises(ValueError, match="invalid name"):
+        train(Workspace(tmp_path), "../escape", tiny_config(shapes_dir))
