@@ -1,0 +1,103 @@
+"""The CLI end to end, as a script would use it, on labelled images mixed with broken files."""
+
+import csv
+import json
+
+import pytest
+
+from conftest import run_cli
+from corpus import make_awkward, make_shapes
+
+COMMANDS = ["train", "extract", "search", "anomalies", "export", "evaluate", "project", "scan", "demo"]
+
+
+@pytest.fixture(scope="module")
+def cli_ws(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    images = root / "photos"
+    make_shapes(images, per_label=10)
+    good, bad = make_awkward(images / "misc")
+    ws = root / "ws"
+    out = run_cli("train", "--images", str(images), "--name", "cli", "--preset", "small",
+                  "--image-size", "16", "--latent-dim", "8", "--epochs", "2", "--batch-size", "16",
+                  "--json", workspace=ws)
+    return ws, images, json.loads(out.stdout), 30 + len(good), len(bad)
+
+
+def test_help_on_every_command():
+    for c in COMMANDS:
+        assert "usage:" in run_cli(c, "--help").stdout
+
+
+def test_train_reports_metrics_and_skipped_files(cli_ws):
+    ws, _, result, readable, broken = cli_ws
+    assert result["skipped"] == broken
+    assert sum(result["images"].values()) == readable
+    assert result["splits"]["val"]["loss"] > 0
+
+
+def test_extract_search_anomalies_export_evaluate_project(cli_ws, tmp_path):
+    ws, images, _, readable, _ = cli_ws
+    meta = json.loads(run_cli("extract", "--name", "cli", "--json", workspace=ws).stdout)
+    assert meta["count"] == readable
+
+    query = images / "blue" / "blue_004.png"
+    res = json.loads(run_cli("search", "--name", "cli", str(query), "-k", "5", "--json",
+                             workspace=ws).stdout)
+    assert res["query"] == str(query)
+    assert res["results"][0]["path"] == "blue/blue_004.png" and res["results"][0]["rank"] == 1
+    assert res["results"][0]["score"] == max(r["score"] for r in res["results"])
+    assert len(res["results"]) == 5
+
+    anom = json.loads(run_cli("anomalies", "--name", "cli", "--top", "0", "--json",
+                              workspace=ws).stdout)["results"]
+    assert len(anom) == readable
+    assert [a["score"] for a in anom] == sorted((a["score"] for a in anom), reverse=True)
+
+    out = tmp_path / "features.csv"
+    run_cli("export", "--name", "cli", "--csv", str(out), workspace=ws)
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["path", "label"] + [f"f{i}" for i in range(8)]
+    assert len(rows) == readable + 1 and all(len(r) == 10 for r in rows)
+    assert "misc/names/ünïcödé ñame with spaces.png" in {r[0] for r in rows}
+
+    ev = json.loads(run_cli("evaluate", "--name", "cli", "--json", workspace=ws).stdout)
+    assert set(ev["reconstruction"]) == {"train", "val", "test"}
+    assert 0 < ev["reconstruction"]["test"]["ssim"] <= 1
+
+    proj = json.loads(run_cli("project", "--name", "cli", "--json", workspace=ws).stdout)
+    assert proj["points"] == readable
+
+
+def test_scan_lists_skipped_files_with_reasons(cli_ws):
+    ws, images, _, readable, broken = cli_ws
+    s = json.loads(run_cli("scan", "--images", str(images), "--image-size", "16", "--json",
+                           workspace=ws).stdout)
+    assert s["readable"] == readable and s["skipped"] == broken
+    reasons = {f["path"]: f["reason"] for f in s["skipped_files"]}
+    assert "too large" in reasons["misc/broken/bomb.png"]
+    assert "empty" in reasons["misc/broken/empty.jpg"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["search", "--name", "nope", "x.png"], "query image not found"),
+    (["anomalies", "--name", "nope"], "no features yet"),
+    (["evaluate", "--name", "nope"], "no trained model"),
+    (["train", "--images", "/does/not/exist", "--name", "x"], "image folder not found"),
+    (["train", "--images", ".", "--name", "../../etc"], "invalid name"),
+])
+def test_errors_are_one_clear_line_and_exit_1(tmp_path, args, message):
+    proc = run_cli(*args, workspace=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_workspace_from_environment(cli_ws, monkeypatch):
+    import subprocess
+    import sys
+    ws = cli_ws[0]
+    proc = subprocess.run([sys.executable, "-m", "fext", "anomalies", "--name", "cli", "--top", "3",
+                           "--json"], capture_output=True, text=True,
+                          env={**__import__("os").environ, "FEXT_WORKSPACE": str(ws)},
+                          cwd=str(__import__("conftest").REPO))
+    assert proc.returncode == 0 and len(json.loads(proc.stdout)["results"]) == 3

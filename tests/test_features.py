@@ -1,0 +1,103 @@
+"""Extraction: artefacts, provenance, incremental reuse, stale detection, atomic publishing."""
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from corpus import shape_image
+from fext.features import Artifacts, StaleError, export_csv, extract
+from fext.projection import project
+from fext.search import Searcher
+from fext.train import model_info, train
+from fext.workspace import Workspace
+
+
+def test_artefacts_are_complete_and_consistent(trained):
+    ws, name = trained
+    art = Artifacts.open(ws, name)
+    feats = art.features()
+    assert feats.shape == (len(art.items), 8) and len(art.items) == 42
+    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
+    assert art.scores().shape == (42,) and (art.scores() > 0).all()
+    assert art.meta["model"] == model_info(ws, name)["fingerprint"]
+    assert art.meta["skipped"] == 2 and len(art.index()) == 42
+
+
+def test_an_indexed_image_finds_itself_first(trained, shapes_dir):
+    ws, name = trained
+    s = Searcher.open(ws, name)
+    results = s.search(shapes_dir / "green" / "green_005.png", 5)
+    assert results[0]["path"] == "green/green_005.png"
+    assert results[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert [r["rank"] for r in results] == [1, 2, 3, 4, 5]
+    assert all(a["score"] >= b["score"] for a, b in zip(results, results[1:]))
+
+
+def test_features_row_points_at_its_own_image(trained, shapes_dir):
+    ws, name = trained
+    s = Searcher.open(ws, name)
+    art = s.artifacts
+    for i in (0, 17, 41):
+        vec, _ = s.encode(shapes_dir / art.items["path"].iat[i])
+        np.testing.assert_allclose(vec, art.features()[i], atol=1e-4)
+
+
+def test_csv_has_one_row_per_image_with_the_vector(trained, tmp_path):
+    ws, name = trained
+    n = export_csv(ws, name, tmp_path / "f.csv")
+    lines = (tmp_path / "f.csv").read_text().splitlines()
+    assert n == 42 and len(lines) == 43
+    assert lines[0] == "path,label," + ",".join(f"f{i}" for i in range(8))
+    first = lines[1].split(",")
+    assert len(first) == 10 and first[1] in ("red", "green", "blue")
+    np.testing.assert_allclose([float(v) for v in first[2:]], Artifacts.open(ws, name).features()[0],
+                               rtol=1e-5)
+
+
+def test_rescan_encodes_only_new_images_and_keeps_old_vectors(tmp_path, shapes_dir):
+    import shutil
+    images = tmp_path / "imgs"
+    shutil.copytree(shapes_dir, images)
+    ws = Workspace(tmp_path / "ws")
+    train(ws, "m", tiny_config(images, epochs=1))
+    first = extract(ws, "m")
+    old = Artifacts.open(ws, "m")
+    old_vec = dict(zip(old.items["path"], np.array(old.features())))
+    shape_image("red", 500).save(images / "red" / "added.png")
+    (images / "blue" / "blue_000.png").unlink()
+    second = extract(ws, "m")
+    assert second["encoded"] == 1 and second["reused"] == first["count"] - 1
+    art = Artifacts.open(ws, "m")
+    assert "red/added.png" in set(art.items["path"]) and "blue/blue_000.png" not in set(art.items["path"])
+    for p, v in zip(art.items["path"], art.features()):
+        if p in old_vec:
+            np.testing.assert_allclose(v, old_vec[p], atol=1e-6)
+    # retraining makes the index stale: refused with a message, rebuilt by extract
+    train(ws, "m", tiny_config(images, epochs=1, seed=3))
+    with pytest.raises(StaleError, match="extract"):
+        Artifacts.open(ws, "m")
+    assert extract(ws, "m")["encoded"] == second["count"]
+    Artifacts.open(ws, "m")
+
+
+def test_failed_extraction_keeps_the_previous_index(trained, monkeypatch):
+    ws, name = trained
+    before = ws.current_index(name)
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr("fext.features.VectorIndex.build", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        extract(ws, name)
+    assert ws.current_index(name) == before
+    assert len(Artifacts.open(ws, name).index()) == 42
+    assert [p.name for p in before.parent.glob("v-*")] == [before.name]  # no half-written version
+
+
+def test_umap_map_is_cached(trained):
+    ws, name = trained
+    coords = project(ws, name)
+    assert coords.shape == (42, 2) and np.isfinite(coords).all()
+    mtime = (Artifacts.open(ws, name).dir / "umap.npy").stat().st_mtime_ns
+    np.testing.assert_array_equal(project(ws, name), coords)
+    assert (Artifacts.open(ws, name).dir / "umap.npy").stat().st_mtime_ns == mtime
