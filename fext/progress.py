@@ -40,7 +40,8 @@ class Reporter:
         self._flush(force=True)
 
     def __call__(self, stage: str, done: int, total: int, **info) -> None:
-        if stage != self._stage:
+        new_stage = stage != self._stage
+        if new_stage:
             self._close_bar()
             self._stage = stage
         self.state.update(stage=stage, done=int(done), total=int(total), updated=time.time())
@@ -48,7 +49,7 @@ class Reporter:
             self.state["history"].append(info.pop("epoch_logs"))
         self.state["info"] = info
         self._draw(stage, done, total, info)
-        self._flush(force=done >= total)
+        self._flush(force=new_stage or done >= total)
 
     def finish(self, status: str = "done", **result) -> None:
         self._close_bar()

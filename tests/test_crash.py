@@ -1,0 +1,108 @@
+"""SIGKILL real jobs at several points: nothing is lost, and running again gives the same result."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, run_cli
+from corpus import make_shapes
+from fext.features import Artifacts
+from fext.search import Searcher
+from fext.train import load_model, model_info
+from fext.workspace import Workspace
+
+TRAIN = ["--preset", "small", "--image-size", "16", "--latent-dim", "8", "--batch-size", "8",
+         "--epochs", "4", "--patience", "10"]
+
+
+def kill_when(args, workspace, until, timeout=120):
+    """Start `python -m fext args`, SIGKILL it once `until(progress)` holds; True if killed."""
+    pf = workspace / "progress.json"
+    pf.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "fext", *args, "--workspace", str(workspace),
+                             "--progress-file", str(pf)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while proc.poll() is None and time.time() < deadline:
+            try:
+                state = json.loads(pf.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                state = {}
+            if state and until(state):
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return True
+            time.sleep(0.005)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return False
+
+
+def at_stage(stage, min_done=0):
+    return lambda s: s.get("stage") == stage and s.get("done", 0) >= min_done
+
+
+def after_epochs(n):
+    return lambda s: len(s.get("history", [])) >= n
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("crash")
+    make_shapes(root / "a", per_label=25, size=24)
+    make_shapes(root / "b", per_label=120, size=24)
+    return root
+
+
+def test_killed_training_resumes_to_the_uninterrupted_result(folders, tmp_path):
+    ref_ws, ws = tmp_path / "ref", tmp_path / "ws"
+    run_cli("train", "--images", str(folders / "a"), "--name", "m", *TRAIN, workspace=ref_ws)
+    # an earlier model under the same name must survive every kill
+    run_cli("train", "--images", str(folders / "a"), "--name", "m", *TRAIN[:-4], "--epochs", "1",
+            workspace=ws)
+    before = model_info(Workspace(ws), "m")
+    args = ["train", "--images", str(folders / "a"), "--name", "m", *TRAIN, "--seed", "42"]
+    killed = [kill_when(args, ws, at_stage("train", 1)),       # inside the first epoch
+              kill_when(args, ws, at_stage("train", 20)),      # inside a later epoch
+              kill_when(args, ws, after_epochs(1))]            # right after a checkpoint
+    assert all(killed)  # each kill landed before the run could finish
+    assert model_info(Workspace(ws), "m") == before  # previous model intact and loadable
+    load_model(Workspace(ws), "m")
+    run_cli(*args, workspace=ws)
+    got = pd.read_csv(Workspace(ws).model_dir("m") / "history.csv")
+    want = pd.read_csv(Workspace(ref_ws).model_dir("m") / "history.csv")
+    np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-5)
+    np.testing.assert_allclose(got["val_loss"], want["val_loss"], rtol=1e-5)
+
+
+def test_killed_extraction_keeps_the_previous_index_and_redoes_the_work(folders, tmp_path):
+    ws = tmp_path / "ws"
+    run_cli("train", "--images", str(folders / "a"), "--name", "m", *TRAIN[:-4], "--epochs", "1",
+            workspace=ws)
+    run_cli("extract", "--name", "m", workspace=ws)
+    w = Workspace(ws)
+    count_a = len(Artifacts.open(w, "m").items)
+    args = ["extract", "--name", "m", "--images", str(folders / "b")]
+    for point in (at_stage("scan", 1), at_stage("encode", 1), at_stage("index")):
+        kill_when(args, ws, point)
+        art = Artifacts.open(w, "m")  # still the previous, complete index
+        assert len(art.items) == count_a and len(art.index()) == count_a
+        assert Searcher.open(w, "m").search(folders / "a" / "red" / "red_003.png", 1)[0]["path"] == \
+            "red/red_003.png"
+    run_cli(*args, workspace=ws)
+    art = Artifacts.open(w, "m")
+    assert len(art.items) == 360 and len(art.index()) == 360
+    s = Searcher.open(w, "m")
+    for i in (0, 123, 359):
+        vec, _ = s.encode(folders / "b" / art.items["path"].iat[i])
+        np.testing.assert_allclose(vec, art.features()[i], atol=1e-4)
