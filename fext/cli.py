@@ -63,14 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-k", type=int, default=10, help="number of results")
     c.add_argument("--json", action="store_true")
 
-    c = cmd("anomalies", "rank images by anomaly score (reconstruction error)")
+    c = cmd("anomalies", "rank images by anomaly score (most unusual first)")
     c.add_argument("--top", type=int, default=20, help="how many to show (0: all)")
+    c.add_argument("--score", default="isolation", choices=["isolation", "reconstruction"],
+                   help="isolation: distance to the nearest images in feature space (default); "
+                        "reconstruction: the autoencoder's reconstruction error")
     c.add_argument("--json", action="store_true")
 
     c = cmd("export", "write the features CSV: path,label,f0,f1,...")
     c.add_argument("--csv", required=True, help="output CSV file")
 
-    c = cmd("evaluate", "reconstruction loss, PSNR and SSIM per split")
+    c = cmd("evaluate", "reconstruction per split; retrieval (and anomaly detection) against "
+                        "raw-pixel and PCA baselines")
+    c.add_argument("--one-class", action="store_true",
+                   help="also measure one-class anomaly detection (trains one model per label)")
     c.add_argument("--json", action="store_true")
 
     c = cmd("project", "compute (or reuse) the 2-D UMAP map of the collection")
@@ -169,11 +175,11 @@ def cmd_anomalies(args, progress):
     from .features import Artifacts
 
     art = Artifacts.open(_ws(args), args.name)
-    df = ranking(art.items, art.scores(), args.top or None)
+    df = ranking(art.items, art.scores(args.score), args.top or None)
     results = [{"rank": int(r.rank), "path": r.path, "label": r.label, "score": float(r.score)}
                for r in df.itertuples()]
     text = "\n".join(f"{r['rank']:4d}  {r['score']:.5f}  {r['path']}" for r in results)
-    _out(args, {"model": args.name, "results": results}, text)
+    _out(args, {"model": args.name, "score": args.score, "results": results}, text)
 
 
 def cmd_export(args, progress):
@@ -185,7 +191,7 @@ def cmd_export(args, progress):
 
 def cmd_evaluate(args, progress):
     from .collection import Collection
-    from .evaluate import reconstruction_metrics
+    from .evaluate import quality, reconstruction_metrics
     from .train import load_model
     from .workspace import write_json
 
@@ -194,14 +200,26 @@ def cmd_evaluate(args, progress):
     d = info["data"]
     coll = Collection.sync(ws, d["images"], d["image_size"], d["fit"], d["val_fraction"],
                            d["test_fraction"], progress)
-    result = {"model": args.name, "reconstruction": reconstruction_metrics(model, coll)}
+    result = {"model": args.name, "reconstruction": reconstruction_metrics(model, coll),
+              **quality(model, info, coll, one_class=args.one_class, progress=progress)}
     write_json(ws.model_dir(args.name) / "evaluation.json", result)
+    _out(args, result, "\n".join(evaluation_table(result)))
+
+
+def evaluation_table(result: dict) -> list[str]:
     lines = [f"{'split':6s} {'images':>7s} {'loss':>9s} {'PSNR':>7s} {'SSIM':>6s}"]
     for split, s in result["reconstruction"].items():
         if s.get("images"):
             lines.append(f"{split:6s} {s['images']:7d} {s['loss']:9.5f} {s['psnr']:7.2f} "
                          f"{s['ssim']:6.3f}")
-    _out(args, result, "\n".join(lines))
+    if "note" in result:
+        return lines + ["", result["note"]]
+    auc = result.get("one_class_auc", {})
+    lines += ["", f"{'method':14s} {'precision@10':>12s} {'mAP':>7s} {'1-class AUC':>11s}"]
+    for method, r in result["retrieval"].items():
+        a = f"{auc[method]['mean']:11.4f}" if method in auc else f"{'-':>11s}"
+        lines.append(f"{method:14s} {r['precision@10']:12.4f} {r['map']:7.4f} {a}")
+    return lines
 
 
 def cmd_project(args, progress):

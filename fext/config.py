@@ -61,6 +61,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     patience: int = 5
     seed: int = 42
+    noise: float = 0.0  # std of Gaussian noise added to inputs (denoising autoencoder)
 
     def validate(self) -> None:
         if self.epochs < 1:

@@ -60,3 +60,156 @@ def reconstruction_metrics(model, coll, batch_size: int = 64) -> dict:
         out[split] = {"images": int(len(rows)), "loss": float(m["mse"].mean()),
                       "psnr": float(m["psnr"].mean()), "ssim": float(m["ssim"].mean())}
     return out
+
+
+# -- retrieval and anomaly detection, against baselines ------------------------------------------
+
+def _flat(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return np.concatenate([x.reshape(len(x), -1) for _, x in iter_batches(images, rows, 512)])
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def retrieval(db: np.ndarray, db_labels, queries: np.ndarray, q_labels, k: int = 10) -> dict:
+    """precision@k and mAP of cosine search: each query against the whole database."""
+    db, queries = _unit(db), _unit(queries)
+    db_labels, q_labels = np.asarray(db_labels), np.asarray(q_labels)
+    precision, ap = [], []
+    for start in range(0, len(queries), 256):
+        sims = queries[start:start + 256] @ db.T
+        order = np.argsort(-sims, axis=1, kind="stable")
+        rel = db_labels[order] == q_labels[start:start + 256, None]
+        precision.extend(rel[:, :k].mean(axis=1))
+        hits = np.cumsum(rel, axis=1)
+        ranks = np.arange(1, rel.shape[1] + 1)
+        ap.extend((hits / ranks * rel).sum(axis=1) / np.maximum(rel.sum(axis=1), 1))
+    return {f"precision@{k}": float(np.mean(precision)), "map": float(np.mean(ap))}
+
+
+def roc_auc(scores: np.ndarray, is_anomaly: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+    return float(roc_auc_score(np.asarray(is_anomaly, bool), np.asarray(scores, np.float64)))
+
+
+class RawPixels:
+    """Baseline: the pixels at the model's input size; anomaly = distance to the nearest training image."""
+
+    name = "raw pixels"
+
+    def fit(self, images, rows):
+        self.db = _unit(_flat(images, rows))
+        return self
+
+    def features(self, images, rows):
+        return _flat(images, rows)
+
+    def anomaly(self, images, rows):
+        q = _unit(_flat(images, rows))
+        return 1.0 - (q @ self.db.T).max(axis=1)
+
+
+class PCABaseline:
+    """Baseline: PCA of the pixels at the model's feature size; anomaly = PCA reconstruction error."""
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self.name = f"PCA-{dim}"
+
+    def fit(self, images, rows):
+        from sklearn.decomposition import PCA
+        x = _flat(images, rows)
+        self.pca = PCA(n_components=min(self.dim, len(x), x.shape[1]), random_state=0).fit(x)
+        return self
+
+    def features(self, images, rows):
+        return self.pca.transform(_flat(images, rows))
+
+    def anomaly(self, images, rows):
+        x = _flat(images, rows)
+        r = self.pca.inverse_transform(self.pca.transform(x))
+        return ((x - r) ** 2).mean(axis=1)
+
+
+class EncoderFeatures:
+    """The method under test: the autoencoder's bottleneck vectors."""
+
+    name = "autoencoder"
+
+    def __init__(self, model):
+        from .model import encoder_of
+        self.encoder = encoder_of(model)
+
+    def features(self, images, rows):
+        return np.concatenate([np.asarray(self.encoder.predict_on_batch(x))
+                               for _, x in iter_batches(images, rows, 256)])
+
+
+def _labelled(coll, split: str, limit: int | None = None):
+    items = coll.items(split)
+    items = items[items["label"] != ""]
+    if limit and len(items) > limit:  # a deterministic sample keeps evaluation time bounded
+        items = items.sort_values("sha1").head(limit)
+    return items["row"].to_numpy(), items["label"].to_numpy()
+
+
+def quality(model, info: dict, coll, one_class: bool = False, progress=None,
+            max_queries: int = 2000) -> dict:
+    """Retrieval (and optionally one-class anomaly detection) of the model against baselines.
+
+    Retrieval: test-split queries against the training split, relevant = same label.
+    One-class: for each label, fit on that label's training images, score the whole test split;
+    the other labels are the anomalies; ROC AUC averaged over labels. Baselines are fitted on
+    exactly the same rows in the same run: raw pixels, and PCA at the model's feature size.
+    """
+    from .progress import report
+
+    progress = report(progress)
+    tr_rows, tr_labels = _labelled(coll, "train")
+    te_rows, te_labels = _labelled(coll, "test", max_queries)
+    labels = sorted(set(tr_labels))
+    if len(labels) < 2 or len(te_rows) == 0:
+        return {"note": "retrieval and anomaly figures need at least two labelled sub-folders "
+                        "with images in the training and test splits"}
+    dim, images = info["model"]["latent_dim"], coll.images
+    methods = [EncoderFeatures(model), PCABaseline(dim).fit(images, tr_rows), RawPixels()]
+    out = {"labels": len(labels), "queries": int(len(te_rows)), "database": int(len(tr_rows)),
+           "retrieval": {}}
+    for i, m in enumerate(methods):
+        progress("retrieval", i, len(methods))
+        out["retrieval"][m.name] = retrieval(m.features(images, tr_rows), tr_labels,
+                                             m.features(images, te_rows), te_labels)
+    progress("retrieval", len(methods), len(methods))
+    if one_class:
+        out["one_class_auc"] = one_class_auc(info, coll, tr_rows, tr_labels, te_rows, te_labels,
+                                             labels, progress)
+    return out
+
+
+def one_class_auc(info, coll, tr_rows, tr_labels, te_rows, te_labels, labels, progress) -> dict:
+    """Mean ROC AUC over labels: trained on one label, the other labels are the anomalies."""
+    from .anomaly import distance_to_reference
+    from .config import RunConfig
+    from .train import fit_in_memory
+
+    cfg = RunConfig.from_dict({k: info[k] for k in ("data", "model", "train")})
+    val_rows, val_labels = _labelled(coll, "val")
+    images, dim = coll.images, info["model"]["latent_dim"]
+    per_label = {"autoencoder": {}, f"PCA-{dim}": {}, "raw pixels": {}}
+    for i, label in enumerate(labels):
+        progress("one-class", i, len(labels), label=label)
+        own, own_val = tr_rows[tr_labels == label], val_rows[val_labels == label]
+        truth = te_labels != label
+        if truth.all() or not truth.any():  # AUC needs normal and anomalous test images
+            continue
+        ae = fit_in_memory(cfg, images, own, own_val)
+        enc = EncoderFeatures(ae)
+        scores = distance_to_reference(enc.features(images, own), enc.features(images, te_rows))
+        per_label["autoencoder"][label] = roc_auc(scores, truth)
+        per_label[f"PCA-{dim}"][label] = roc_auc(PCABaseline(dim).fit(images, own).anomaly(images, te_rows), truth)
+        per_label["raw pixels"][label] = roc_auc(RawPixels().fit(images, own).anomaly(images, te_rows), truth)
+    progress("one-class", len(labels), len(labels))
+    return {m: {"mean": float(np.mean(list(v.values()))) if v else None, "per_label": v}
+            for m, v in per_label.items()}

@@ -66,8 +66,11 @@ class Artifacts:
     def features(self) -> np.ndarray:
         return np.load(self.dir / "features.npy", mmap_mode="r")
 
-    def scores(self) -> np.ndarray:
-        return np.load(self.dir / "scores.npy")
+    def scores(self, kind: str = "isolation") -> np.ndarray:
+        """Anomaly scores, one per item: "isolation" (default) or "reconstruction" error."""
+        if kind not in anomaly.SCORES:
+            raise ValueError(f"unknown score {kind!r}; use one of {', '.join(anomaly.SCORES)}")
+        return np.load(self.dir / ("scores.npy" if kind == "isolation" else "recon.npy"))
 
     def index(self) -> VectorIndex:
         ix = self.meta["index"]
@@ -86,7 +89,7 @@ def _previous(ws: Workspace, name: str, fingerprint: str) -> dict[str, tuple[np.
         return {}
     if prev.meta.get("model") != fingerprint:
         return {}
-    feats, scores = prev.features(), prev.scores()
+    feats, scores = prev.features(), prev.scores("reconstruction")
     return {s: (feats[i], scores[i]) for i, s in enumerate(prev.items["sha1"])}
 
 
@@ -139,7 +142,7 @@ def _encode(ws, name, info, coll, items, reuse, version, progress, batch_size, i
     del feats
     (version / ".features.npy").rename(version / "features.npy")
     feats = np.load(version / "features.npy", mmap_mode="r")
-    with atomic_path(version / "scores.npy", ".npy") as tmp:
+    with atomic_path(version / "recon.npy", ".npy") as tmp:
         np.save(tmp, scores)
     with atomic_path(version / "items.csv") as tmp:
         items.to_csv(tmp, index=False)
@@ -147,6 +150,10 @@ def _encode(ws, name, info, coll, items, reuse, version, progress, batch_size, i
     index = VectorIndex.build(feats, items["id"].to_numpy(), kind=index_kind)
     index.save(version / "faiss.index")
     progress("index", 1, 1, kind=index.kind)
+    progress("anomaly scores", 0, 1)
+    with atomic_path(version / "scores.npy", ".npy") as tmp:
+        np.save(tmp, anomaly.isolation(index, feats))
+    progress("anomaly scores", 1, 1)
     meta = {"name": name, "model": info["fingerprint"], "collection": coll.fingerprint,
             "images": str(coll.root), "image_size": coll.image_size, "fit": coll.fit,
             "count": n, "dim": latent, "encoded": int(len(todo)), "reused": int(known.sum()),

@@ -42,6 +42,64 @@ def mean_loss(model, images: np.ndarray, rows: np.ndarray, batch_size: int) -> f
     return total / len(rows)
 
 
+def corrupt(x: np.ndarray, tcfg, epoch: int, step: int) -> np.ndarray:
+    """Denoising input: Gaussian noise of std `tcfg.noise`, seeded by (seed, epoch, step)."""
+    noise = getattr(tcfg, "noise", 0.0)
+    if not noise:
+        return x
+    rng = np.random.default_rng([tcfg.seed, epoch, step, 1])
+    return np.clip(x + rng.normal(0, noise, x.shape).astype(np.float32), 0.0, 1.0)
+
+
+def run_epochs(model, images: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
+               tcfg, start_epoch: int, on_epoch, progress: ProgressFn) -> None:
+    """The training loop: epochs from `start_epoch` until `on_epoch(history_row)` says stop.
+
+    Explicit `train_on_batch` over an order that is a pure function of (seed, epoch): no hidden
+    prefetching or epoch counters, so a resumed run sees exactly the batches it would have seen.
+    """
+    bs, epochs = tcfg.batch_size, tcfg.epochs
+    steps = math.ceil(len(train_rows) / bs)
+    for epoch in range(start_epoch, epochs):
+        t0, seen, total = time.time(), 0, 0.0
+        order = epoch_order(train_rows, tcfg.seed, epoch)
+        for step, (_, x) in enumerate(iter_batches(images, order, bs)):
+            x_in = corrupt(x, tcfg, epoch, step)
+            total += float(model.train_on_batch(x_in, x, return_dict=True)["loss"]) * len(x)
+            seen += len(x)
+            progress("train", epoch * steps + step + 1, epochs * steps, epoch=epoch + 1,
+                     loss=total / seen)
+        row = {"epoch": epoch + 1, "loss": total / seen}
+        if len(val_rows):
+            row["val_loss"] = mean_loss(model, images, val_rows, bs)
+        row["seconds"] = round(time.time() - t0, 2)
+        stop = on_epoch(row)
+        progress("train", (epoch + 1) * steps, epochs * steps, epoch=epoch + 1, epoch_logs=row)
+        if stop:
+            break
+
+
+def fit_in_memory(cfg: RunConfig, images: np.ndarray, train_rows: np.ndarray,
+                  val_rows: np.ndarray, progress: ProgressFn | None = None):
+    """Train a fresh autoencoder without checkpoints (for evaluations); returns the best model."""
+    set_seed(cfg.train.seed)
+    ae = model_lib.compile_autoencoder(model_lib.build_autoencoder(cfg.model, cfg.data.image_size),
+                                       cfg.train.learning_rate)
+    monitor = "val_loss" if len(val_rows) else "loss"
+    best = {"value": float("inf"), "weights": None, "wait": 0}
+
+    def on_epoch(row: dict) -> bool:
+        if row[monitor] < best["value"]:
+            best.update(value=row[monitor], weights=ae.get_weights(), wait=0)
+        else:
+            best["wait"] += 1
+        return best["wait"] >= cfg.train.patience
+
+    run_epochs(ae, images, train_rows, val_rows, cfg.train, 0, on_epoch, report(progress))
+    ae.set_weights(best["weights"])
+    return ae
+
+
 def end_epoch(model, run_dir: Path, state: dict, row: dict, monitor: str, patience: int) -> None:
     """Record an epoch: history, best checkpoint (on the monitored loss), last checkpoint, patience.
 
@@ -93,25 +151,16 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
             ae = model_lib.compile_autoencoder(
                 model_lib.build_autoencoder(cfg.model, cfg.data.image_size), cfg.train.learning_rate)
 
-        images, bs, epochs = coll.images, cfg.train.batch_size, cfg.train.epochs
-        steps = math.ceil(len(train_rows) / bs)
         monitor = "val_loss" if len(val_rows) else "loss"
-        while state["epoch"] < epochs and state["wait"] < cfg.train.patience:
-            epoch, t0, seen, total = state["epoch"], time.time(), 0, 0.0
-            order = epoch_order(train_rows, cfg.train.seed, epoch)
-            for step, (_, x) in enumerate(iter_batches(images, order, bs)):
-                total += float(ae.train_on_batch(x, x, return_dict=True)["loss"]) * len(x)
-                seen += len(x)
-                progress("train", epoch * steps + step + 1, epochs * steps, epoch=epoch + 1,
-                         loss=total / seen)
-            row = {"epoch": epoch + 1, "loss": total / seen}
-            if len(val_rows):
-                row["val_loss"] = mean_loss(ae, images, val_rows, bs)
-            row["seconds"] = round(time.time() - t0, 2)
+
+        def on_epoch(row: dict) -> bool:
             end_epoch(ae, run_dir, state, row, monitor, cfg.train.patience)
-            progress("train", (epoch + 1) * steps, epochs * steps, epoch=epoch + 1,
-                     epoch_logs=row, best_epoch=state["best_epoch"])
-        state["stopped_early"] = state["epoch"] < epochs
+            return state["wait"] >= cfg.train.patience
+
+        if state["wait"] < cfg.train.patience:
+            run_epochs(ae, coll.images, train_rows, val_rows, cfg.train, state["epoch"], on_epoch,
+                       progress)
+        state["stopped_early"] = state["epoch"] < cfg.train.epochs
 
         best = model_lib.load(run_dir / "best.keras")
         progress("evaluate", 0, 1)
