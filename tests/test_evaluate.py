@@ -49,12 +49,14 @@ def test_distance_to_reference_and_ranking():
     assert list(df["path"]) == ["b", "c", "a"] and list(df["rank"]) == [1, 2, 3]
 
 
-def test_quality_compares_against_baselines_in_one_run(trained):
+def test_quality_compares_against_baselines_in_one_run(trained, tmp_path):
+    from fext.collection import Collection
+    from fext.workspace import Workspace
     ws, name = trained
     model, info = load_model(ws, name)
-    from fext.collection import Collection
     d = info["data"]
-    coll = Collection.open(ws, d["images"], d["image_size"], d["fit"])
+    # a larger test split than the default 10 %, so every label has test images
+    coll = Collection.sync(Workspace(tmp_path), d["images"], d["image_size"], d["fit"], 0.1, 0.4)
     q = quality(model, info, coll, one_class=True)
     assert set(q["retrieval"]) == {"autoencoder", "PCA-8", "raw pixels"}
     assert set(q["one_class_auc"]) == {"autoencoder", "PCA-8", "raw pixels"}
