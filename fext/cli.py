@@ -20,6 +20,22 @@ EXAMPLES = """examples:
 """
 
 
+def train_options(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--images", required=True, help="image folder; sub-folders are labels")
+    c.add_argument("--preset", default="medium", choices=["small", "medium", "large", "vgg16"])
+    c.add_argument("--image-size", type=int, default=64, help="square input size in pixels")
+    c.add_argument("--fit", default="pad", choices=["pad", "crop"],
+                   help="keep aspect ratio by padding (default) or centre-cropping")
+    c.add_argument("--latent-dim", type=int, default=128, help="feature vector size")
+    c.add_argument("--epochs", type=int, default=30)
+    c.add_argument("--batch-size", type=int, default=64)
+    c.add_argument("--learning-rate", type=float, default=1e-3)
+    c.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs")
+    c.add_argument("--seed", type=int, default=42)
+    c.add_argument("--fresh", action="store_true", help="ignore an unfinished run and start over")
+    c.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fext", description=(
         "FEXT: train a convolutional autoencoder on a folder of images, then extract features, "
@@ -38,19 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
         return c
 
     c = cmd("train", "train an autoencoder on a folder of images (resumes an interrupted run)")
-    c.add_argument("--images", required=True, help="image folder; sub-folders are labels")
-    c.add_argument("--preset", default="medium", choices=["small", "medium", "large", "vgg16"])
-    c.add_argument("--image-size", type=int, default=64, help="square input size in pixels")
-    c.add_argument("--fit", default="pad", choices=["pad", "crop"],
-                   help="keep aspect ratio by padding (default) or centre-cropping")
-    c.add_argument("--latent-dim", type=int, default=128, help="feature vector size")
-    c.add_argument("--epochs", type=int, default=30)
-    c.add_argument("--batch-size", type=int, default=64)
-    c.add_argument("--learning-rate", type=float, default=1e-3)
-    c.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs")
-    c.add_argument("--seed", type=int, default=42)
-    c.add_argument("--fresh", action="store_true", help="ignore an unfinished run and start over")
-    c.add_argument("--json", action="store_true")
+    train_options(c)
+
+    c = cmd("build", "train, then extract and map in one go (what the app's Train page runs)")
+    train_options(c)
 
     c = cmd("extract", "encode a folder: features, FAISS index and anomaly scores")
     c.add_argument("--images", default=None, help="image folder (default: the training folder)")
@@ -145,6 +152,22 @@ def cmd_train(args, progress):
             lines.append(f"  {split:5s} {s['images']:6d} images  loss {s['loss']:.5f}  "
                          f"PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.3f}")
     _out(args, {"name": args.name, **m}, "\n".join(lines))
+    return {"name": args.name}
+
+
+def cmd_build(args, progress):
+    import contextlib
+
+    want_json, args.json = args.json, False
+    # the steps' own summaries go to stderr when stdout must hold one JSON object
+    with contextlib.redirect_stdout(sys.stderr) if want_json else contextlib.nullcontext():
+        cmd_train(args, progress)
+        args.images, args.index = None, "auto"
+        cmd_extract(args, progress)
+        cmd_project(argparse.Namespace(**{**vars(args), "n_neighbors": 15, "min_dist": 0.1}),
+                    progress)
+    if want_json:
+        print(json.dumps({"name": args.name, "built": ["model", "features", "index", "map"]}))
     return {"name": args.name}
 
 
@@ -252,6 +275,6 @@ def cmd_demo(args, progress):
     return result
 
 
-COMMANDS = {"train": cmd_train, "extract": cmd_extract, "search": cmd_search,
+COMMANDS = {"train": cmd_train, "build": cmd_build, "extract": cmd_extract, "search": cmd_search,
             "anomalies": cmd_anomalies, "export": cmd_export, "evaluate": cmd_evaluate,
             "project": cmd_project, "scan": cmd_scan, "demo": cmd_demo}

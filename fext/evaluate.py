@@ -37,6 +37,11 @@ def psnr(mse: np.ndarray) -> np.ndarray:
     return 10 * np.log10(1.0 / np.maximum(mse, 1e-10))
 
 
+def to_input(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Model input for `rows` of the image cache, in the given order."""
+    return np.concatenate([x for _, x in iter_batches(images, rows, 512)])
+
+
 def per_image(model, images: np.ndarray, rows: np.ndarray, batch_size: int = 64) -> dict:
     """Per-image reconstruction MSE, PSNR and SSIM for `rows` of the image cache."""
     n = len(rows)

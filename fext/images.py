@@ -111,10 +111,10 @@ def to_model_input(batch: np.ndarray) -> np.ndarray:
     return np.asarray(batch, dtype=np.float32) * (1.0 / 255.0)
 
 
-def thumbnail(path: str | Path, size: int = 160) -> Image.Image:
+def thumbnail(source: str | Path | bytes, size: int = 160) -> Image.Image:
     """Small RGB preview for the app; never raises (an unreadable file gives a grey tile)."""
     try:
-        img = open_image(path)
+        img = open_image(source)
         img.seek(0)
         if img.format == "JPEG":
             img.draft("RGB", (size, size))

@@ -1,0 +1,43 @@
+"""Anomalies page: every image ranked by anomaly score, a histogram with a threshold, a CSV."""
+
+import numpy as np
+import plotly.express as px
+import streamlit as st
+
+from fext.anomaly import ranking
+from fext.ui.common import header, image_grid, need_artifacts, need_model, workspace
+
+header("Anomalies", "Every image ranked by how unusual it is in its collection: the odd ones out first.")
+ws = workspace()
+name = need_model(ws)
+art = need_artifacts(ws, name)
+
+kind = st.radio("Score", ["isolation", "reconstruction"], horizontal=True,
+                help="isolation: mean distance to the 5 most similar images in feature space "
+                     "(the default, see docs/QUALITY.md); reconstruction: the autoencoder's "
+                     "reconstruction error")
+ranked = ranking(art.items, art.scores(kind))
+scores = ranked["score"].to_numpy()
+lo, hi = float(scores.min()), float(scores.max())
+default = float(np.quantile(scores, 0.98)) if len(scores) > 1 else hi
+threshold = st.slider("Threshold", lo, max(hi, lo + 1e-9), default, format="%.4f")
+above = ranked[ranked["score"] >= threshold]
+
+a, b, c = st.columns(3)
+a.metric("Images", f"{len(ranked):,}")
+b.metric("Above threshold", f"{len(above):,}")
+c.metric("Highest score", f"{hi:.4f}")
+fig = px.histogram(ranked, x="score", nbins=60, height=260)
+fig.add_vline(x=threshold, line_dash="dash", line_color="crimson")
+fig.update_layout(margin=dict(l=10, r=10, t=10, b=10), xaxis_title=f"{kind} score")
+st.plotly_chart(fig, width="stretch")
+
+st.subheader("Most unusual")
+top = st.slider("Show", 6, 60, 18, step=6)
+image_grid(ranked.head(top), art.root, lambda r: f"#{r.rank} · {r.score:.4f}\n{r.path}")
+
+st.subheader("Full ranking")
+st.download_button("Download ranking CSV", ranked[["rank", "path", "label", "score"]].to_csv(index=False),
+                   file_name=f"{name}-anomalies-{kind}.csv", mime="text/csv")
+st.dataframe(ranked[["rank", "path", "label", "split", "score"]], hide_index=True, width="stretch",
+             height=320)
