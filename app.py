@@ -2,15 +2,15 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="FEXT · image features", page_icon="🔎", layout="wide")
+st.set_page_config(page_title="FEXT · image features", page_icon=":material/image_search:", layout="wide")
 
 PAGES = [
-    st.Page("fext/ui/collection.py", title="Collection", icon="🗂️", default=True),
-    st.Page("fext/ui/train.py", title="Train", icon="🏋️"),
-    st.Page("fext/ui/reconstruction.py", title="Reconstruction", icon="🖼️"),
-    st.Page("fext/ui/map.py", title="Map", icon="🗺️"),
-    st.Page("fext/ui/search.py", title="Search", icon="🔎"),
-    st.Page("fext/ui/anomalies.py", title="Anomalies", icon="🚩"),
-    st.Page("fext/ui/features.py", title="Features", icon="📥"),
+    st.Page("fext/ui/collection.py", title="Collection", icon=":material/photo_library:", default=True),
+    st.Page("fext/ui/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("fext/ui/reconstruction.py", title="Reconstruction", icon=":material/compare:"),
+    st.Page("fext/ui/map.py", title="Map", icon=":material/scatter_plot:"),
+    st.Page("fext/ui/search.py", title="Search", icon=":material/image_search:"),
+    st.Page("fext/ui/anomalies.py", title="Anomalies", icon=":material/report:"),
+    st.Page("fext/ui/features.py", title="Features", icon=":material/download:"),
 ]
 st.navigation(PAGES).run()

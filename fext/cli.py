@@ -72,8 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = cmd("anomalies", "rank images by anomaly score (most unusual first)")
     c.add_argument("--top", type=int, default=20, help="how many to show (0: all)")
-    c.add_argument("--score", default="isolation", choices=["isolation", "reconstruction"],
-                   help="isolation: distance to the nearest images in feature space (default); "
+    c.add_argument("--score", default="combined",
+                   choices=["combined", "isolation", "reconstruction"],
+                   help="combined (default): isolation + reconstruction, each relative to its "
+                        "median; isolation: distance to the nearest images in feature space; "
                         "reconstruction: the autoencoder's reconstruction error")
     c.add_argument("--json", action="store_true")
 

@@ -193,6 +193,30 @@ def quality(model, info: dict, coll, one_class: bool = False, progress=None,
     return out
 
 
+ONE_CLASS_MIN_STEPS = 200
+
+
+def one_class_scores(ae, images: np.ndarray, reference: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The product's combined score, with the one class's training images as the reference:
+    distance to the nearest reference vector + reconstruction error, each divided by its median
+    over the reference (leave-one-out for the distances)."""
+    from .anomaly import combined, distance_to_reference, reconstruction_error
+
+    enc = EncoderFeatures(ae)
+    ref_f, f = enc.features(images, reference), enc.features(images, rows)
+    unit = _unit(ref_f)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    ref_dist = 1.0 - sims.max(axis=1)
+
+    def recon(r):
+        return np.concatenate([reconstruction_error(x, np.asarray(ae.predict_on_batch(x)))
+                               for _, x in iter_batches(images, r, 256)])
+
+    return combined(distance_to_reference(ref_f, f), recon(rows),
+                    reference=(float(np.median(ref_dist)), float(np.median(recon(reference)))))
+
+
 def one_class_auc(info, coll, tr_rows, tr_labels, te_rows, te_labels, labels, progress) -> dict:
     """Mean ROC AUC over labels: trained on one label, the other labels are the anomalies."""
     from .anomaly import distance_to_reference
@@ -209,10 +233,8 @@ def one_class_auc(info, coll, tr_rows, tr_labels, te_rows, te_labels, labels, pr
         truth = te_labels != label
         if truth.all() or not truth.any():  # AUC needs normal and anomalous test images
             continue
-        ae = fit_in_memory(cfg, images, own, own_val)
-        enc = EncoderFeatures(ae)
-        scores = distance_to_reference(enc.features(images, own), enc.features(images, te_rows))
-        per_label["autoencoder"][label] = roc_auc(scores, truth)
+        ae = fit_in_memory(cfg, images, own, own_val, min_steps=ONE_CLASS_MIN_STEPS)
+        per_label["autoencoder"][label] = roc_auc(one_class_scores(ae, images, own, te_rows), truth)
         per_label[f"PCA-{dim}"][label] = roc_auc(PCABaseline(dim).fit(images, own).anomaly(images, te_rows), truth)
         per_label["raw pixels"][label] = roc_auc(RawPixels().fit(images, own).anomaly(images, te_rows), truth)
     progress("one-class", len(labels), len(labels))

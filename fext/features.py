@@ -27,6 +27,8 @@ from .train import load_model, model_info
 from .workspace import Workspace, atomic_path, read_json, write_json
 
 ITEM_COLUMNS = ["id", "path", "label", "split", "sha1", "row"]
+SCORE_FILES = {"combined": "scores.npy", "isolation": "isolation.npy",
+               "reconstruction": "recon.npy"}
 
 
 class StaleError(RuntimeError):
@@ -66,11 +68,11 @@ class Artifacts:
     def features(self) -> np.ndarray:
         return np.load(self.dir / "features.npy", mmap_mode="r")
 
-    def scores(self, kind: str = "isolation") -> np.ndarray:
-        """Anomaly scores, one per item: "isolation" (default) or "reconstruction" error."""
+    def scores(self, kind: str = "combined") -> np.ndarray:
+        """Anomaly scores, one per item: "combined" (default), "isolation" or "reconstruction"."""
         if kind not in anomaly.SCORES:
             raise ValueError(f"unknown score {kind!r}; use one of {', '.join(anomaly.SCORES)}")
-        return np.load(self.dir / ("scores.npy" if kind == "isolation" else "recon.npy"))
+        return np.load(self.dir / SCORE_FILES[kind])
 
     def index(self) -> VectorIndex:
         ix = self.meta["index"]
@@ -151,8 +153,11 @@ def _encode(ws, name, info, coll, items, reuse, version, progress, batch_size, i
     index.save(version / "faiss.index")
     progress("index", 1, 1, kind=index.kind)
     progress("anomaly scores", 0, 1)
-    with atomic_path(version / "scores.npy", ".npy") as tmp:
-        np.save(tmp, anomaly.isolation(index, feats))
+    isolation = anomaly.isolation(index, feats)
+    for kind, values in (("isolation", isolation),
+                         ("combined", anomaly.combined(isolation, scores))):
+        with atomic_path(version / SCORE_FILES[kind], ".npy") as tmp:
+            np.save(tmp, values)
     progress("anomaly scores", 1, 1)
     meta = {"name": name, "model": info["fingerprint"], "collection": coll.fingerprint,
             "images": str(coll.root), "image_size": coll.image_size, "fit": coll.fit,

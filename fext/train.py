@@ -9,6 +9,7 @@ evaluated once, after the model is chosen.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import shutil
 import time
@@ -80,8 +81,15 @@ def run_epochs(model, images: np.ndarray, train_rows: np.ndarray, val_rows: np.n
 
 
 def fit_in_memory(cfg: RunConfig, images: np.ndarray, train_rows: np.ndarray,
-                  val_rows: np.ndarray, progress: ProgressFn | None = None):
-    """Train a fresh autoencoder without checkpoints (for evaluations); returns the best model."""
+                  val_rows: np.ndarray, progress: ProgressFn | None = None, min_steps: int = 0):
+    """Train a fresh autoencoder without checkpoints (for evaluations); returns the best model.
+
+    `min_steps` raises the epoch count for small subsets (one label of a collection), which
+    would otherwise get only a handful of optimiser steps.
+    """
+    steps = math.ceil(len(train_rows) / cfg.train.batch_size)
+    epochs = max(cfg.train.epochs, math.ceil(min_steps / steps))
+    cfg = RunConfig(cfg.data, cfg.model, dataclasses.replace(cfg.train, epochs=epochs))
     set_seed(cfg.train.seed)
     ae = model_lib.compile_autoencoder(model_lib.build_autoencoder(cfg.model, cfg.data.image_size),
                                        cfg.train.learning_rate)

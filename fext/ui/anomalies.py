@@ -12,10 +12,10 @@ ws = workspace()
 name = need_model(ws)
 art = need_artifacts(ws, name)
 
-kind = st.radio("Score", ["isolation", "reconstruction"], horizontal=True,
-                help="isolation: mean distance to the 5 most similar images in feature space "
-                     "(the default, see docs/QUALITY.md); reconstruction: the autoencoder's "
-                     "reconstruction error")
+kind = st.radio("Score", ["combined", "isolation", "reconstruction"], horizontal=True,
+                help="combined (default): isolation + reconstruction error, each relative to its "
+                     "median; isolation: mean distance to the 5 most similar images in feature "
+                     "space; reconstruction: the autoencoder's reconstruction error")
 ranked = ranking(art.items, art.scores(kind))
 scores = ranked["score"].to_numpy()
 lo, hi = float(scores.min()), float(scores.max())

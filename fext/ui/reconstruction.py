@@ -17,16 +17,15 @@ d = ws.model_dir(name)
 info, metrics = read_json(d / "config.json"), read_json(d / "metrics.json", {})
 
 splits = metrics.get("splits", {})
-cols = st.columns(3)
-for col, split in zip(cols, ("train", "val", "test")):
-    s = splits.get(split, {})
-    with col:
-        st.markdown(f"**{split}** · {s.get('images', 0)} images")
-        if s.get("images"):
-            a, b, c = st.columns(3)
-            a.metric("Loss (MSE)", f"{s['loss']:.4f}")
-            b.metric("PSNR", f"{s['psnr']:.1f} dB")
-            c.metric("SSIM", f"{s['ssim']:.3f}")
+test = splits.get("test", {})
+if test.get("images"):
+    a, b, c = st.columns(3)
+    a.metric("Test loss (MSE)", f"{test['loss']:.5f}")
+    b.metric("Test PSNR", f"{test['psnr']:.2f} dB")
+    c.metric("Test SSIM", f"{test['ssim']:.3f}")
+st.dataframe(pd.DataFrame([{"split": k, "images": v.get("images", 0), "loss (MSE)": v.get("loss"),
+                            "PSNR (dB)": v.get("psnr"), "SSIM": v.get("ssim")}
+                           for k, v in splits.items()]), hide_index=True, width="stretch")
 st.caption("The model was chosen on the validation split; the test split is only reported.")
 
 
@@ -48,7 +47,7 @@ def show_pairs(rows: pd.DataFrame, title: str) -> None:
     coll = Collection.open(ws, data["images"], data["image_size"], data["fit"])
     x = evaluate.to_input(coll.images, rows["row"].to_numpy())
     r = np.asarray(model.predict_on_batch(x))
-    cols = st.columns(min(len(rows), 8))
+    cols = st.columns(8)
     for i, row in enumerate(rows.itertuples(index=False)):
         with cols[i % len(cols)]:
             st.image(x[i], caption=row.path, width="stretch", clamp=True)
@@ -62,8 +61,8 @@ except FileNotFoundError:
     st.warning("The images this model was trained on are no longer scanned in this workspace; "
                f"rescan `{info['data']['images']}` on the Collection page.")
     st.stop()
-test = table[table["split"] == "test"]
-sample = (test if len(test) else table).sort_values("sha1").head(8)
+test_rows = table[table["split"] == "test"]
+sample = (test_rows if len(test_rows) else table).sort_values("sha1").head(8)
 show_pairs(sample, "Originals (top) and reconstructions (bottom)")
 show_pairs(table.sort_values("mse", ascending=False).head(8), "Worst reconstructed")
 
