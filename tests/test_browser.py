@@ -116,3 +116,27 @@ def test_features_csv_download(browser, app_url, app_ws):
     assert rows[0] == ["path", "label"] + [f"f{i}" for i in range(8)]
     assert len(rows) == 43 and all(len(r) == 10 for r in rows[1:])
     page.close()
+
+
+def test_eight_concurrent_sessions_get_their_own_results(browser, app_url, app_ws):
+    """Eight browser sessions upload different images at once; each gets its own image first."""
+    from fext.train import model_info
+    root = Path(model_info(app_ws, "demo")["data"]["images"])
+    queries = [f"{label}/{label}_{i:03d}.png" for label in ("red", "green", "blue") for i in (1, 6, 11)][:8]
+    contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in queries]
+    pages = [c.new_page() for c in contexts]
+    for page in pages:
+        page.goto(f"{app_url}/search")
+    for page in pages:
+        settle(page)
+    for page, q in zip(pages, queries):  # all uploads go out before any result is awaited
+        page.locator("input[type='file']").set_input_files(str(root / q))
+    for page, q in zip(pages, queries):
+        page.wait_for_selector("text=results in", timeout=90_000)
+        settle(page)
+        captions = [c for c in page.locator("[data-testid='stImageCaption']").all_inner_texts()
+                    if c.startswith("#")]
+        assert captions and captions[0].startswith("#1") and q in captions[0], (q, captions[:2])
+        assert page.locator("[data-testid='stException']").count() == 0
+    for c in contexts:
+        c.close()
