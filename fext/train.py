@@ -89,7 +89,10 @@ def fit_in_memory(cfg: RunConfig, images: np.ndarray, train_rows: np.ndarray,
     """
     steps = math.ceil(len(train_rows) / cfg.train.batch_size)
     epochs = max(cfg.train.epochs, math.ceil(min_steps / steps))
-    cfg = RunConfig(cfg.data, cfg.model, dataclasses.replace(cfg.train, epochs=epochs))
+    # with a minimum step count, patience would cut it short on a tiny, noisy validation set
+    patience = epochs if min_steps else cfg.train.patience
+    cfg = RunConfig(cfg.data, cfg.model,
+                    dataclasses.replace(cfg.train, epochs=epochs, patience=patience))
     set_seed(cfg.train.seed)
     ae = model_lib.compile_autoencoder(model_lib.build_autoencoder(cfg.model, cfg.data.image_size),
                                        cfg.train.learning_rate)
