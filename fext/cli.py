@@ -17,6 +17,9 @@ EXAMPLES = """examples:
   python -m fext search --name photos query.jpg -k 5
   python -m fext anomalies --name photos --top 20
   python -m fext export --name photos --csv features.csv
+  python -m fext classify --name photos --head 128 --json
+  python -m fext predict --name photos image.jpg
+  python -m fext experiment --images ~/photos --name exp1 --grid preset=small,medium "head=64;128,64"
 """
 
 
@@ -98,6 +101,46 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--images", required=True)
     c.add_argument("--image-size", type=int, default=64)
     c.add_argument("--fit", default="pad", choices=["pad", "crop"])
+    c.add_argument("--json", action="store_true")
+
+    c = cmd("classify", "train a classifier on a model's encoder (labels from sub-folders): head "
+                        "first, then a fine-tune of everything; report on the test split")
+    c.add_argument("--images", default=None,
+                   help="labelled image folder (default: the model's training folder)")
+    c.add_argument("--head", default="128", help="dense head sizes, e.g. 64,32 (none: softmax only)")
+    c.add_argument("--dropout", type=float, default=0.3)
+    c.add_argument("--head-epochs", type=int, default=10, help="phase 1: head only, encoder frozen")
+    c.add_argument("--finetune-epochs", type=int, default=10,
+                   help="phase 2: everything, at the lower learning rate")
+    c.add_argument("--learning-rate", type=float, default=1e-3, help="phase 1 learning rate")
+    c.add_argument("--finetune-learning-rate", type=float, default=1e-4)
+    c.add_argument("--batch-size", type=int, default=64)
+    c.add_argument("--patience", type=int, default=3, help="early-stopping patience per phase")
+    c.add_argument("--monitor", default="val_accuracy", choices=["val_accuracy", "val_loss"],
+                   help="validation figure for early stopping and model selection")
+    c.add_argument("--seed", type=int, default=42)
+    c.add_argument("--no-baseline", action="store_true",
+                   help="skip the PCA + logistic regression baseline")
+    c.add_argument("--json", action="store_true")
+
+    c = cmd("predict", "label an image with the model's classifier")
+    c.add_argument("image", help="image file")
+    c.add_argument("--json", action="store_true")
+
+    c = cmd("experiment", "compare classifier configurations (preset x head x dropout ...) "
+                          "on one folder; the best is chosen on the validation split")
+    c.add_argument("--images", default=None, help="labelled image folder (or `images` in --spec)")
+    c.add_argument("--grid", nargs="+", default=[], metavar="KEY=VALUES",
+                   help="e.g. preset=small,medium 'head=64;128,64' dropout=0.2,0.5 (head options "
+                        "separated by ';'); keys: preset, image-size, latent-dim, epochs, head, "
+                        "dropout, head-epochs, finetune-epochs, batch-size, seed, ...")
+    c.add_argument("--spec", default=None,
+                   help="JSON or TOML file with images, base, grid and/or configs")
+    for flag, kind in (("--preset", str), ("--image-size", int), ("--latent-dim", int),
+                       ("--epochs", int), ("--batch-size", int), ("--head", str),
+                       ("--dropout", float), ("--head-epochs", int), ("--finetune-epochs", int),
+                       ("--seed", int)):
+        c.add_argument(flag, type=kind, default=None, help="fixed setting for every configuration")
     c.add_argument("--json", action="store_true")
 
     c = cmd("demo", "prepare the bundled demo: model, index and map (skips what is done)",
@@ -277,6 +320,93 @@ def cmd_demo(args, progress):
     return result
 
 
+def cmd_classify(args, progress):
+    from .classifier import ClassifierConfig, parse_head, train_classifier
+
+    cfg = ClassifierConfig(parse_head(args.head), args.dropout, args.head_epochs,
+                           args.finetune_epochs, args.learning_rate, args.finetune_learning_rate,
+                           args.batch_size, args.patience, args.monitor, args.seed)
+    if args.images and not Path(args.images).expanduser().is_dir():
+        raise FileNotFoundError(f"image folder not found: {args.images}")
+    result = train_classifier(_ws(args), args.name, args.images, cfg, progress,
+                              with_baseline=not args.no_baseline)
+    _out(args, result, "\n".join(classify_summary(result)))
+    return {"name": args.name}
+
+
+def classify_summary(result: dict) -> list[str]:
+    m, test = result["metrics"], result["metrics"]["test"]
+    sel = m["selected"]
+    lines = [f"classifier of {result['model']!r}: {len(result['labels'])} labels, "
+             f"{m['images']['train']}/{m['images']['val']}/{m['images']['test']} train/val/test "
+             f"images; chosen: {sel['phase']} epoch {sel['epoch']} (by {sel['monitor']})"]
+    lines += [f"  note: {n}" for n in result["notes"]]
+    if "val_accuracy" in m["val"]:
+        lines.append(f"  validation accuracy {m['val']['val_accuracy']:.4f}")
+    if not test.get("images"):
+        return lines + ["  no test images: nothing to report"]
+    lines.append(f"  test accuracy {test['accuracy']:.4f}  ({test['images']} images)")
+    if "baseline" in m and "test_accuracy" in m["baseline"]:
+        lines.append(f"  baseline {m['baseline']['method']}: test accuracy "
+                     f"{m['baseline']['test_accuracy']:.4f}")
+    lines += ["", f"  {'label':12s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'support':>7s}"]
+    for r in test["report"]["per_class"]:
+        lines.append(f"  {r['label'][:12]:12s} {r['precision']:9.3f} {r['recall']:7.3f} "
+                     f"{r['f1']:6.3f} {r['support']:7d}")
+    labels = result["labels"]
+    width = max(5, *(len(x) for x in labels)) + 1
+    lines += ["", "  confusion matrix (rows: true, columns: predicted)",
+              "  " + " " * width + "".join(f"{x[:width - 1]:>{width}s}" for x in labels)]
+    for lab, row in zip(labels, test["confusion_matrix"]):
+        lines.append(f"  {lab[:width - 1]:{width}s}" + "".join(f"{v:{width}d}" for v in row))
+    return lines
+
+
+def cmd_predict(args, progress):
+    from .classifier import Classifier
+
+    if not Path(args.image).is_file():
+        raise FileNotFoundError(f"image not found: {args.image}")
+    result = Classifier.open(_ws(args), args.name).predict(args.image)
+    text = [f"{result['label']}  ({result['confidence']:.3f})"]
+    text += [f"  {lab:16s} {p:.4f}" for lab, p in result["probabilities"].items()]
+    _out(args, {"image": args.image, **result}, "\n".join(text))
+
+
+def cmd_experiment(args, progress):
+    from .experiment import configurations, load_spec, parse_grid, run_experiment
+
+    spec = load_spec(args.spec) if args.spec else {}
+    images = args.images or spec.get("images")
+    if not images:
+        raise ValueError("give the image folder with --images (or `images` in the spec file)")
+    flags = {k: getattr(args, k) for k in ("preset", "image_size", "latent_dim", "epochs",
+                                          "batch_size", "head", "dropout", "head_epochs",
+                                          "finetune_epochs", "seed")
+             if getattr(args, k) is not None}
+    grid = {**spec.get("grid", {}), **parse_grid(args.grid)}
+    configs = configurations({**spec.get("base", {}), **flags}, grid, spec.get("configs"))
+    summary = run_experiment(_ws(args), args.name, images, configs, progress)
+    _out(args, summary, "\n".join(experiment_table(summary)))
+    return {"name": args.name, "best": summary["best"]}
+
+
+def experiment_table(summary: dict) -> list[str]:
+    width = max(6, *(len(r["id"]) for r in summary["configs"]))
+    lines = [f"experiment {summary['name']!r}: {len(summary['configs'])} configurations "
+             f"(* best by validation)",
+             f"  {'config':{width}s} {'val acc':>8s} {'val loss':>9s} {'test acc':>9s} "
+             f"{'chosen':>12s}  autoencoder"]
+    for r in summary["configs"]:
+        fmt = lambda v, w, p: f"{v:{w}.{p}f}" if v is not None else f"{'-':>{w}s}"  # noqa: E731
+        sel = f"{r['selected']['phase']} {r['selected']['epoch']}"
+        lines.append(f"{'*' if r['best'] else ' '} {r['id']:{width}s} {fmt(r['val_accuracy'], 8, 4)} "
+                     f"{fmt(r['val_loss'], 9, 4)} {fmt(r['test_accuracy'], 9, 4)} {sel:>12s}  "
+                     f"{r['autoencoder']}{' (reused)' if r['reused_autoencoder'] else ''}")
+    return lines
+
+
 COMMANDS = {"train": cmd_train, "build": cmd_build, "extract": cmd_extract, "search": cmd_search,
             "anomalies": cmd_anomalies, "export": cmd_export, "evaluate": cmd_evaluate,
-            "project": cmd_project, "scan": cmd_scan, "demo": cmd_demo}
+            "project": cmd_project, "scan": cmd_scan, "demo": cmd_demo,
+            "classify": cmd_classify, "predict": cmd_predict, "experiment": cmd_experiment}
