@@ -39,6 +39,13 @@ def train_options(c: argparse.ArgumentParser) -> None:
     c.add_argument("--json", action="store_true")
 
 
+def store_options(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--store", default="faiss", choices=["faiss", "qdrant"],
+                   help="where searches are served from: the in-process FAISS index, or Qdrant")
+    c.add_argument("--url", default=None,
+                   help="Qdrant URL (http://host:6333), or a folder for Qdrant's local mode")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fext", description=(
         "FEXT: train a convolutional autoencoder on a folder of images, then extract features, "
@@ -64,13 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = cmd("extract", "encode a folder: features, FAISS index and anomaly scores")
     c.add_argument("--images", default=None, help="image folder (default: the training folder)")
-    c.add_argument("--index", default="auto", choices=["auto", "flat", "ivf"],
-                   help="index type (auto: exact below 50k images, IVF above)")
+    c.add_argument("--index", default="auto", choices=["auto", "flat", "ivf", "ivfpq"],
+                   help="index type (auto: exact below 50k images, IVF above, IVF-PQ above 5M)")
+    c.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="where the encoding runs: this process, or a Ray cluster")
+    c.add_argument("--address", default=None,
+                   help="Ray cluster address, e.g. ray://head:10001 (default: $RAY_ADDRESS, or "
+                        "a local Ray instance started for the job)")
+    store_options(c)
     c.add_argument("--json", action="store_true")
 
     c = cmd("search", "find the images most similar to a query image")
     c.add_argument("query", help="query image file")
     c.add_argument("-k", type=int, default=10, help="number of results")
+    store_options(c)
     c.add_argument("--json", action="store_true")
 
     c = cmd("anomalies", "rank images by anomaly score (most unusual first)")
@@ -219,7 +233,19 @@ def cmd_build(args, progress):
 def cmd_extract(args, progress):
     from .features import extract
 
-    meta = extract(_ws(args), args.name, args.images, progress, index_kind=args.index)
+    if getattr(args, "store", "faiss") == "qdrant" and not args.url:
+        raise ValueError("--store qdrant needs --url (http://host:6333, or a folder)")
+    if getattr(args, "engine", "local") == "ray":
+        from .scaleout import RayEncoder
+
+        encoder = RayEncoder(args.address)
+    elif getattr(args, "address", None):
+        raise ValueError("--address is for --engine ray")
+    else:
+        encoder = None
+    meta = extract(_ws(args), args.name, args.images, progress, index_kind=args.index,
+                   encoder=encoder,
+                   store_url=args.url if getattr(args, "store", "faiss") == "qdrant" else None)
     _out(args, meta, f"extracted {meta['count']} images ({meta['encoded']} encoded, "
                      f"{meta['reused']} reused, {meta['skipped']} skipped) from {meta['images']}: "
                      f"{meta['dim']}-d features, {meta['index']['kind']} index")
@@ -231,11 +257,32 @@ def cmd_search(args, progress):
 
     if not Path(args.query).is_file():
         raise FileNotFoundError(f"query image not found: {args.query}")
-    results = Searcher.open(_ws(args), args.name).search(args.query, args.k)
+    if args.store == "qdrant":
+        searcher = qdrant_searcher(_ws(args), args.name, args.url)
+    else:
+        searcher = Searcher.open(_ws(args), args.name)
+    results = searcher.search(args.query, args.k)
     for r in results:
         r.pop("id")
     text = "\n".join(f"{r['rank']:3d}  {r['score']:.4f}  {r['path']}" for r in results)
     _out(args, {"query": args.query, "results": results}, text)
+
+
+def qdrant_searcher(ws, name: str, url: str | None):
+    """A Searcher whose index is the model's Qdrant collection (URL: --url or the extraction's)."""
+    from .features import Artifacts
+    from .model import inference_model
+    from .search import Searcher
+    from .stores import QdrantStore
+    from .train import load_model
+
+    art = Artifacts.open(ws, name)
+    url = url or art.meta.get("store", {}).get("url")
+    if not url:
+        raise ValueError(f"{name!r} was not published to Qdrant; give --url or run: python -m fext "
+                         f"extract --name {name} --store qdrant --url URL")
+    ae, _ = load_model(ws, name)
+    return Searcher(art, QdrantStore.open(url, name), inference_model(ae))
 
 
 def cmd_anomalies(args, progress):

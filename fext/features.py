@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,9 @@ from .collection import Collection
 from .feed import iter_batches
 from .index import VectorIndex, l2_normalize
 from .model import inference_model
+from .model import load as load_keras
 from .progress import ProgressFn, report
-from .train import load_model, model_info
+from .train import model_info
 from .workspace import Workspace, atomic_path, read_json, write_json
 
 ITEM_COLUMNS = ["id", "path", "label", "split", "sha1", "row"]
@@ -75,12 +77,51 @@ class Artifacts:
         return np.load(self.dir / SCORE_FILES[kind])
 
     def index(self) -> VectorIndex:
+        """The FAISS index; an IVF-PQ one re-ranks its candidates from the memory-mapped features."""
         ix = self.meta["index"]
+        vectors = self.features() if ix["kind"] == "ivfpq" else None
         return VectorIndex.load(self.dir / "faiss.index", ix["kind"], ix.get("nprobe", 0),
-                                ix.get("recall", 1.0))
+                                ix.get("recall", 1.0), vectors)
 
     def collection(self, ws: Workspace) -> Collection:
         return Collection.open(ws, self.root, self.meta["image_size"], self.meta["fit"])
+
+
+@dataclass
+class EncodeJob:
+    """What an encoder needs: everything is a file path or numbers, so it pickles to workers."""
+
+    model_path: Path  # the trained autoencoder (.keras)
+    cache_path: Path  # the collection's decoded-image cache (uint8 rows of size x size x 3)
+    image_size: int
+    rows: np.ndarray  # cache rows to encode, in output order
+    batch_size: int = 128
+
+    def images(self) -> np.ndarray:
+        """The cache, memory-mapped read-only."""
+        n = self.cache_path.stat().st_size // (self.image_size * self.image_size * 3)
+        return np.memmap(self.cache_path, np.uint8, "r",
+                         shape=(n, self.image_size, self.image_size, 3))
+
+
+# An encoder turns a job into (positions into job.rows, L2-normalised features, reconstruction
+# errors) blocks, in any order and any block size; every position must come exactly once.
+Encoder = Callable[[EncodeJob], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]]
+
+
+def encode_rows(infer, images: np.ndarray, rows: np.ndarray, batch_size: int):
+    """(positions, features, reconstruction errors) per batch of `rows`: the one encoding step
+    every engine runs, so a worker of a cluster computes exactly what this process would."""
+    for start, x in iter_batches(images, rows, batch_size):
+        z, r = infer.predict_on_batch(x)
+        yield (np.arange(start, start + len(x)), l2_normalize(np.asarray(z)),
+               anomaly.reconstruction_error(x, np.asarray(r)))
+
+
+def local_encoder(job: EncodeJob):
+    """Encode in this process, batch after batch (the default engine)."""
+    infer = inference_model(load_keras(job.model_path))
+    yield from encode_rows(infer, job.images(), job.rows, job.batch_size)
 
 
 def _previous(ws: Workspace, name: str, fingerprint: str) -> dict[str, tuple[np.ndarray, float]]:
@@ -97,8 +138,13 @@ def _previous(ws: Workspace, name: str, fingerprint: str) -> dict[str, tuple[np.
 
 def extract(ws: Workspace, name: str, images: str | Path | None = None,
             progress: ProgressFn | None = None, batch_size: int = 128,
-            index_kind: str = "auto") -> dict:
-    """Features, index and anomaly scores of `images` (default: the training folder)."""
+            index_kind: str = "auto", encoder: Encoder | None = None,
+            store_url: str | None = None) -> dict:
+    """Features, index and anomaly scores of `images` (default: the training folder).
+
+    `encoder` runs the encoding step (default: in this process; fext.scaleout.RayEncoder on a
+    Ray cluster). `store_url` also serves the vectors from a Qdrant store (fext.stores).
+    """
     progress = report(progress)
     with ws.lock(name):
         info = model_info(ws, name)
@@ -112,8 +158,15 @@ def extract(ws: Workspace, name: str, images: str | Path | None = None,
         reuse = _previous(ws, name, info["fingerprint"])
         version = ws.new_index_version(name)
         try:
-            meta = _encode(ws, name, info, coll, items, reuse, version, progress, batch_size,
-                           index_kind)
+            job = EncodeJob(ws.model_dir(name) / info["model_file"], coll.store / "images.u8",
+                            coll.image_size, np.empty(0, np.int64), batch_size)
+            meta = _encode(name, info, coll, items, reuse, version, progress, index_kind, job,
+                           encoder or local_encoder)
+            if store_url:
+                from .stores import publish_to_store
+
+                meta["store"] = publish_to_store(store_url, name, version)
+                write_json(version / "meta.json", meta)
         except BaseException:
             shutil.rmtree(version, ignore_errors=True)
             raise
@@ -121,7 +174,8 @@ def extract(ws: Workspace, name: str, images: str | Path | None = None,
         return meta
 
 
-def _encode(ws, name, info, coll, items, reuse, version, progress, batch_size, index_kind) -> dict:
+def _encode(name, info, coll, items, reuse, version, progress, index_kind, job: EncodeJob,
+            encoder: Encoder) -> dict:
     n, latent = len(items), info["model"]["latent_dim"]
     feats = np.lib.format.open_memmap(version / ".features.npy", "w+", np.float32, (n, latent))
     scores = np.zeros(n, np.float32)
@@ -130,16 +184,15 @@ def _encode(ws, name, info, coll, items, reuse, version, progress, batch_size, i
         feats[i], scores[i] = reuse[items["sha1"].iat[i]]
     todo = np.flatnonzero(~known)
     if len(todo):
-        ae, _ = load_model(ws, name)
-        infer = inference_model(ae)
-        rows = items["row"].to_numpy()[todo]
+        job.rows = items["row"].to_numpy()[todo]
         progress("encode", 0, len(todo), reused=int(known.sum()))
-        for start, x in iter_batches(coll.images, rows, batch_size):
-            z, r = infer.predict_on_batch(x)
-            at = todo[start:start + len(x)]
-            feats[at] = l2_normalize(np.asarray(z))
-            scores[at] = anomaly.reconstruction_error(x, np.asarray(r))
-            progress("encode", start + len(x), len(todo), reused=int(known.sum()))
+        done = np.zeros(len(todo), bool)
+        for pos, z, err in encoder(job):
+            feats[todo[pos]], scores[todo[pos]] = z, err
+            done[pos] = True
+            progress("encode", int(done.sum()), len(todo), reused=int(known.sum()))
+        if not done.all():
+            raise RuntimeError(f"the encoder returned {int(done.sum())} of {len(todo)} images")
     feats.flush()
     del feats
     (version / ".features.npy").rename(version / "features.npy")

@@ -1,4 +1,10 @@
-"""2-D UMAP map of a collection's features, computed once per extraction and cached beside it."""
+"""2-D UMAP map of a collection's features, computed once per extraction and cached beside it.
+
+A seeded UMAP runs single-threaded (umap-learn disables parallelism when given a random_state),
+which takes minutes past a few tens of thousands of images. Larger maps are therefore computed
+multi-threaded and unseeded: the layout then varies slightly between runs, which is harmless
+for a map computed once and cached. Small maps stay seeded and reproducible.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ import numpy as np
 from .features import Artifacts
 from .progress import ProgressFn, report
 from .workspace import Workspace, atomic_path, read_json, write_json
+
+PARALLEL_ABOVE = 20_000  # points; above, speed beats bit-for-bit reproducibility
 
 
 def umap_2d(features: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1,
@@ -21,6 +29,8 @@ def umap_2d(features: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1,
         return out
     import umap  # slow to import: only when a map is actually computed
 
+    if len(x) > PARALLEL_ABOVE:
+        seed = None
     reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1),
                         min_dist=min_dist, random_state=seed, low_memory=True,
                         n_jobs=1 if seed is not None else -1)

@@ -1,15 +1,83 @@
-"""Every page of the app through Streamlit's AppTest: content, uploads, and guidance when empty."""
+"""Every page of the app through Streamlit's AppTest: content, uploads, jobs, and guidance when
+there is nothing to show yet. The workspace is tests/app_fixtures.py's tiny trained one."""
 
-import io
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
-from corpus import bomb_png, shape_image
+from app_fixtures import BROKEN, DIM, READABLE, REPO, app_workspace, bomb_png, png, shape
 
 PAGES = ["collection", "train", "reconstruction", "map", "search", "anomalies", "features"]
+
+
+@pytest.fixture(scope="session")
+def app_ws(tmp_path_factory):
+    return app_workspace(tmp_path_factory)
+
+
+@pytest.fixture
+def on_demo(app_ws, monkeypatch):
+    """The app pointed at the shared tiny workspace (read-only use)."""
+    monkeypatch.setenv("FEXT_WORKSPACE", str(app_ws.root))
+    return app_ws
+
+
+@pytest.fixture
+def own_ws(app_ws, tmp_path, monkeypatch):
+    """A private copy of the tiny workspace, for tests that start jobs or write files."""
+    from fext.workspace import Workspace
+
+    root = tmp_path / "ws"
+    shutil.copytree(app_ws.root, root, ignore=shutil.ignore_patterns("jobs", ".*.lock"))
+    monkeypatch.setenv("FEXT_WORKSPACE", str(root))
+    return Workspace(root)
+
+
+@pytest.fixture
+def empty_ws(tmp_path, monkeypatch):
+    """A workspace with no model, where the bundled demo images are missing."""
+    from fext.workspace import Workspace
+
+    monkeypatch.setenv("FEXT_WORKSPACE", str(tmp_path / "empty"))
+    monkeypatch.setattr("fext.demo.DEMO_DIR", tmp_path / "no-demo")
+    return Workspace(tmp_path / "empty")
+
+
+@pytest.fixture
+def fake_jobs():
+    """Make stand-in background jobs: a real, harmless process plus the files a job writes."""
+    procs = []
+
+    def make(ws, command: str, name: str | None, progress: dict):
+        from fext.jobs import Job
+        from fext.workspace import write_json
+
+        proc = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        procs.append(proc)
+        job_id = time.strftime("%Y%m%d-%H%M%S-") + f"{len(procs):06d}"
+        d = ws.jobs_dir() / job_id
+        d.mkdir(parents=True)
+        write_json(d / "job.json", {"id": job_id, "command": command, "name": name, "args": [],
+                                    "pid": proc.pid, "started": time.time()})
+        write_json(d / "progress.json", {"status": "running", "stage": "", "done": 0, "total": 0,
+                                         "info": {}, "history": [], **progress})
+        return Job(job_id, d)
+
+    yield make
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
 
 
 def run_page(page: str, timeout: int = 120) -> AppTest:
@@ -17,55 +85,221 @@ def run_page(page: str, timeout: int = 120) -> AppTest:
     return at.run()
 
 
-@pytest.fixture
-def on_demo(app_ws, monkeypatch):
-    monkeypatch.setenv("FEXT_WORKSPACE", str(app_ws.root))
-    return app_ws
-
-
 def texts(at: AppTest) -> str:
+    """Every piece of text on the page, for 'does it say X' assertions."""
     parts = [e.value for e in at.markdown] + [e.value for e in at.caption] + \
             [e.value for e in at.title] + [e.value for e in at.subheader] + \
-            [e.value for e in at.info] + [e.value for e in at.warning] + [e.value for e in at.error] + \
-            [e.label for e in at.metric]
+            [e.value for e in at.info] + [e.value for e in at.warning] + \
+            [e.value for e in at.error] + [e.value for e in at.success] + \
+            [e.label for e in at.metric] + [e.label for e in at.button]
     return "\n".join(str(p) for p in parts)
 
 
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [c for el in at.get("image") for c in el.captions]
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def widget(widgets, label_start: str):
+    return next(w for w in widgets if w.label.startswith(label_start))
+
+
+# -- every page ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_without_exception(on_demo, page):
     at = run_page(page)
     assert not at.exception, at.exception
     assert at.title and at.title[0].value.lower().startswith(page[:4])
+    assert at.caption, "every page says what it is for"
+    assert at.sidebar.selectbox[0].value == "demo"
 
 
-def test_app_entry_opens_on_the_collection_page(on_demo):
+def test_app_entry_opens_on_the_collection_page_and_navigates(on_demo):
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
     assert not at.exception
     assert at.title[0].value == "Collection"
     assert "Readable images" in texts(at)
+    for page in PAGES[1:]:
+        at.switch_page(f"fext/ui/{page}.py").run()
+        assert not at.exception, page
+        assert at.title[0].value.lower().startswith(page[:4])
 
 
-def test_collection_lists_skipped_files(on_demo):
+# -- collection ---------------------------------------------------------------------------------
+def test_collection_shows_counts_and_skipped_files(on_demo):
     at = run_page("collection")
-    assert {m.label: m.value for m in at.metric}["Skipped files"] == "2"
-    assert any("notes.jpg" in str(df.value) for df in at.dataframe)
+    m = metrics(at)
+    assert m["Readable images"] == str(READABLE) and m["Skipped files"] == str(len(BROKEN))
+    assert m["Labels"] == "3"
+    skipped = at.dataframe[0].value
+    assert set(skipped["path"]) == set(BROKEN)
+    assert skipped["reason"].str.len().min() > 0  # every skipped file says why
+    assert len(image_captions(at)) == 12
 
 
-def _png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
+def test_rescan_picks_up_a_new_file(own_ws):
+    from fext.train import model_info
+
+    folder = Path(model_info(own_ws, "demo")["data"]["images"])
+    at = run_page("collection")
+    (folder / "red" / "zz_new.png").write_bytes(png(shape("red", 99)))
+    try:
+        button(at, "Rescan").click().run()
+        assert not at.exception
+        assert metrics(at)["Readable images"] == str(READABLE + 1)
+    finally:
+        (folder / "red" / "zz_new.png").unlink()
 
 
+def test_upload_into_a_new_collection_stays_in_the_workspace(own_ws):
+    at = run_page("collection")
+    at.file_uploader[0].upload("../../escape.png", png(shape("red", 1)), "image/png")
+    button(at, "Add to collection").click().run()
+    assert not at.exception
+    saved = list(own_ws.uploads_dir().rglob("*.png"))
+    assert [p.name for p in saved] == ["escape.png"]
+    assert all(own_ws.root in p.resolve().parents for p in saved)
+    assert not (own_ws.root.parent / "escape.png").exists()
+    assert metrics(at)["Readable images"] == "1"  # the page now shows the new collection
+
+
+def test_non_image_upload_is_refused_with_a_reason(own_ws):
+    at = run_page("collection")
+    at.file_uploader[0].upload("notes.jpg", b"just some text", "image/jpeg")
+    button(at, "Add to collection").click().run()
+    assert not at.exception
+    assert any("notes.jpg" in e.value and "not an image" in e.value for e in at.error)
+    assert not list(own_ws.uploads_dir().rglob("*"))
+
+
+def test_scanning_a_folder_without_images_says_so(own_ws, tmp_path):
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no pictures")
+    at = run_page("collection")
+    at.text_input[0].set_value(str(empty))
+    button(at, "Scan this folder").click().run()
+    assert not at.exception
+    assert any("No readable images" in e.value for e in at.error)
+    at.text_input[0].set_value(str(tmp_path / "missing"))
+    button(at, "Scan this folder").click().run()
+    assert any("Folder not found" in e.value for e in at.error)
+
+
+# -- train --------------------------------------------------------------------------------------
+def test_train_lists_runs_and_refuses_a_missing_folder(own_ws, tmp_path):
+    at = run_page("train")
+    assert "demo" in set(at.dataframe[0].value["model"])
+    widget(at.text_input, "Image folder").set_value(str(tmp_path / "missing"))
+    button(at, "Start training").click().run()
+    assert not at.exception
+    assert any("Folder not found" in e.value for e in at.error)
+
+
+def test_train_starts_one_build_job_and_shows_it_live(own_ws, monkeypatch, fake_jobs):
+    from fext.train import model_info
+
+    calls = []
+
+    def start(ws, command, name, args):
+        calls.append((command, name, [str(a) for a in args]))
+        return fake_jobs(ws, command, name, {"stage": "train", "done": 6, "total": 20, "info": {
+            "epoch": 3, "loss": 0.05}, "history": [{"epoch": 1, "loss": 0.09, "val_loss": 0.1},
+                                                  {"epoch": 2, "loss": 0.07, "val_loss": 0.08}]})
+
+    monkeypatch.setattr("fext.jobs.start", start)
+    images = model_info(own_ws, "demo")["data"]["images"]
+    at = run_page("train")
+    widget(at.text_input, "Model name").set_value("shapes-2")
+    widget(at.select_slider, "Image size").set_value(32)
+    button(at, "Start training").click().run()
+    assert not at.exception, at.exception
+    assert len(calls) == 1
+    command, name, args = calls[0]
+    assert (command, name) == ("build", "shapes-2")
+    opts = dict(zip(args[::2], args[1::2]))
+    assert opts["--images"] == images and opts["--image-size"] == "32"
+    assert {"--preset", "--latent-dim", "--epochs", "--batch-size", "--learning-rate", "--fit",
+            "--patience"} <= set(opts)
+    # the page now shows the job: progress bar, live curves, a cancel button
+    assert "Running: build shapes-2" in texts(at)
+    assert at.get("progress") and at.get("vega_lite_chart")
+    # a reload (a fresh session) shows the same job and starts nothing new
+    again = run_page("train")
+    assert "Running: build shapes-2" in texts(again) and len(calls) == 1
+    button(again, "Cancel").click().run()
+    assert not again.exception
+    from fext import jobs
+    assert jobs.active(own_ws) is None
+
+
+# -- reconstruction, map, anomalies, features ---------------------------------------------------
+def test_reconstruction_shows_metrics_pairs_and_worst(on_demo):
+    at = run_page("reconstruction")
+    m = metrics(at)
+    assert {"Test loss (MSE)", "Test PSNR", "Test SSIM"} <= set(m)
+    assert set(at.dataframe[0].value["split"]) == {"train", "val", "test"}
+    captions = image_captions(at)
+    assert len(captions) >= 9 and all("PSNR" in c for c in captions)
+    assert "Worst reconstructed" in texts(at)
+
+
+def test_map_colours_by_every_option(on_demo):
+    at = run_page("map")
+    assert at.get("plotly_chart")
+    for option in ("folder", "anomaly score"):
+        at.radio[0].set_value(option).run()
+        assert not at.exception
+    assert "Click a point" in texts(at)
+
+
+def test_anomaly_threshold_counts_images(on_demo):
+    at = run_page("anomalies")
+    threshold = widget(at.slider, "Threshold")
+    threshold.set_value(threshold.min).run()
+    assert metrics(at)["Above threshold"] == str(READABLE)
+    assert len(image_captions(at)) == 18 and image_captions(at)[0].startswith("#1")
+    at.radio[0].set_value("reconstruction").run()
+    assert not at.exception
+    assert at.get("download_button")
+
+
+def test_features_page_offers_the_csv(on_demo):
+    at = run_page("features")
+    m = metrics(at)
+    assert m["Images"] == str(READABLE) and m["Vector size"] == str(DIM)
+    assert list(at.dataframe[0].value.columns[:3]) == ["path", "label", "f0"]
+    assert at.get("download_button")
+
+
+# -- search -------------------------------------------------------------------------------------
 def test_search_by_upload_shows_k_results(on_demo):
     at = run_page("search")
-    at.file_uploader[0].upload("query.png", _png(shape_image("blue", 3, 32)), "image/png")
-    at.slider[0].set_value(5)
+    at.file_uploader[0].upload("query.png", png(shape("blue", 3)), "image/png")
+    widget(at.slider, "Results").set_value(5)
     at.run()
     assert not at.exception
     assert "5 results" in texts(at)
-    shown = at.get("imgs") + at.get("image")
-    assert len(shown) >= 6  # the query and its 5 results
+    results = [c for c in image_captions(at) if c.startswith("#")]
+    assert len(results) == 5 and results[0].startswith("#1 · ")
+    assert "blue/blue_003.png" in results[0]  # the same picture is in the collection
+
+
+def test_search_by_a_collection_image_finds_itself_first(on_demo):
+    at = run_page("search")
+    at.radio[0].set_value("Pick from the collection").run()
+    picker = widget(at.selectbox, "Image")
+    picker.set_value("green/green_005.png").run()
+    assert not at.exception
+    results = [c for c in image_captions(at) if c.startswith("#")]
+    assert len(results) == 12 and "green/green_005.png" in results[0]
 
 
 def test_search_refuses_a_non_image_upload(on_demo):
@@ -73,45 +307,80 @@ def test_search_refuses_a_non_image_upload(on_demo):
     at.file_uploader[0].upload("notes.jpg", b"hello, I am text", "image/jpeg")
     at.run()
     assert not at.exception
-    assert "cannot be used as a query image" in texts(at)
+    assert any("cannot be used as a query image" in e.value for e in at.error)
 
 
-def test_search_refuses_a_bomb(on_demo):
+def test_search_refuses_a_decompression_bomb(on_demo):
     at = run_page("search")
     at.file_uploader[0].upload("huge.png", bomb_png(), "image/png")
     at.run()
-    assert not at.exception and "too large" in texts(at)
-
-
-def test_upload_into_a_new_collection_stays_in_the_workspace(on_demo):
-    at = run_page("collection")
-    uploader = at.file_uploader[0]
-    uploader.upload("../../escape.png", _png(shape_image("red", 1)), "image/png")
-    form_submit = [b for b in at.button if b.label == "Add to collection"][0]
-    form_submit.click().run()
     assert not at.exception
-    saved = list((on_demo.root / "data" / "uploads").rglob("*.png"))
-    assert saved and all(on_demo.root in p.resolve().parents for p in saved)
-    assert not (on_demo.root.parent / "escape.png").exists()
+    assert any("too large" in e.value for e in at.error)
 
 
-def test_features_page_offers_the_csv(on_demo):
-    at = run_page("features")
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Images"] == "42" and metrics["Vector size"] == "8"
+def test_warm_search_is_well_under_a_second(on_demo):
+    at = run_page("search")
+    at.file_uploader[0].upload("query.png", png(shape("red", 2)), "image/png")
+    at.run()  # warms the cached model and index
+    timings = []
+    for i in range(3):
+        at.file_uploader[0].upload(f"q{i}.png", png(shape("green", 7 + i)), "image/png")
+        at.run()
+        assert not at.exception
+        caption = next(c.value for c in at.caption if "results** in" in c.value)
+        timings.append(int(re.search(r"in (\d+) ms", caption).group(1)))
+    assert min(timings) < 500, timings  # the search as the page times it: encode + index lookup
 
 
-def test_anomaly_threshold_counts_images(on_demo):
-    at = run_page("anomalies")
-    threshold = at.slider[0]
-    threshold.set_value(threshold.min).run()
-    assert {m.label: m.value for m in at.metric}["Above threshold"] == "42"
+# -- before there is anything to show -----------------------------------------------------------
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_before_any_model_say_what_to_do(empty_ws, page):
+    at = run_page(page)
+    assert not at.exception, page
+    assert at.title
+    words = texts(at)
+    assert "Train" in words or "Choose a folder" in words, (page, words)
+    assert not (empty_ws.root / "jobs").exists()  # no demo preparation without demo images
 
 
-def test_pages_before_any_model_say_what_to_do(tmp_path, monkeypatch):
+def test_first_start_prepares_the_demo_once_and_shows_progress(tmp_path, monkeypatch, fake_jobs):
+    from fext.workspace import Workspace
+
     monkeypatch.setenv("FEXT_WORKSPACE", str(tmp_path))
-    monkeypatch.setattr("fext.demo.DEMO_DIR", tmp_path / "no-demo")
-    for page in ("search", "map", "anomalies", "features", "reconstruction"):
+    calls = []
+
+    def start(ws, command, name, args):
+        calls.append(command)
+        return fake_jobs(ws, command, name, {"stage": "train", "done": 3, "total": 12})
+
+    monkeypatch.setattr("fext.jobs.start", start)
+    at = run_page("collection")
+    assert not at.exception
+    assert calls == ["demo"]
+    assert "Preparing the demo" in texts(at) and at.get("progress")
+    for page in ("collection", "search", "map"):  # reloads and other pages: no second job
+        other = run_page(page)
+        assert not other.exception and "Preparing the demo" in texts(other), page
+    assert calls == ["demo"]
+    assert Workspace(tmp_path).models() == []
+
+
+def test_a_model_without_features_offers_extraction(own_ws, fake_jobs):
+    shutil.rmtree(own_ws.root / "index" / "demo")
+    for page in ("search", "map", "anomalies", "features"):
         at = run_page(page)
         assert not at.exception, page
-        assert "Train" in texts(at), page
+        assert "has no features yet" in texts(at) and "Extract features now" in texts(at), page
+    fake_jobs(own_ws, "extract", "demo", {"stage": "encode", "done": 10, "total": 36})
+    at = run_page("search")
+    assert "Extraction running" in texts(at) and at.get("progress")
+
+
+def test_job_status_is_read_from_disk(own_ws, fake_jobs):
+    """The progress files a real job writes are what the page shows (a reload changes nothing)."""
+    job = fake_jobs(own_ws, "build", "other", {"stage": "encode", "done": 5, "total": 10})
+    spec = json.loads((job.dir / "job.json").read_text())
+    assert spec["command"] == "build" and job.status == "running"
+    at = run_page("train")
+    assert "Running: build other" in texts(at)
+    assert "encode: 5/10" in at.get("progress")[0].proto.text

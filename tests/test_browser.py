@@ -1,5 +1,6 @@
 """The app in a real browser (Debian's Chromium driven by Playwright): every page, a search by
-upload, the features CSV download; a screenshot of each page in tests/artifacts/screens/."""
+upload, the features CSV download, concurrent sessions; a full-page screenshot of each page in
+tests/artifacts/screens/. The server runs on tests/app_fixtures.py's tiny trained workspace."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-from corpus import shape_image
+from app_fixtures import COLOURS, DIM, READABLE, REPO, app_workspace, shape
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENS = REPO / "tests" / "artifacts" / "screens"
@@ -25,9 +25,25 @@ PAGES = {"collection": "", "train": "train", "reconstruction": "reconstruction",
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-sync"]
+WIDTH = 1400
+# every image loaded and every Plotly chart drawn: what a person would see
+PAINTED = """() => {
+  const main = document.querySelector('[data-testid="stMain"]') || document.body;
+  const imgs = Array.from(main.querySelectorAll('img'));
+  const charts = main.querySelectorAll('[data-testid="stPlotlyChart"]').length;
+  const drawn = main.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg').length;
+  return imgs.every(i => i.complete && i.naturalWidth > 0) && drawn >= charts;
+}"""
+MAIN_HEIGHT = """() => Math.max(...Array.from(document.querySelectorAll(
+  '[data-testid="stMain"], [data-testid="stAppViewContainer"]')).map(e => e.scrollHeight))"""
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="Debian's chromium is not installed (make browser)")
+
+
+@pytest.fixture(scope="session")
+def app_ws(tmp_path_factory):
+    return app_workspace(tmp_path_factory)
 
 
 def free_port() -> int:
@@ -37,13 +53,16 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(app_ws):
+def app_url(app_ws, tmp_path_factory):
+    """`streamlit run app.py` on a free port, as a user starts it, until the module ends."""
     port = free_port()
     env = {**os.environ, "FEXT_WORKSPACE": str(app_ws.root)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--server.headless", "true"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path_factory.mktemp("streamlit") / "log.txt"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py",
+                                 "--server.port", str(port), "--server.address", "127.0.0.1",
+                                 "--server.headless", "true"], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -51,13 +70,19 @@ def app_url(app_ws):
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
                 break
         except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
     else:
         proc.kill()
         pytest.fail("the app did not start within 90 s")
     yield url
     proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -69,60 +94,93 @@ def browser():
         b.close()
 
 
+def settle(page, timeout: float = 90_000) -> None:
+    """Wait until the script has finished and everything it drew is painted."""
+    page.wait_for_selector(IDLE, timeout=timeout)
+    page.wait_for_function(PAINTED, timeout=timeout)
+    page.wait_for_timeout(300)
+    page.wait_for_selector(IDLE, timeout=timeout)
+
+
 def open_page(browser, url: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = browser.new_page(viewport={"width": WIDTH, "height": 1000}, accept_downloads=True)
     page.goto(url)
     settle(page)
     return page
 
 
-def settle(page, timeout: float = 90_000) -> None:
-    page.wait_for_selector(IDLE, timeout=timeout)
-    page.wait_for_timeout(700)  # let charts and images paint
-    page.wait_for_selector(IDLE, timeout=timeout)
+def screenshot(page, name: str) -> None:
+    """The whole page: Streamlit scrolls inside its main block, so grow the window to fit."""
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    height = min(max(int(page.evaluate(MAIN_HEIGHT)) + 40, 1000), 8000)
+    page.set_viewport_size({"width": WIDTH, "height": height})
+    page.wait_for_timeout(500)  # charts re-lay out to the new size
+    settle(page)
+    page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)
+
+
+def result_captions(page) -> list[str]:
+    return [c for c in page.locator("[data-testid='stImageCaption']").all_inner_texts()
+            if c.startswith("#")]
 
 
 def test_every_page_opens_without_exception(browser, app_url):
-    SCREENS.mkdir(parents=True, exist_ok=True)
     for title, path in PAGES.items():
         page = open_page(browser, f"{app_url}/{path}")
         assert page.locator("[data-testid='stException']").count() == 0, title
         assert page.locator("h1").first.inner_text().lower().startswith(title[:4]), title
-        page.screenshot(path=str(SCREENS / f"{title}.png"), full_page=True)
+        # the sidebar offers every page and the model picker opens on the demo model
+        nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+        assert all(t.capitalize() in nav for t in PAGES), nav
+        sidebar = page.locator("[data-testid='stSidebar']").inner_text()
+        assert "Model" in sidebar and f"{DIM}-d features" in sidebar, sidebar
+        screenshot(page, title)
         page.close()
+
+
+def test_sidebar_links_navigate_between_pages(browser, app_url):
+    page = open_page(browser, app_url)
+    for title in ("Map", "Features", "Collection"):
+        page.locator("[data-testid='stSidebarNav'] a", has_text=title).first.click()
+        page.wait_for_function(f"() => document.querySelector('h1')?.innerText.startsWith('{title}')",
+                               timeout=60_000)
+        settle(page)
+        assert page.locator("[data-testid='stException']").count() == 0, title
+    page.close()
 
 
 def test_search_by_upload_shows_the_results_grid(browser, app_url, tmp_path):
     query = tmp_path / "query.png"
-    shape_image("green", 4, 32).save(query)
+    shape("green", 4).save(query)
     page = open_page(browser, f"{app_url}/search")
     page.locator("input[type='file']").set_input_files(str(query))
     page.wait_for_selector("text=results in", timeout=60_000)
     settle(page)
     assert page.locator("[data-testid='stException']").count() == 0
-    captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()
-    results = [c for c in captions if c.startswith("#")]
+    results = result_captions(page)
     assert len(results) == 12  # the default k
-    assert results[0].startswith("#1") and "green/" in results[0]
-    page.screenshot(path=str(SCREENS / "search-results.png"), full_page=True)
+    assert results[0].startswith("#1 · ") and "green/green_004.png" in results[0]
+    assert all(" · " in r and ".png" in r for r in results)  # rank, score and path on each
+    screenshot(page, "search-results")
     page.close()
 
 
-def test_features_csv_download(browser, app_url, app_ws):
+def test_features_csv_download(browser, app_url):
     page = open_page(browser, f"{app_url}/features")
     with page.expect_download() as info:
         page.get_by_role("button", name="Download features CSV").click()
     rows = list(csv.reader(io.StringIO(Path(info.value.path()).read_text())))
-    assert rows[0] == ["path", "label"] + [f"f{i}" for i in range(8)]
-    assert len(rows) == 43 and all(len(r) == 10 for r in rows[1:])
+    assert rows[0] == ["path", "label"] + [f"f{i}" for i in range(DIM)]
+    assert len(rows) == 1 + READABLE and all(len(r) == 2 + DIM for r in rows[1:])
+    assert {r[1] for r in rows[1:]} == set(COLOURS)
     page.close()
 
 
-def test_eight_concurrent_sessions_get_their_own_results(browser, app_url, app_ws):
-    """Eight browser sessions upload different images at once; each gets its own image first."""
+def test_concurrent_sessions_get_their_own_results(browser, app_url, app_ws):
+    """Several browser sessions upload different images at once; each gets its own image first."""
     from fext.train import model_info
     root = Path(model_info(app_ws, "demo")["data"]["images"])
-    queries = [f"{label}/{label}_{i:03d}.png" for label in ("red", "green", "blue") for i in (1, 6, 11)][:8]
+    queries = [f"{label}/{label}_{i:03d}.png" for label in COLOURS for i in (1, 6)][:4]
     contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in queries]
     pages = [c.new_page() for c in contexts]
     for page in pages:
@@ -131,11 +189,15 @@ def test_eight_concurrent_sessions_get_their_own_results(browser, app_url, app_w
         settle(page)
     for page, q in zip(pages, queries):  # all uploads go out before any result is awaited
         page.locator("input[type='file']").set_input_files(str(root / q))
-    for page, q in zip(pages, queries):
-        page.wait_for_selector("text=results in", timeout=90_000)
+    for n, (page, q) in enumerate(zip(pages, queries)):
+        try:
+            page.wait_for_selector("text=results in", timeout=180_000)
+        except Exception:
+            SCREENS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENS / f"concurrent-{n}.png"))
+            raise
         settle(page)
-        captions = [c for c in page.locator("[data-testid='stImageCaption']").all_inner_texts()
-                    if c.startswith("#")]
+        captions = result_captions(page)
         assert captions and captions[0].startswith("#1") and q in captions[0], (q, captions[:2])
         assert page.locator("[data-testid='stException']").count() == 0
     for c in contexts:

@@ -7,7 +7,8 @@ import streamlit as st
 from fext.anomaly import ranking
 from fext.ui.common import header, image_grid, need_artifacts, need_model, workspace
 
-header("Anomalies", "Every image ranked by how unusual it is in its collection: the odd ones out first.")
+header("Anomalies", "Every image ranked by how unusual it is in its collection: the odd ones "
+                    "out first. Move the threshold to see how many stand out.")
 ws = workspace()
 name = need_model(ws)
 art = need_artifacts(ws, name)
@@ -20,24 +21,29 @@ ranked = ranking(art.items, art.scores(kind))
 scores = ranked["score"].to_numpy()
 lo, hi = float(scores.min()), float(scores.max())
 default = float(np.quantile(scores, 0.98)) if len(scores) > 1 else hi
-threshold = st.slider("Threshold", lo, max(hi, lo + 1e-9), default, format="%.4f")
+threshold = st.slider("Threshold", lo, max(hi, lo + 1e-9), default, format="%.4f",
+                      help="Images scoring at or above it count as anomalies.")
 above = ranked[ranked["score"] >= threshold]
 
-a, b, c = st.columns(3)
+a, b, c, d = st.columns(4, border=True)
 a.metric("Images", f"{len(ranked):,}")
 b.metric("Above threshold", f"{len(above):,}")
-c.metric("Highest score", f"{hi:.4f}")
-fig = px.histogram(ranked, x="score", nbins=60, height=260)
-fig.add_vline(x=threshold, line_dash="dash", line_color="crimson")
-fig.update_layout(margin=dict(l=10, r=10, t=10, b=10), xaxis_title=f"{kind} score")
+c.metric("Share above", f"{len(above) / max(len(ranked), 1):.1%}")
+d.metric("Highest score", f"{hi:.4f}")
+fig = px.histogram(ranked, x="score", nbins=60, height=260, color_discrete_sequence=["#2f6fdf"])
+fig.add_vline(x=threshold, line_dash="dash", line_color="crimson",
+              annotation_text=f"threshold · {len(above)} above", annotation_position="top left")
+fig.update_layout(margin=dict(l=10, r=10, t=30, b=10), xaxis_title=f"{kind} score",
+                  yaxis_title="images", bargap=0.05)
 st.plotly_chart(fig, width="stretch")
 
 st.subheader("Most unusual")
 top = st.slider("Show", 6, 60, 18, step=6)
-image_grid(ranked.head(top), art.root, lambda r: f"#{r.rank} · {r.score:.4f}\n{r.path}")
+image_grid(ranked.head(top), art.root, lambda r: f"#{r.rank} · {r.score:.3f} · {r.path}")
 
 st.subheader("Full ranking")
 st.download_button("Download ranking CSV", ranked[["rank", "path", "label", "score"]].to_csv(index=False),
-                   file_name=f"{name}-anomalies-{kind}.csv", mime="text/csv")
+                   file_name=f"{name}-anomalies-{kind}.csv", mime="text/csv",
+                   icon=":material/download:")
 st.dataframe(ranked[["rank", "path", "label", "split", "score"]], hide_index=True, width="stretch",
-             height=320)
+             height=320, column_config={"score": st.column_config.NumberColumn(format="%.4f")})

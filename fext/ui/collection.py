@@ -4,22 +4,23 @@ rescan it, point the app at another folder, or upload images into a new collecti
 import re
 from pathlib import Path
 
-import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from fext import images as imaging
 from fext.collection import Collection
-from fext.ui.common import ensure_demo, header, image_grid, model_picker, workspace
+from fext.ui.common import demo_job, header, image_grid, model_picker, show_demo_progress, workspace
 from fext.workspace import read_json
 
-MAX_FILE_MB = 25
+MAX_FILE_MB = 20  # also server.maxUploadSize in .streamlit/config.toml
 
-header("Collection", "The images a model learns from: labels come from sub-folder names, splits "
-                     "from each file's content.")
+header("Collection", "The images a model learns from: labels come from sub-folder names, "
+                     "train/val/test splits from each file's content.")
 ws = workspace()
-ensure_demo(ws)
 selected = model_picker(ws)
+if selected is None and (job := demo_job(ws)) is not None:
+    show_demo_progress(job)
+    st.stop()
 info = read_json(ws.model_dir(selected) / "config.json", {}) if selected else {}
 size = info.get("data", {}).get("image_size", 64)
 fit = info.get("data", {}).get("fit", "pad")
@@ -28,59 +29,72 @@ folder = st.session_state.get("collection_path") or info.get("data", {}).get("im
 
 def safe_part(text: str) -> str:
     """A file or folder name that cannot climb out of the uploads folder."""
-    cleaned = re.sub(r"[^\w.\- ]+", "_", Path(text).name).strip(" .")
+    cleaned = re.sub(r"[^\w.\- ]+", "_", Path(str(text).replace("\\", "/")).name).strip(" .")
     return cleaned[:100] or "image"
 
 
 def save_uploads(files, collection: str, label: str) -> tuple[Path, list[str], list[str]]:
-    dest = ws.uploads_dir() / safe_part(collection)
-    if label:
-        dest = dest / safe_part(label)
+    """Write the readable uploads under the workspace's uploads folder; refuse the others."""
+    root = ws.uploads_dir() / safe_part(collection)
+    dest = root / safe_part(label) if label.strip() else root
     saved, refused = [], []
     for f in files:
         data = f.getvalue()
         if len(data) > MAX_FILE_MB * 2 ** 20:
-            refused.append(f"{f.name}: larger than {MAX_FILE_MB} MB")
+            refused.append(f"**{f.name}**: larger than {MAX_FILE_MB} MB")
             continue
         try:
             imaging.load(data, 16)  # the full check: header, size limit, decodable pixels
         except imaging.ImageError as e:
-            refused.append(f"{f.name}: {e}")
+            refused.append(f"**{f.name}**: {e}")
+            continue
+        target = dest / safe_part(f.name)
+        if ws.root not in target.resolve().parents:  # belt and braces: never outside the workspace
+            refused.append(f"**{f.name}**: invalid name")
             continue
         dest.mkdir(parents=True, exist_ok=True)
-        target = dest / safe_part(f.name)
         target.write_bytes(data)
         saved.append(target.name)
-    return ws.uploads_dir() / safe_part(collection), saved, refused
+    return root, saved, refused
 
 
-with st.expander("Use another folder, or upload images", expanded=not folder):
+def use_folder(path: Path) -> None:
+    st.session_state["collection_path"] = str(path)
+    st.session_state["rescan"] = True
+
+
+with st.expander("Use another folder, or upload images", expanded=not folder,
+                 icon=":material/create_new_folder:"):
     left, right = st.columns(2)
     with left:
         typed = st.text_input("Folder on this server", value=folder,
                               help="Scanned recursively; the first sub-folder is the label.")
-        if st.button("Scan this folder"):
-            if not typed or not Path(typed).expanduser().is_dir():
-                st.error(f"Folder not found on the server: `{typed}`.")
+        if st.button("Scan this folder", icon=":material/search:"):
+            if not typed.strip() or not Path(typed).expanduser().is_dir():
+                st.error(f"Folder not found on the server: `{typed}`. Type the full path of an "
+                         "existing folder.")
             else:
-                st.session_state["collection_path"] = str(Path(typed).expanduser().resolve())
-                st.session_state["rescan"] = True
+                use_folder(Path(typed).expanduser().resolve())
                 st.rerun()
     with right:
         with st.form("upload", clear_on_submit=True):
             files = st.file_uploader("Images", accept_multiple_files=True,
-                                     help=f"JPEG, PNG, WebP, GIF, BMP, TIFF; up to {MAX_FILE_MB} MB each")
+                                     help=f"JPEG, PNG, WebP, GIF, BMP, TIFF; up to {MAX_FILE_MB} MB "
+                                          "each. Saved in this workspace's data/uploads folder.")
             c1, c2 = st.columns(2)
             coll_name = c1.text_input("Collection name", value="uploads")
             label = c2.text_input("Label (optional)", help="saved into a sub-folder of this name")
-            if st.form_submit_button("Add to collection") and files:
-                dest, saved, refused = save_uploads(files, coll_name, label)
-                for r in refused:
-                    st.error(f"Refused {r}")
-                if saved:
-                    st.success(f"Saved {len(saved)} image(s) into `{dest}`.")
-                    st.session_state["collection_path"] = str(dest)
-                    st.session_state["rescan"] = True
+            if st.form_submit_button("Add to collection", icon=":material/upload:"):
+                if not files:
+                    st.error("Choose one or more image files first.")
+                else:
+                    dest, saved, refused = save_uploads(files, coll_name, label)
+                    for r in refused:
+                        st.error(f"Refused {r}")
+                    if saved:
+                        st.success(f"Saved {len(saved)} image(s) into `{dest}`.")
+                        use_folder(dest)
+                        folder = str(dest)
 
 if not folder:
     st.info("Choose a folder of images above, or upload some, to get started.")
@@ -89,7 +103,10 @@ if not Path(folder).is_dir():
     st.error(f"The folder `{folder}` does not exist any more. Choose another one above.")
     st.stop()
 
-rescan = st.button("Rescan", help="Pick up added, changed and removed files") or \
+top = st.columns([4, 1], vertical_alignment="center")
+top[0].markdown(f":material/folder_open: **`{Path(folder).resolve()}`** · scanned at {size} px")
+rescan = top[1].button("Rescan", icon=":material/refresh:", width="stretch",
+                       help="Pick up added, changed and removed files") or \
     st.session_state.pop("rescan", False)
 try:
     coll = None if rescan else Collection.open(ws, folder, size, fit)
@@ -102,25 +119,33 @@ if coll is None:
     bar.empty()
 
 items, skipped = coll.items(), coll.skipped()
-st.markdown(f"**`{coll.root}`**")
-a, b, c, d = st.columns(4)
+a, b, c, d = st.columns([2, 2, 2, 3], border=True)
 a.metric("Readable images", f"{len(items):,}")
 b.metric("Skipped files", f"{len(skipped):,}")
 c.metric("Labels", len(coll.labels()))
 d.metric("Train / val / test", " / ".join(str((items["split"] == s).sum()) for s in ("train", "val", "test")))
 if len(items) == 0:
-    st.warning("No readable images in this folder. Add JPEG, PNG, WebP, GIF, BMP or TIFF files, "
-               "then rescan.")
+    st.error("No readable images in this folder. Add JPEG, PNG, WebP, GIF, BMP or TIFF files "
+             "(sub-folders become labels), then rescan, or choose another folder above.")
 else:
-    counts = items.assign(label=items["label"].replace("", "(none)")) \
-        .groupby(["label", "split"]).size().reset_index(name="images")
-    fig = px.bar(counts, x="label", y="images", color="split", height=280,
-                 category_orders={"split": ["train", "val", "test"]})
-    fig.update_layout(margin=dict(l=10, r=10, t=10, b=10))
-    st.plotly_chart(fig, width="stretch")
-    st.subheader("A few images")
-    sample = items.sort_values("sha1").head(12)
-    image_grid(sample, coll.root, lambda r: f"{r.path}\n{r.label or '(no label)'} · {r.split}")
+    chart, sample = st.columns([2, 3])
+    with chart:
+        st.subheader("Images per label and split")
+        counts = items.assign(label=items["label"].replace("", "(none)")) \
+            .groupby(["label", "split"]).size().reset_index(name="images")
+        fig = px.bar(counts, x="label", y="images", color="split", height=320,
+                     category_orders={"split": ["train", "val", "test"]},
+                     color_discrete_sequence=["#2f6fdf", "#f2a541", "#3aa17e"])
+        fig.update_layout(margin=dict(l=10, r=10, t=10, b=10), legend_title_text="",
+                          xaxis_title=None, legend=dict(orientation="h", y=1.1))
+        fig.update_xaxes(type="category")  # labels are folder names, even "0".."9"
+        st.plotly_chart(fig, width="stretch")
+    with sample:
+        st.subheader("A few images")
+        rows = items.sort_values("sha1").head(12)
+        image_grid(rows, coll.root, lambda r: f"{r.label or '(no label)'} · {r.split}", columns=6)
 if len(skipped):
-    st.subheader("Skipped files")
-    st.dataframe(skipped, hide_index=True, width="stretch")
+    st.subheader(f"Skipped files ({len(skipped)})")
+    st.caption("Files that are not readable images; they are left out of training and search.")
+    st.dataframe(skipped, hide_index=True, width="stretch",
+                 column_config={"path": "File", "reason": "Why it was skipped"})

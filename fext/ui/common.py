@@ -17,31 +17,45 @@ from fext.workspace import Workspace
 
 
 def workspace() -> Workspace:
+    """The workspace of this server (FEXT_WORKSPACE, or the repository root)."""
     return Workspace()
 
 
 def header(title: str, caption: str) -> None:
+    """Every page opens the same way: a title and one line saying what the page is for."""
     st.title(title)
     st.caption(caption)
 
 
 # -- demo on first start ----------------------------------------------------------------------
-def ensure_demo(ws: Workspace) -> None:
-    """On a workspace without the demo model, prepare it once, in the background."""
-    if "demo" in ws.models() or not demo.DEMO_DIR.is_dir():
-        return
-    job = jobs.active(ws, command="demo")
-    if job is None and not ws.is_locked(demo.DEMO_NAME):
-        last = jobs.latest(ws, command="demo")
-        if last is not None and last.status == "failed":
-            st.error(f"Preparing the demo failed: {last.error()}")
-            if not st.button("Try again"):
-                return
-        job = jobs.start(ws, "demo", None, [])
-    if job is not None:
-        st.info("Preparing the demo collection: training a small model on handwritten digits, "
-                "then extracting features and the map. This takes a couple of minutes, once.")
-        job_progress(job.id)
+def demo_job(ws: Workspace) -> jobs.Job | None:
+    """The running demo preparation, starting it once on a workspace that has no demo model.
+
+    Only a workspace with no model named "demo" at all (and the bundled images present) gets one:
+    a workspace that already holds a demo model is used as it is.
+    """
+    running = jobs.active(ws, command="demo")
+    if running is not None or "demo" in ws.models() or not demo.DEMO_DIR.is_dir():
+        return running
+    if ws.is_locked(demo.DEMO_NAME):
+        return None
+    last = jobs.latest(ws, command="demo")
+    if last is not None and last.status == "failed":
+        st.error(f"Preparing the demo failed: {last.error()}")
+        if not st.button("Try again"):
+            return None
+    try:
+        return jobs.start(ws, "demo", None, [])
+    except RuntimeError as e:  # another tab started it a moment ago
+        st.warning(str(e))
+        return jobs.active(ws, command="demo")
+
+
+def show_demo_progress(job: jobs.Job) -> None:
+    st.info("Preparing the demo collection: a small model learns the bundled handwritten digits, "
+            "then features, index and map are built. This takes a couple of minutes, once; "
+            "every page is ready when it ends.", icon=":material/hourglass_top:")
+    job_progress(job.id)
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -51,26 +65,44 @@ def model_picker(ws: Workspace) -> str | None:
     with st.sidebar:
         if not names:
             st.info("No trained model yet.")
+            st.caption(f"Workspace: `{ws.root}`")
             return None
         current = st.session_state.get("model")
         if current not in names:
             current = "demo" if "demo" in names else names[0]
-        name = st.selectbox("Model", names, index=names.index(current))
+        name = st.selectbox("Model", names, index=names.index(current),
+                            help="Every page shows the features, map and scores of this model.")
         st.session_state["model"] = name
         info = model_info(ws, name)
-        st.caption(f"**{info['model']['preset']}** preset · {info['model']['latent_dim']}-d features · "
-                   f"{info['data']['image_size']} px · trained {info.get('trained_at', '')}")
+        st.caption(f"**{info['model']['preset']}** preset · {info['model']['latent_dim']}-d "
+                   f"features · {info['data']['image_size']} px · trained "
+                   f"{info.get('trained_at', '')}")
         st.caption(f"Images: `{info['data']['images']}`")
+        st.caption(f"Workspace: `{ws.root}`")
     return name
 
 
 def need_model(ws: Workspace) -> str:
+    """The selected model, or guidance (and the demo's progress) when there is none yet."""
     name = model_picker(ws)
     if name is None:
-        ensure_demo(ws)
-        st.info("There is no trained model yet. Train one on the **Train** page.")
+        job = demo_job(ws)
+        if job is not None:
+            show_demo_progress(job)
+        else:
+            st.info("There is no trained model yet. Train one on the **Train** page "
+                    "(point it at a folder of images, or upload images on the **Collection** "
+                    "page first).", icon=":material/model_training:")
         st.stop()
     return name
+
+
+def running_for(ws: Workspace, name: str) -> jobs.Job | None:
+    """A job writing `name`'s artefacts: its own, or the demo preparation for the demo model."""
+    job = jobs.active(ws, name)
+    if job is None and name == demo.DEMO_NAME:
+        job = jobs.active(ws, command="demo")
+    return job
 
 
 def need_artifacts(ws: Workspace, name: str) -> Artifacts:
@@ -78,23 +110,31 @@ def need_artifacts(ws: Workspace, name: str) -> Artifacts:
     try:
         return Artifacts.open(ws, name)
     except (FileNotFoundError, StaleError) as e:
-        running = jobs.active(ws, name)
+        running = running_for(ws, name)
         if running is not None:
-            st.info(f"A {running.spec.get('command')} job is running for **{name}**.")
+            st.info(f"Extraction running for **{name}** ({running.spec.get('command')} job): "
+                    "this page fills in when it ends.", icon=":material/hourglass_top:")
             job_progress(running.id)
             st.stop()
-        st.warning(str(e).replace("python -m fext extract", "the button below, or `python -m fext extract`"))
+        stale = isinstance(e, StaleError)
+        st.warning(f"Model **{name}** was retrained since its features were extracted."
+                   if stale else f"Model **{name}** has no features yet.",
+                   icon=":material/warning:")
+        st.caption("Extraction encodes every image of the collection: features, similarity "
+                   "index and anomaly scores (`python -m fext extract` does the same).")
         if st.button("Extract features now", type="primary"):
             start_job(ws, "extract", name, [])
         st.stop()
 
 
-def start_job(ws: Workspace, command: str, name: str | None, args: list[str]) -> None:
+def start_job(ws: Workspace, command: str, name: str | None, args: list) -> None:
+    """Start a background job and rerun so every part of the page shows it running."""
     try:
-        jobs.start(ws, command, name, args)
+        job = jobs.start(ws, command, name, args)
     except RuntimeError as e:
         st.error(str(e))
         return
+    st.session_state["last_job"] = job.id
     time.sleep(0.3)
     st.rerun()
 
@@ -109,6 +149,7 @@ def searcher(root: str, name: str, version: str):
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
 def autoencoder(root: str, name: str, fingerprint: str):
+    """The trained autoencoder, keyed on its fingerprint (retraining gives a new one)."""
     from fext.train import load_model
     return load_model(Workspace(root), name)[0]
 
@@ -122,14 +163,21 @@ def thumb(source: str | bytes, size: int = 160) -> bytes:
 
 
 def image_grid(rows: pd.DataFrame, root: Path, caption, columns: int = 6) -> None:
-    """Thumbnails in a grid; `caption(row)` gives each one's text."""
-    cols = st.columns(columns)
-    for i, row in enumerate(rows.itertuples(index=False)):
-        with cols[i % columns]:
-            st.image(thumb(str(root / row.path)), caption=caption(row), width="stretch")
+    """Thumbnails in a grid, row by row so that rows line up; `caption(row)` gives each text."""
+    records = list(rows.itertuples(index=False))
+    for start in range(0, len(records), columns):
+        cols = st.columns(columns)
+        for col, row in zip(cols, records[start:start + columns]):
+            with col:
+                st.image(thumb(str(root / row.path)), caption=caption(row), width="stretch")
 
 
 # -- jobs ---------------------------------------------------------------------------------------
+def job_label(job: jobs.Job) -> str:
+    spec = job.spec
+    return f"{spec.get('command')} {spec.get('name') or ''}".strip()
+
+
 @st.fragment(run_every=1.0)
 def job_progress(job_id: str) -> None:
     """Live view of a background job; when it ends, the whole page reruns to show the results."""
@@ -138,7 +186,7 @@ def job_progress(job_id: str) -> None:
     p, status = job.progress, job.status
     if status != "running":
         if status == "failed":
-            st.error(f"The {job.spec.get('command')} job failed: {job.error()}")
+            st.error(f"The {job_label(job)} job failed: {job.error()}")
         elif st.session_state.get("_job_seen") != job_id:
             st.session_state["_job_seen"] = job_id
             st.rerun()
@@ -148,12 +196,13 @@ def job_progress(job_id: str) -> None:
     extra = " · ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                        for k, v in info.items() if k in ("epoch", "loss", "reused", "skipped"))
     st.progress(min(done / total, 1.0),
-                text=f"{job.spec.get('command')} · {p.get('stage') or 'starting'}: "
+                text=f"**{job_label(job)}** · {p.get('stage') or 'starting'}: "
                      f"{done}/{p.get('total', 0)} {extra}")
     history = pd.DataFrame(p.get("history", []))
-    if len(history):
+    if len(history) and "epoch" in history:
         cols = [c for c in ("loss", "val_loss") if c in history]
-        st.line_chart(history.set_index("epoch")[cols], height=220)
-    if st.button("Cancel", key=f"cancel-{job_id}"):
+        st.line_chart(history.set_index("epoch")[cols], height=220, x_label="epoch",
+                      y_label="loss (MSE)")
+    if st.button("Cancel", key=f"cancel-{job_id}", icon=":material/cancel:"):
         job.cancel()
         st.rerun()

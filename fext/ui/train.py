@@ -1,6 +1,6 @@
 """Train page: settings, a background training job with live curves, and earlier runs compared."""
 
-import json
+from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
@@ -8,85 +8,156 @@ import streamlit as st
 
 from fext import jobs
 from fext.config import PRESETS
-from fext.ui.common import header, job_progress, model_picker, start_job, workspace
+from fext.ui.common import header, job_label, job_progress, model_picker, start_job, workspace
 from fext.workspace import NAME_RE, read_json
 
-header("Train", "Train an autoencoder on a folder of images; features, index and map follow.")
+header("Train", "Train an autoencoder on a folder of images; features, index and map follow "
+                "automatically. Jobs run in the background: reloading the page does not stop them.")
 ws = workspace()
 selected = model_picker(ws)
+models = ws.models()
 
-running = [j for j in jobs.all_jobs(ws) if j.status == "running"]
-for job in running:
-    st.subheader(f"Running: {job.spec.get('command')} {job.spec.get('name') or ''}")
-    job_progress(job.id)
 
-default_images = st.session_state.get("collection_path")
-if not default_images and selected:
-    default_images = read_json(ws.model_dir(selected) / "config.json", {}).get("data", {}).get("images", "")
-with st.form("train"):
-    st.subheader("New model")
-    c1, c2, c3 = st.columns(3)
-    images = c1.text_input("Image folder (on this server)", value=default_images or "",
-                           help="Sub-folders are labels. Upload images on the Collection page.")
-    name = c2.text_input("Model name", value="my-model", help="letters, digits, _ - .")
-    preset = c3.selectbox("Preset", list(PRESETS), index=1,
-                          help="small: 2 blocks · medium: 3 · large: 4 · vgg16: VGG16's 5 blocks")
-    c1, c2, c3, c4 = st.columns(4)
-    size = c1.select_slider("Image size (px)", [16, 32, 64, 96, 128, 160, 192, 224, 256], value=64)
-    latent = c2.select_slider("Feature size", [8, 16, 32, 64, 96, 128, 192, 256, 512], value=128)
-    epochs = c3.number_input("Epochs", 1, 500, 30)
-    batch = c4.select_slider("Batch size", [8, 16, 32, 64, 128, 256], value=64)
-    c1, c2, c3 = st.columns(3)
-    lr = c1.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3], value=1e-3)
-    fit = c2.radio("Keep aspect ratio by", ["pad", "crop"], horizontal=True)
-    patience = c3.number_input("Early-stopping patience", 1, 50, 5)
-    submitted = st.form_submit_button("Start training", type="primary")
+def running_jobs() -> None:
+    """Every running job with its progress, live loss curves and a cancel button."""
+    for job in [j for j in jobs.all_jobs(ws) if j.status == "running"]:
+        with st.container(border=True):
+            st.subheader(f":material/pending: Running: {job_label(job)}")
+            job_progress(job.id)
 
-if submitted:
-    from pathlib import Path
-    steps = 2 ** len(PRESETS[preset])
-    if not NAME_RE.match(name):
-        st.error("Model names use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit.")
-    elif not images or not Path(images).expanduser().is_dir():
-        st.error(f"Folder not found on the server: `{images}`. Type the path of an existing folder.")
-    elif size % steps:
-        st.error(f"The {preset} preset halves the image {len(PRESETS[preset])} times: choose an "
-                 f"image size that is a multiple of {steps}.")
-    else:
-        start_job(ws, "build", name, ["--images", images, "--preset", preset, "--image-size", size,
-                                      "--latent-dim", latent, "--epochs", epochs, "--batch-size",
-                                      batch, "--learning-rate", lr, "--fit", fit,
-                                      "--patience", patience])
 
-st.subheader("Runs")
-rows, curves = [], []
-for model in ws.models():
-    d = ws.model_dir(model)
-    info, metrics = read_json(d / "config.json", {}), read_json(d / "metrics.json", {})
-    test = metrics.get("splits", {}).get("test", {})
-    rows.append({"model": model, "preset": info["model"]["preset"],
-                 "features": info["model"]["latent_dim"], "px": info["data"]["image_size"],
-                 "epochs": metrics.get("epochs_run"), "best epoch": metrics.get("best_epoch"),
-                 "test loss": test.get("loss"), "test PSNR": test.get("psnr"),
-                 "test SSIM": test.get("ssim"), "trained": info.get("trained_at"),
-                 "images": info["data"]["images"]})
-    if (d / "history.csv").is_file():
-        h = pd.read_csv(d / "history.csv")
-        if "val_loss" in h:
-            curves.append(h.assign(model=model)[["epoch", "val_loss", "model"]])
-if not rows:
-    st.info("No finished runs yet.")
-else:
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+def last_outcome() -> None:
+    """How the job this browser session started last ended, when it is over."""
+    job_id = st.session_state.get("last_job")
+    if not job_id or not (ws.jobs_dir() / job_id).is_dir():
+        return
+    job = jobs.Job(job_id, ws.jobs_dir() / job_id)
+    status = job.status
+    if status == "done":
+        st.success(f"The {job_label(job)} job finished: pick the model in the sidebar and open "
+                   "Search, Map or Anomalies.", icon=":material/check_circle:")
+    elif status == "failed":
+        st.error(f"The {job_label(job)} job failed: {job.error()}")
+    elif status == "cancelled":
+        st.info(f"The {job_label(job)} job was cancelled.")
+
+
+def default_name() -> str:
+    n = 1
+    while f"model-{n}" in models:
+        n += 1
+    return f"model-{n}"
+
+
+def settings_form() -> dict | None:
+    """The new-model form; returns its values when submitted."""
+    images = st.session_state.get("collection_path")
+    if not images and selected:
+        images = read_json(ws.model_dir(selected) / "config.json", {}).get("data", {}).get("images", "")
+    with st.form("train", border=True):
+        st.subheader("New model")
+        c1, c2, c3 = st.columns(3)
+        v = {"images": c1.text_input("Image folder (on this server)", value=images or "",
+                                     help="Sub-folders are labels. Upload images on the "
+                                          "Collection page to get a folder here."),
+             "name": c2.text_input("Model name", value=default_name(),
+                                   help="letters, digits, _ - . — an existing name is replaced "
+                                        "when the new model is ready"),
+             "preset": c3.selectbox("Preset", list(PRESETS), index=1,
+                                    help="VGG-style blocks of 3x3 convolutions: small 2 blocks, "
+                                         "medium 3, large 4, vgg16 VGG16's 5 blocks")}
+        c1, c2, c3, c4 = st.columns(4)
+        v["size"] = c1.select_slider("Image size (px)", [16, 32, 48, 64, 96, 128, 160, 192, 224, 256],
+                                     value=64)
+        v["latent"] = c2.select_slider("Feature size", [8, 16, 32, 64, 96, 128, 192, 256, 512],
+                                       value=128, help="length of each image's feature vector")
+        v["epochs"] = c3.number_input("Epochs", 1, 500, 30)
+        v["batch"] = c4.select_slider("Batch size", [8, 16, 32, 64, 128, 256], value=64)
+        c1, c2, c3 = st.columns(3)
+        v["lr"] = c1.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3], value=1e-3)
+        v["fit"] = c2.radio("Keep aspect ratio by", ["pad", "crop"], horizontal=True,
+                            help="pad to a square with white, or centre-crop")
+        v["patience"] = c3.number_input("Early-stopping patience (epochs)", 1, 50, 5)
+        submitted = st.form_submit_button("Start training", type="primary",
+                                          icon=":material/play_arrow:")
+    return v if submitted else None
+
+
+def problem(v: dict) -> str | None:
+    """Why these settings cannot be trained, in the user's terms."""
+    blocks = len(PRESETS[v["preset"]])
+    if not NAME_RE.match(v["name"]):
+        return "Model names use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit."
+    if not v["images"].strip() or not Path(v["images"]).expanduser().is_dir():
+        return f"Folder not found on the server: `{v['images']}`. Type the path of an existing folder."
+    if v["size"] % 2 ** blocks:
+        return (f"The {v['preset']} preset halves the image {blocks} times: choose an image size "
+                f"that is a multiple of {2 ** blocks}.")
+    return None
+
+
+def start(v: dict) -> None:
+    """Train, then extract and map, as one background `build` job."""
+    start_job(ws, "build", v["name"], [
+        "--images", str(Path(v["images"]).expanduser()), "--preset", v["preset"],
+        "--image-size", v["size"], "--latent-dim", v["latent"], "--epochs", v["epochs"],
+        "--batch-size", v["batch"], "--learning-rate", v["lr"], "--fit", v["fit"],
+        "--patience", v["patience"]])
+
+
+def runs() -> None:
+    """Finished models side by side: settings, test metrics and validation-loss curves."""
+    st.subheader("Runs")
+    rows, curves = [], []
+    for model in models:
+        d = ws.model_dir(model)
+        info, metrics = read_json(d / "config.json", {}), read_json(d / "metrics.json", {})
+        test = metrics.get("splits", {}).get("test", {})
+        rows.append({"model": model, "preset": info["model"]["preset"],
+                     "features": info["model"]["latent_dim"], "px": info["data"]["image_size"],
+                     "epochs": metrics.get("epochs_run"), "best epoch": metrics.get("best_epoch"),
+                     "test loss": test.get("loss"), "test PSNR": test.get("psnr"),
+                     "test SSIM": test.get("ssim"), "trained": info.get("trained_at"),
+                     "images": info["data"]["images"]})
+        if (d / "history.csv").is_file():
+            h = pd.read_csv(d / "history.csv")
+            y = "val_loss" if "val_loss" in h else "loss"
+            curves.append(h.assign(model=model, curve=y).rename(columns={y: "value"})
+                          [["epoch", "value", "model", "curve"]])
+    if not rows:
+        st.info("No finished runs yet: the models you train appear here, ready to compare.")
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        "test loss": st.column_config.NumberColumn(format="%.5f"),
+        "test PSNR": st.column_config.NumberColumn(format="%.2f dB"),
+        "test SSIM": st.column_config.NumberColumn(format="%.3f")})
     if curves:
-        fig = px.line(pd.concat(curves), x="epoch", y="val_loss", color="model", log_y=True,
-                      height=320, title="Validation loss")
-        fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
+        both = pd.concat(curves)
+        dash = "curve" if both["curve"].nunique() > 1 else None  # a run without a val split
+        fig = px.line(both, x="epoch", y="value", color="model", line_dash=dash, markers=True,
+                      log_y=True, height=340, title="Validation loss per epoch")
+        fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), yaxis_title="loss (MSE, log)")
         st.plotly_chart(fig, width="stretch")
-finished = [j for j in jobs.all_jobs(ws)[:10] if j.status != "running"]
-if finished:
-    with st.expander("Recent jobs"):
-        st.dataframe(pd.DataFrame([{"job": j.id, "command": j.spec.get("command"),
-                                    "model": j.spec.get("name"), "status": j.status,
-                                    "message": j.error() if j.status == "failed" else ""}
-                                   for j in finished]), hide_index=True, width="stretch")
+
+
+def recent_jobs() -> None:
+    finished = [j for j in jobs.all_jobs(ws)[:10] if j.status != "running"]
+    if finished:
+        with st.expander("Recent jobs", icon=":material/history:"):
+            st.dataframe(pd.DataFrame([{"job": j.id, "command": j.spec.get("command"),
+                                        "model": j.spec.get("name"), "status": j.status,
+                                        "message": j.error() if j.status == "failed" else ""}
+                                       for j in finished]), hide_index=True, width="stretch")
+
+
+running_jobs()
+last_outcome()
+values = settings_form()
+if values is not None:
+    why = problem(values)
+    if why:
+        st.error(why)
+    else:
+        start(values)
+runs()
+recent_jobs()

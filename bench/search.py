@@ -1,0 +1,119 @@
+"""Search latency and recall at 10k, 100k and 1M vectors, against exact search in the same run.
+
+Synthetic clustered, L2-normalised 128-d vectors (1,000 Gaussian clusters); queries are new
+vectors from the same distribution. For each size: `VectorIndex.build` (what `fext extract`
+builds: exact below 50k, IVF with tuned nprobe above) against a brute-force `IndexFlatIP`,
+single-query latency (p50, p99) and recall@10 against exact search. Then the warm app query
+end to end: image bytes -> decode -> encoder -> index -> results, via `Searcher.search`.
+
+    .venv/bin/python bench/search.py            # 10k, 100k, 1M (about 5 minutes on 2 cores)
+    .venv/bin/python bench/search.py --quick    # 10k, 100k
+    .venv/bin/python bench/search.py --sizes 20000,300000
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from common import Timer, machine, peak_rss_mib, table, write_photos
+
+DIM, CLUSTERS, NOISE = 128, 1000, 1.2
+
+
+def vectors(n: int, seed: int, dim: int = DIM) -> np.ndarray:
+    """n normalised points around fixed cluster centres (same centres for every seed)."""
+    from fext.index import l2_normalize
+
+    centres = np.random.default_rng(7).normal(size=(CLUSTERS, dim)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), np.float32)
+    for s in range(0, n, 100_000):
+        m = min(100_000, n - s)
+        out[s:s + m] = l2_normalize(centres[rng.integers(0, CLUSTERS, m)]
+                                    + NOISE * rng.standard_normal((m, dim), np.float32))
+    return out
+
+
+def latencies(search, queries) -> np.ndarray:
+    """Seconds per call of `search(query)`, one query at a time (what an app user waits for)."""
+    out = np.empty(len(queries))
+    for i, query in enumerate(queries):
+        with Timer() as t:
+            search(query)
+        out[i] = t.seconds
+    return out
+
+
+def one_size(n: int, n_queries: int, n_timed: int) -> list:
+    import faiss
+
+    from fext.index import VectorIndex, exact_knn, recall_at_k
+
+    x, q = vectors(n, 0), vectors(n_queries, 1)
+    truth = exact_knn(x, q, 10)
+    with Timer() as t_exact:
+        exact = faiss.IndexFlatIP(DIM)
+        exact.add(x)
+    timed = q[:n_timed, None]  # one (1, d) query per call
+    base = latencies(lambda v: exact.search(v, 10), timed[:200 if n >= 500_000 else n_timed])
+    with Timer() as t_build:
+        ix = VectorIndex.build(x)
+    ours = latencies(lambda v: ix.search(v, 10), timed)
+    _, found = ix.search(q, 10)
+    p50, b50 = np.median(ours) * 1e3, np.median(base) * 1e3
+    return [n, ix.kind, ix.nprobe, t_build.seconds, recall_at_k(found, truth), p50,
+            np.percentile(ours, 99) * 1e3, t_exact.seconds, b50, np.percentile(base, 99) * 1e3,
+            b50 / p50]
+
+
+def app_query(repeats: int = 50) -> tuple[float, float, str]:
+    """p50 and p99 (ms) of `Searcher.search(bytes)` on a freshly trained default-preset model."""
+    from fext.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from fext.features import extract
+    from fext.search import Searcher
+    from fext.train import train
+    from fext.workspace import Workspace
+
+    tmp = Path(tempfile.mkdtemp(prefix="fext-bench-search-"))
+    paths = write_photos(tmp / "photos", 300, labels=3)
+    ws = Workspace(tmp / "ws")
+    cfg = RunConfig(DataConfig(str(tmp / "photos")), ModelConfig(), TrainConfig(epochs=1))
+    train(ws, "bench", cfg)
+    extract(ws, "bench")
+    s = Searcher.open(ws, "bench")
+    data = [p.read_bytes() for p in paths[:repeats]]
+    s.search(data[0])  # warm: first call traces the model
+    t = latencies(s.search, data)
+    return np.median(t) * 1e3, np.percentile(t, 99) * 1e3, f"{cfg.model.preset} preset, " \
+        f"{cfg.data.image_size}px, 300 images"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="10000,100000,1000000")
+    p.add_argument("--queries", type=int, default=1000, help="held-out queries for recall")
+    p.add_argument("--timed", type=int, default=500, help="queries timed one by one")
+    p.add_argument("--quick", action="store_true", help="10k and 100k only")
+    p.add_argument("--no-app", action="store_true", help="skip the end-to-end app query")
+    a = p.parse_args()
+    sizes = [10_000, 100_000] if a.quick else [int(s) for s in a.sizes.split(",")]
+    print(machine())
+    rows = [one_size(n, a.queries, a.timed) for n in sizes]
+    print(table(["vectors", "index", "nprobe", "build s", "recall@10", "p50 ms", "p99 ms",
+                 "exact build s", "exact p50 ms", "exact p99 ms", "p50 speed-up"], rows,
+                f"Single-query search, {DIM}-d, k=10 (baseline: exact IndexFlatIP, same run)"))
+    if not a.no_app:
+        p50, p99, what = app_query()
+        print(table(["query", "p50 ms", "p99 ms", "goal p50 ms"],
+                    [[f"Searcher.search(image bytes), {what}", p50, p99, 300]],
+                    "\nWarm app query end to end (decode + encode + search)"))
+    print(f"\npeak RSS {peak_rss_mib():.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Training throughput on CPU per preset: fext's loop over the memory-mapped cache against a
+plain Keras `model.fit` on in-memory float arrays of the same model, in the same run.
+
+The ratio (fext / fit) is the cost of fext's input pipeline and explicit, resumable loop
+(uint8 cache rows gathered and converted per batch, `train_on_batch` per step); goal >= 0.9.
+Each side gets a warm-up epoch (tracing), then timed epochs alternate between the two so that
+load from other processes hits both alike; the best epoch of each is kept.
+
+    .venv/bin/python bench/train.py             # all presets (a few minutes on 2 cores)
+    .venv/bin/python bench/train.py --quick     # small and medium, fewer images
+    .venv/bin/python bench/train.py --presets vgg16 --images 256 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from common import Timer, machine, table
+
+SIZES = {"small": 64, "medium": 64, "large": 64, "vgg16": 32}  # vgg16 needs a multiple of 32
+
+
+def synthetic_cache(path: Path, n: int, size: int) -> np.ndarray:
+    """A memory-mapped uint8 image cache like a collection's (smooth random pictures)."""
+    rng = np.random.default_rng(0)
+    cache = np.memmap(path, np.uint8, "w+", shape=(n, size, size, 3))
+    base = rng.integers(0, 256, (n, 4, 4, 3)).astype(np.float32)
+    cache[:] = np.repeat(np.repeat(base, size // 4, 1), size // 4, 2).astype(np.uint8)
+    cache.flush()
+    return np.memmap(path, np.uint8, "r", shape=(n, size, size, 3))
+
+
+def fresh_model(preset: str, size: int):
+    from fext import model as model_lib
+    from fext.config import ModelConfig
+    from fext.train import set_seed
+
+    set_seed(0)
+    return model_lib.compile_autoencoder(
+        model_lib.build_autoencoder(ModelConfig(preset), size), 1e-3)
+
+
+def ours_epoch(model, cache: np.ndarray, batch_size: int, epoch: int) -> float:
+    """Seconds for one epoch of fext.train.run_epochs over every row of the cache."""
+    from fext.config import TrainConfig
+    from fext.train import run_epochs
+
+    tcfg = TrainConfig(epochs=epoch + 1, batch_size=batch_size)
+    with Timer() as t:
+        run_epochs(model, cache, np.arange(len(cache)), np.empty(0, np.int64), tcfg, epoch,
+                   lambda row: False, lambda *a, **k: None)
+    return t.seconds
+
+
+def fit_epoch(model, x: np.ndarray, batch_size: int) -> float:
+    with Timer() as t:
+        model.fit(x, x, batch_size=batch_size, epochs=1, shuffle=True, verbose=0)
+    return t.seconds
+
+
+def one_preset(preset: str, n: int, batch_size: int, rounds: int, tmp: Path) -> list:
+    from fext.images import to_model_input
+    from fext.model import flops_per_image
+
+    size = SIZES[preset]
+    cache = synthetic_cache(tmp / f"{preset}.u8", n, size)
+    in_memory = to_model_input(cache)  # the baseline's whole data set as float32, in RAM
+    ours, base = fresh_model(preset, size), fresh_model(preset, size)
+    ours_epoch(ours, cache, batch_size, 0)  # warm-up: tracing and first allocations
+    fit_epoch(base, in_memory, batch_size)
+    t_ours, t_base = [], []
+    for r in range(rounds):
+        t_ours.append(ours_epoch(ours, cache, batch_size, r + 1))
+        t_base.append(fit_epoch(base, in_memory, batch_size))
+    ips_ours, ips_base = n / min(t_ours), n / min(t_base)
+    gflop = 3 * flops_per_image(ours) / 1e9
+    return [preset, f"{size}px", n, batch_size, gflop, ips_base, ips_ours, ips_ours / ips_base]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--presets", default="small,medium,large,vgg16")
+    p.add_argument("--images", type=int, default=1024, help="images per epoch")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=3, help="timed epochs per side")
+    p.add_argument("--quick", action="store_true")
+    a = p.parse_args()
+    presets = ["small", "medium"] if a.quick else a.presets.split(",")
+    n, rounds = (256, 2) if a.quick else (a.images, a.rounds)
+    print(machine())
+    with tempfile.TemporaryDirectory(prefix="fext-bench-train-") as tmp:
+        rows = [one_preset(pr, n if pr != "vgg16" else max(a.batch_size, n // 2), a.batch_size,
+                           rounds, Path(tmp)) for pr in presets]
+    print(table(["preset", "size", "images", "batch", "train GFLOP/img", "fit img/s",
+                 "fext img/s", "ratio"], rows,
+                "Training throughput, CPU (baseline: model.fit on in-memory arrays, same run; "
+                "goal ratio >= 0.9)"))
+
+
+if __name__ == "__main__":
+    main()

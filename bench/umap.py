@@ -1,0 +1,71 @@
+"""UMAP map of 70k vectors: time and peak memory of fext's settings against umap-learn's
+seeded defaults (single-threaded, what fext ran before), each in its own process.
+
+Vectors: 70,000 synthetic clustered, L2-normalised 128-d features (the size of MNIST).
+
+    .venv/bin/python bench/umap.py              # 70k vectors (a few minutes on 2 cores)
+    .venv/bin/python bench/umap.py --quick      # 10k vectors
+    .venv/bin/python bench/umap.py --n 200000 --no-baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+from common import REPO, machine, peak_rss_mib, table
+
+
+def run_one(which: str, n: int) -> dict:
+    """Time one UMAP fit in this process (after the import and data, which are not timed)."""
+    from search import vectors
+
+    x = vectors(n, 0)
+    import umap  # noqa: F401  (import and numba start-up are not part of the fit)
+
+    from fext.projection import umap_2d
+
+    t0 = time.perf_counter()
+    if which == "fext":
+        coords = umap_2d(x)
+    else:
+        coords = umap.UMAP(n_components=2, n_neighbors=15, min_dist=0.1, random_state=42,
+                           low_memory=True).fit_transform(x)
+    return {"seconds": time.perf_counter() - t0, "peak_mib": peak_rss_mib(),
+            "points": len(coords)}
+
+
+def measure(which: str, n: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", which, "--n", str(n)], cwd=REPO,
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=70_000)
+    p.add_argument("--quick", action="store_true", help="10k vectors")
+    p.add_argument("--no-baseline", action="store_true", help="fext's settings only")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    n = 10_000 if a.quick else a.n
+    if a.worker:
+        print(json.dumps(run_one(a.worker, n)))
+        return
+    print(machine())
+    ours = measure("fext", n)
+    rows = [["fext umap_2d (parallel above 20k, n_epochs capped)", ours["seconds"],
+             ours["peak_mib"], "-"]]
+    if not a.no_baseline:
+        base = measure("seeded", n)
+        rows.append(["umap-learn, random_state=42 (single thread)", base["seconds"],
+                     base["peak_mib"], f"{base['seconds'] / ours['seconds']:.2f}x faster"])
+    print(table(["UMAP to 2-D", "seconds", "peak RSS MiB", "fext speed-up"], rows,
+                f"{n:,} x 128-d vectors (goal: <= 90 s at 70k on 2 cores)"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Scale-out: the Ray engine, IVF-PQ and the Qdrant store give what the single-process path gives."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from fext.features import Artifacts, extract
+from fext.index import PQ_MIN, VectorIndex, exact_knn, l2_normalize, recall_at_k
+from fext.workspace import Workspace
+from test_index import clustered
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """Ray in local mode for this module: two CPUs, no dashboard."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def fresh_copy(trained, tmp_path) -> Workspace:
+    """The trained workspace without its extraction, so nothing can be reused."""
+    ws, _ = trained
+    shutil.copytree(ws.root, tmp_path / "ws")
+    shutil.rmtree(tmp_path / "ws" / "index" / "shapes")
+    return Workspace(tmp_path / "ws")
+
+
+def test_ray_engine_writes_the_same_artefacts(trained, tmp_path, ray_local):
+    from fext.scaleout import RayEncoder
+
+    ws, name = trained
+    single = Artifacts.open(ws, name)
+    copy = fresh_copy(trained, tmp_path)
+    meta = extract(copy, name, encoder=RayEncoder(workers=2), batch_size=8)
+    art = Artifacts.open(copy, name)
+    assert meta["encoded"] == len(single.items) and meta["reused"] == 0
+    assert art.items.equals(single.items)
+    np.testing.assert_allclose(art.features(), single.features(), atol=1e-4)
+    for kind in ("reconstruction", "isolation", "combined"):
+        np.testing.assert_allclose(art.scores(kind), single.scores(kind), rtol=1e-3, atol=1e-5)
+    assert len(art.index()) == len(single.items)
+
+
+def test_ivfpq_reranks_to_the_recall_target_and_reloads(tmp_path):
+    x = clustered(4000, d=32, seed=1)
+    ix = VectorIndex.build(x, kind="ivfpq")
+    assert ix.kind == "ivfpq" and ix.recall >= 0.95
+    q = clustered(200, d=32, seed=2)
+    _, found = ix.search(q, 10)
+    assert recall_at_k(found, exact_knn(x, q, 10)) >= 0.95
+    ix.save(tmp_path / "pq.faiss")
+    again = VectorIndex.load(tmp_path / "pq.faiss", "ivfpq", ix.nprobe, ix.recall, vectors=x)
+    np.testing.assert_array_equal(again.search(q, 10)[1], found)
+    with pytest.raises(ValueError, match=f"at least {PQ_MIN}"):
+        VectorIndex.build(x[:100], kind="ivfpq")
+    with pytest.raises(ValueError, match="unknown index kind"):
+        VectorIndex.build(x, kind="hnsw")
+
+
+def test_qdrant_store_matches_faiss_exact_search():
+    from fext import stores
+
+    x = clustered(600, d=16, seed=3)
+    stores.upload(":memory:", "t_v1", x, np.arange(len(x)))
+    stores.switch_alias(":memory:", "t", "t_v1")
+    store = stores.QdrantStore.open(":memory:", "t")
+    assert len(store) == 600 and store.dim == 16
+    q = clustered(20, d=16, seed=4)
+    scores, ids = store.search(q, 10)
+    exact_scores, exact_ids = VectorIndex.build(x, kind="flat").search(q, 10)
+    assert recall_at_k(ids, exact_ids) >= 0.99
+    np.testing.assert_allclose(scores, exact_scores, atol=1e-4)
+    # a new version replaces the old collection behind the alias in one step
+    stores.upload(":memory:", "t_v2", l2_normalize(x[:50]), np.arange(50))
+    stores.switch_alias(":memory:", "t", "t_v2")
+    assert len(stores.QdrantStore.open(":memory:", "t")) == 50
+    assert not stores.client(":memory:").collection_exists("t_v1")
+    with pytest.raises(FileNotFoundError, match="extract"):
+        stores.QdrantStore.open(":memory:", "never")
+
+
+def test_qdrant_url_carries_the_cluster_layout():
+    from fext.stores import split_url
+
+    assert split_url("http://q:6333?shards=6&replicas=2") == ("http://q:6333",
+                                                             {"shards": 6, "replicas": 2})
+    assert split_url("/data/qdrant") == ("/data/qdrant", {})
+    with pytest.raises(ValueError, match="shards=N"):
+        split_url("http://q:6333?shard=2")
+    with pytest.raises(ValueError, match="--url"):
+        split_url("")
+
+
+def test_cli_extract_to_qdrant_then_search_it(trained, tmp_path, shapes_dir):
+    copy = fresh_copy(trained, tmp_path)
+    url = str(tmp_path / "qdrant")
+    out = run_cli("extract", "--name", "shapes", "--store", "qdrant", "--url", url, "--json",
+                  workspace=copy.root)
+    assert '"kind": "qdrant"' in out.stdout
+    query = str(shapes_dir / "green" / "green_005.png")
+    via_qdrant = run_cli("search", "--name", "shapes", query, "-k", "5", "--store", "qdrant",
+                         "--url", url, workspace=copy.root).stdout.splitlines()
+    via_faiss = run_cli("search", "--name", "shapes", query, "-k", "5",
+                        workspace=copy.root).stdout.splitlines()
+    assert [line.split()[-1] for line in via_qdrant] == [line.split()[-1] for line in via_faiss]
+    assert via_qdrant[0].split()[-1] == "green/green_005.png"
+    bad = run_cli("extract", "--name", "shapes", "--store", "qdrant", workspace=copy.root,
+                  check=False)
+    assert bad.returncode == 1 and "--url" in bad.stderr
