@@ -17,6 +17,9 @@ PAGES = {
         st.Page("fext/ui/search.py", title="Search", icon=":material/image_search:"),
         st.Page("fext/ui/anomalies.py", title="Anomalies", icon=":material/report:"),
     ],
+    "Learn": [
+        st.Page("fext/ui/classifier.py", title="Classifier", icon=":material/category:"),
+    ],
     "Export": [
         st.Page("fext/ui/features.py", title="Features", icon=":material/download:"),
     ],

@@ -62,17 +62,3 @@ def run_cli(*args: str, workspace: Path | None = None, check: bool = True):
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
 
-
-@pytest.fixture(scope="session")
-def app_ws(tmp_path_factory, shapes_dir):
-    """A workspace whose model is named "demo", with features and map: what the app opens on."""
-    from fext.features import extract
-    from fext.projection import project
-    from fext.train import train
-    from fext.workspace import Workspace
-
-    ws = Workspace(tmp_path_factory.mktemp("appws"))
-    train(ws, "demo", tiny_config(shapes_dir))
-    extract(ws, "demo")
-    project(ws, "demo")
-    return ws

@@ -21,7 +21,8 @@ from app_fixtures import COLOURS, DIM, READABLE, REPO, app_workspace, shape
 CHROMIUM = "/usr/bin/chromium"
 SCREENS = REPO / "tests" / "artifacts" / "screens"
 PAGES = {"collection": "", "train": "train", "reconstruction": "reconstruction", "map": "map",
-         "search": "search", "anomalies": "anomalies", "features": "features"}
+         "search": "search", "anomalies": "anomalies", "features": "features",
+         "classifier": "classifier"}
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-sync"]
@@ -130,8 +131,9 @@ def test_every_page_opens_without_exception(browser, app_url):
         assert page.locator("[data-testid='stException']").count() == 0, title
         assert page.locator("h1").first.inner_text().lower().startswith(title[:4]), title
         # the sidebar offers every page and the model picker opens on the demo model
-        nav = page.locator("[data-testid='stSidebarNav']").inner_text()
-        assert all(t.capitalize() in nav for t in PAGES), nav
+        nav = page.locator("[data-testid='stSidebarNav']")
+        for t in PAGES:  # the navigation may still be drawing: wait for each entry
+            nav.get_by_text(t.capitalize(), exact=True).first.wait_for(timeout=30_000)
         sidebar = page.locator("[data-testid='stSidebar']").inner_text()
         assert "Model" in sidebar and f"{DIM}-d features" in sidebar, sidebar
         screenshot(page, title)
@@ -176,11 +178,12 @@ def test_features_csv_download(browser, app_url):
     page.close()
 
 
-def test_concurrent_sessions_get_their_own_results(browser, app_url, app_ws):
-    """Several browser sessions upload different images at once; each gets its own image first."""
+def test_eight_concurrent_sessions_get_their_own_results(browser, app_url, app_ws):
+    """Eight browser sessions upload different images at once; each gets its own image first."""
     from fext.train import model_info
     root = Path(model_info(app_ws, "demo")["data"]["images"])
-    queries = [f"{label}/{label}_{i:03d}.png" for label in COLOURS for i in (1, 6)][:4]
+    queries = [f"{label}/{label}_{i:03d}.png" for label in COLOURS for i in (1, 5, 9)][:8]
+    assert len(queries) == 8
     contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in queries]
     pages = [c.new_page() for c in contexts]
     for page in pages:
@@ -198,7 +201,9 @@ def test_concurrent_sessions_get_their_own_results(browser, app_url, app_ws):
             raise
         settle(page)
         captions = result_captions(page)
-        assert captions and captions[0].startswith("#1") and q in captions[0], (q, captions[:2])
+        # its own image comes back with the top score (tiny 8-d test features can tie at 1.000)
+        parsed = [(c.split(" · ")[1], c.split(" · ")[2]) for c in captions]
+        assert captions[0].startswith("#1") and (parsed[0][0], q) in parsed, (q, captions[:3])
         assert page.locator("[data-testid='stException']").count() == 0
     for c in contexts:
         c.close()
