@@ -14,6 +14,7 @@ load from other processes hits both alike; the best epoch of each is kept.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
@@ -78,6 +79,8 @@ def one_preset(preset: str, n: int, batch_size: int, rounds: int, tmp: Path) -> 
         t_base.append(fit_epoch(base, in_memory, batch_size))
     ips_ours, ips_base = n / min(t_ours), n / min(t_base)
     gflop = 3 * flops_per_image(ours) / 1e9
+    print(f"{preset}: fit {ips_base:.1f} img/s, fext {ips_ours:.1f} img/s", file=sys.stderr,
+          flush=True)  # partial results survive an interrupted run
     return [preset, f"{size}px", n, batch_size, gflop, ips_base, ips_ours, ips_ours / ips_base]
 
 

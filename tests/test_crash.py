@@ -93,8 +93,12 @@ def test_killed_extraction_keeps_the_previous_index_and_redoes_the_work(folders,
     w = Workspace(ws)
     count_a = len(Artifacts.open(w, "m").items)
     args = ["extract", "--name", "m", "--images", str(folders / "b")]
-    for point in (at_stage("scan", 1), at_stage("encode", 1), at_stage("index")):
-        kill_when(args, ws, point)
+    for i, point in enumerate((at_stage("scan", 1), at_stage("encode", 1), at_stage("index"))):
+        if not kill_when(args, ws, point):
+            # the index stage lasts milliseconds on this tiny collection: under load the job
+            # may publish before the kill lands, which is a complete run, not a lost one
+            assert i == 2, "the job finished before it could be killed while scanning/encoding"
+            break
         art = Artifacts.open(w, "m")  # still the previous, complete index
         assert len(art.items) == count_a and len(art.index()) == count_a
         assert Searcher.open(w, "m").search(folders / "a" / "red" / "red_003.png", 1)[0]["path"] == \
