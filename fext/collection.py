@@ -117,14 +117,16 @@ class Collection:
         except FileNotFoundError:
             old = pd.DataFrame(columns=COLUMNS)
         files = walk(root)
-        known = {r.path: r for r in old.itertuples(index=False)}
-        keep, todo = [], []
+        known = dict(zip(old["path"], zip(old["bytes"], old["mtime_ns"], range(len(old)))))
+        keep, todo = [], []  # rows of `old` still valid; files to (re)decode
         for rel, size, mtime in files:
             prev = known.get(rel)
-            if prev is not None and prev.bytes == size and prev.mtime_ns == mtime:
-                keep.append(prev._asdict())
+            if prev is not None and prev[0] == size and prev[1] == mtime:
+                keep.append(prev[2])
             else:
                 todo.append((rel, size, mtime))
+        kept = old.iloc[keep]
+        del known
         # Rows of removed or changed files stay in the cache as dead space: rows never move.
         n_rows = int(old["row"].max()) + 1 if len(old) and (old["row"] >= 0).any() else 0
         cache_path = store / "images.u8"
@@ -132,7 +134,8 @@ class Collection:
         with open(cache_path, "ab") as f:
             f.truncate(n_rows * row_bytes)  # drop rows appended after the last manifest write
 
-        new_rows: list[dict] = []
+        new = {c: [] for c in COLUMNS}  # columns, not a dict per file: memory stays small
+        skipped = 0
         total = len(todo)
         progress("scan", 0, total)
         workers = workers or min(8, os.cpu_count() or 1)
@@ -144,24 +147,25 @@ class Collection:
                     ok = arr is not None
                     if ok:
                         cache.write(arr.tobytes())
-                    new_rows.append(dict(
-                        row=n_rows if ok else -1, path=rel, label=_label(rel), bytes=size,
-                        mtime_ns=mtime, sha1=sha1, split="", status="ok" if ok else "skipped",
-                        reason=reason, width=w, height=h))
+                    for col, value in zip(COLUMNS, (
+                            n_rows if ok else -1, rel, _label(rel), size, mtime, sha1, "",
+                            "ok" if ok else "skipped", reason, w, h)):
+                        new[col].append(value)
                     n_rows += ok
+                    skipped += not ok
                 cache.flush()
                 os.fsync(cache.fileno())
                 done = min(start + CHUNK, total)
-                progress("scan", done, total, skipped=sum(r["status"] == "skipped" for r in new_rows))
+                progress("scan", done, total, skipped=skipped)
                 if done < total and (start // CHUNK) % 20 == 19:  # checkpoint long scans
-                    cls._write_manifest(store, keep + new_rows, val_fraction, test_fraction)
-        manifest = cls._write_manifest(store, keep + new_rows, val_fraction, test_fraction)
+                    cls._write_manifest(store, kept, new, val_fraction, test_fraction)
+        manifest = cls._write_manifest(store, kept, new, val_fraction, test_fraction)
         return cls(root, store, image_size, fit, manifest)
 
     @staticmethod
-    def _write_manifest(store: Path, rows: list[dict], val_fraction: float,
-                        test_fraction: float) -> pd.DataFrame:
-        df = pd.DataFrame(rows, columns=COLUMNS)
+    def _write_manifest(store: Path, kept: pd.DataFrame, new: dict[str, list],
+                        val_fraction: float, test_fraction: float) -> pd.DataFrame:
+        df = pd.concat([kept[COLUMNS], pd.DataFrame(new, columns=COLUMNS)], ignore_index=True)
         ok = df["status"] == "ok"
         df.loc[ok, "split"] = [split_of(s, val_fraction, test_fraction) for s in df.loc[ok, "sha1"]]
         df.loc[~ok, "split"] = ""

@@ -22,7 +22,7 @@ from . import anomaly
 from .collection import Collection
 from .feed import iter_batches
 from .index import VectorIndex, l2_normalize
-from .model import inference_model
+from .model import inference_parts
 from .model import load as load_keras
 from .progress import ProgressFn, report
 from .train import model_info
@@ -31,6 +31,7 @@ from .workspace import Workspace, atomic_path, read_json, write_json
 ITEM_COLUMNS = ["id", "path", "label", "split", "sha1", "row"]
 SCORE_FILES = {"combined": "scores.npy", "isolation": "isolation.npy",
                "reconstruction": "recon.npy"}
+SCORE_MODES = ("all", "isolation")  # extract's `scores`: everything, or no decoder pass
 
 
 class StaleError(RuntimeError):
@@ -70,10 +71,22 @@ class Artifacts:
     def features(self) -> np.ndarray:
         return np.load(self.dir / "features.npy", mmap_mode="r")
 
-    def scores(self, kind: str = "combined") -> np.ndarray:
+    @property
+    def score_kinds(self) -> tuple[str, ...]:
+        """The anomaly scores this extraction has, the default first. Extractions made with
+        `scores="isolation"` skipped the decoder pass and have no reconstruction errors."""
+        return tuple(self.meta.get("scores", anomaly.SCORES))
+
+    def scores(self, kind: str | None = None) -> np.ndarray:
         """Anomaly scores, one per item: "combined" (default), "isolation" or "reconstruction"."""
+        kind = kind or self.score_kinds[0]
         if kind not in anomaly.SCORES:
             raise ValueError(f"unknown score {kind!r}; use one of {', '.join(anomaly.SCORES)}")
+        if kind not in self.score_kinds:
+            raise ValueError(
+                f"the features of {self.name!r} were extracted without reconstruction errors "
+                f"(--scores isolation), so only {', '.join(self.score_kinds)} can be ranked; "
+                f"for the others run: python -m fext extract --name {self.name}")
         return np.load(self.dir / SCORE_FILES[kind])
 
     def index(self) -> VectorIndex:
@@ -96,6 +109,7 @@ class EncodeJob:
     image_size: int
     rows: np.ndarray  # cache rows to encode, in output order
     batch_size: int = 128
+    reconstruct: bool = True  # also run the decoder, for reconstruction anomaly scores
 
     def images(self) -> np.ndarray:
         """The cache, memory-mapped read-only."""
@@ -105,46 +119,60 @@ class EncodeJob:
 
 
 # An encoder turns a job into (positions into job.rows, L2-normalised features, reconstruction
-# errors) blocks, in any order and any block size; every position must come exactly once.
-Encoder = Callable[[EncodeJob], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]]
+# errors or None) blocks, in any order and any block size; every position must come exactly once.
+Encoder = Callable[[EncodeJob], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]]
 
 
-def encode_rows(infer, images: np.ndarray, rows: np.ndarray, batch_size: int):
-    """(positions, features, reconstruction errors) per batch of `rows`: the one encoding step
-    every engine runs, so a worker of a cluster computes exactly what this process would."""
+def encode_rows(parts, images: np.ndarray, rows: np.ndarray, batch_size: int,
+                reconstruct: bool = True):
+    """(positions, features, reconstruction errors | None) per batch of `rows`: the one
+    encoding step every engine runs, so a worker of a cluster computes what this process would.
+    `parts` is `fext.model.inference_parts(autoencoder)`; the decoder, twice the encoder's cost,
+    runs only when `reconstruct`."""
+    encoder, decoder = parts
     for start, x in iter_batches(images, rows, batch_size):
-        z, r = infer.predict_on_batch(x)
-        yield (np.arange(start, start + len(x)), l2_normalize(np.asarray(z)),
-               anomaly.reconstruction_error(x, np.asarray(r)))
+        z = np.asarray(encoder.predict_on_batch(x))
+        err = (anomaly.reconstruction_error(x, np.asarray(decoder.predict_on_batch(z)))
+               if reconstruct else None)
+        yield np.arange(start, start + len(x)), l2_normalize(z), err
 
 
 def local_encoder(job: EncodeJob):
     """Encode in this process, batch after batch (the default engine)."""
-    infer = inference_model(load_keras(job.model_path))
-    yield from encode_rows(infer, job.images(), job.rows, job.batch_size)
+    parts = inference_parts(load_keras(job.model_path))
+    yield from encode_rows(parts, job.images(), job.rows, job.batch_size, job.reconstruct)
 
 
-def _previous(ws: Workspace, name: str, fingerprint: str) -> dict[str, tuple[np.ndarray, float]]:
-    """sha1 -> (feature, score) from the live extraction when it came from the same model."""
+def _previous(ws: Workspace, name: str, fingerprint: str,
+              reconstruct: bool) -> dict[str, tuple[np.ndarray, float]]:
+    """sha1 -> (feature, reconstruction error) from the live extraction when it came from the
+    same model (and has reconstruction errors, if they are wanted)."""
     try:
         prev = Artifacts.open(ws, name, check=False)
     except FileNotFoundError:
         return {}
-    if prev.meta.get("model") != fingerprint:
+    has_recon = "reconstruction" in prev.score_kinds
+    if prev.meta.get("model") != fingerprint or (reconstruct and not has_recon):
         return {}
-    feats, scores = prev.features(), prev.scores("reconstruction")
-    return {s: (feats[i], scores[i]) for i, s in enumerate(prev.items["sha1"])}
+    feats = prev.features()
+    recon = prev.scores("reconstruction") if has_recon else np.zeros(len(feats), np.float32)
+    return {s: (feats[i], recon[i]) for i, s in enumerate(prev.items["sha1"])}
 
 
 def extract(ws: Workspace, name: str, images: str | Path | None = None,
             progress: ProgressFn | None = None, batch_size: int = 128,
             index_kind: str = "auto", encoder: Encoder | None = None,
-            store_url: str | None = None) -> dict:
+            store_url: str | None = None, scores: str = "all") -> dict:
     """Features, index and anomaly scores of `images` (default: the training folder).
 
     `encoder` runs the encoding step (default: in this process; fext.scaleout.RayEncoder on a
     Ray cluster). `store_url` also serves the vectors from a Qdrant store (fext.stores).
+    `scores="isolation"` skips the decoder pass (reconstruction errors): about three times
+    faster on a CPU, with isolation as the only anomaly score.
     """
+    if scores not in SCORE_MODES:
+        raise ValueError(f"unknown scores {scores!r}; use one of {', '.join(SCORE_MODES)}")
+    reconstruct = scores == "all"
     progress = report(progress)
     with ws.lock(name):
         info = model_info(ws, name)
@@ -155,11 +183,11 @@ def extract(ws: Workspace, name: str, images: str | Path | None = None,
         if len(items) == 0:
             raise ValueError(f"no readable images in {coll.root} ({len(coll.skipped())} skipped)")
         items = items.assign(id=np.arange(len(items)))[ITEM_COLUMNS]
-        reuse = _previous(ws, name, info["fingerprint"])
+        reuse = _previous(ws, name, info["fingerprint"], reconstruct)
         version = ws.new_index_version(name)
         try:
             job = EncodeJob(ws.model_dir(name) / info["model_file"], coll.store / "images.u8",
-                            coll.image_size, np.empty(0, np.int64), batch_size)
+                            coll.image_size, np.empty(0, np.int64), batch_size, reconstruct)
             meta = _encode(name, info, coll, items, reuse, version, progress, index_kind, job,
                            encoder or local_encoder)
             if store_url:
@@ -178,17 +206,19 @@ def _encode(name, info, coll, items, reuse, version, progress, index_kind, job: 
             encoder: Encoder) -> dict:
     n, latent = len(items), info["model"]["latent_dim"]
     feats = np.lib.format.open_memmap(version / ".features.npy", "w+", np.float32, (n, latent))
-    scores = np.zeros(n, np.float32)
+    recon = np.zeros(n, np.float32)
     known = np.array([s in reuse for s in items["sha1"]], bool)
     for i in np.flatnonzero(known):
-        feats[i], scores[i] = reuse[items["sha1"].iat[i]]
+        feats[i], recon[i] = reuse[items["sha1"].iat[i]]
     todo = np.flatnonzero(~known)
     if len(todo):
         job.rows = items["row"].to_numpy()[todo]
         progress("encode", 0, len(todo), reused=int(known.sum()))
         done = np.zeros(len(todo), bool)
         for pos, z, err in encoder(job):
-            feats[todo[pos]], scores[todo[pos]] = z, err
+            feats[todo[pos]] = z
+            if job.reconstruct:
+                recon[todo[pos]] = err
             done[pos] = True
             progress("encode", int(done.sum()), len(todo), reused=int(known.sum()))
         if not done.all():
@@ -197,8 +227,9 @@ def _encode(name, info, coll, items, reuse, version, progress, index_kind, job: 
     del feats
     (version / ".features.npy").rename(version / "features.npy")
     feats = np.load(version / "features.npy", mmap_mode="r")
-    with atomic_path(version / "recon.npy", ".npy") as tmp:
-        np.save(tmp, scores)
+    if job.reconstruct:
+        with atomic_path(version / "recon.npy", ".npy") as tmp:
+            np.save(tmp, recon)
     with atomic_path(version / "items.csv") as tmp:
         items.to_csv(tmp, index=False)
     progress("index", 0, 1)
@@ -207,8 +238,10 @@ def _encode(name, info, coll, items, reuse, version, progress, index_kind, job: 
     progress("index", 1, 1, kind=index.kind)
     progress("anomaly scores", 0, 1)
     isolation = anomaly.isolation(index, feats)
-    for kind, values in (("isolation", isolation),
-                         ("combined", anomaly.combined(isolation, scores))):
+    written = {"isolation": isolation}
+    if job.reconstruct:
+        written["combined"] = anomaly.combined(isolation, recon)
+    for kind, values in written.items():
         with atomic_path(version / SCORE_FILES[kind], ".npy") as tmp:
             np.save(tmp, values)
     progress("anomaly scores", 1, 1)
@@ -217,6 +250,7 @@ def _encode(name, info, coll, items, reuse, version, progress, index_kind, job: 
             "count": n, "dim": latent, "encoded": int(len(todo)), "reused": int(known.sum()),
             "skipped": int(len(coll.skipped())),
             "index": {"kind": index.kind, "nprobe": index.nprobe, "recall": index.recall},
+            "scores": list(anomaly.SCORES) if job.reconstruct else ["isolation"],
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_json(version / "meta.json", meta)
     return meta

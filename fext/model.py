@@ -8,6 +8,7 @@ The feature vector is a compact dense bottleneck, not a flattened feature map.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from .config import PRESETS, ModelConfig
@@ -55,10 +56,53 @@ def encoder_of(autoencoder: keras.Model) -> keras.Model:
     return keras.Model(autoencoder.input, autoencoder.get_layer(BOTTLENECK).output, name="encoder")
 
 
-def inference_model(autoencoder: keras.Model) -> keras.Model:
-    """One pass giving both the feature vector and the reconstruction (for anomaly scores)."""
-    return keras.Model(autoencoder.input,
-                       [autoencoder.get_layer(BOTTLENECK).output, autoencoder.output], name="infer")
+def inference_parts(autoencoder: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(encoder: image -> features, decoder: features -> reconstruction) for inference.
+
+    Each Conv2D -> BatchNormalization -> ReLU runs as one Conv2D with bias and ReLU whose
+    weights absorb the frozen normalisation: the same function (to float rounding), one
+    fused kernel instead of three passes over the activations (about 15 % faster on CPU,
+    bench/ingest.py). Two models, so features can be computed without paying for the decoder.
+    """
+    chain = autoencoder.layers[1:]  # the builders make a chain: image -> ... -> reconstruction
+    cut = next(i for i, layer in enumerate(chain) if layer.name == BOTTLENECK) + 1
+    image = keras.Input(autoencoder.input.shape[1:], name="image")
+    encoder = keras.Model(image, _folded(chain[:cut], image), name="encoder")
+    z = keras.Input((chain[cut - 1].units,), name="features")
+    decoder = keras.Model(z, _folded(chain[cut:], z), name="decoder")
+    return encoder, decoder
+
+
+def _folded(chain: list, x):
+    """Apply a chain of trained layers to `x`, with conv + batch-norm (+ ReLU) folded."""
+    i = 0
+    while i < len(chain):
+        layer = chain[i]
+        bn = chain[i + 1] if i + 1 < len(chain) else None
+        if isinstance(layer, layers.Conv2D) and isinstance(bn, layers.BatchNormalization):
+            relu = i + 2 < len(chain) and type(chain[i + 2]) is layers.ReLU \
+                and chain[i + 2].get_config().get("max_value") is None
+            kernel, bias = _numpy(layer.kernel), _numpy(layer.bias) if layer.use_bias else 0.0
+            gamma = _numpy(bn.gamma) if bn.scale else 1.0
+            beta = _numpy(bn.beta) if bn.center else 0.0
+            scale = gamma / np.sqrt(_numpy(bn.moving_variance) + bn.epsilon)
+            mean = _numpy(bn.moving_mean)
+            fused = layers.Conv2D(layer.filters, layer.kernel_size, strides=layer.strides,
+                                  padding=layer.padding, activation="relu" if relu else None,
+                                  dtype=layer.dtype_policy, name=layer.name)
+            x = fused(x)
+            fused.set_weights([kernel * scale, beta + (bias - mean) * scale])
+            i += 3 if relu else 2
+        else:
+            clone = type(layer).from_config(layer.get_config())
+            x = clone(x)
+            clone.set_weights(layer.get_weights())
+            i += 1
+    return x
+
+
+def _numpy(variable) -> np.ndarray:
+    return keras.ops.convert_to_numpy(variable).astype(np.float32)
 
 
 def compile_autoencoder(model: keras.Model, learning_rate: float) -> keras.Model:

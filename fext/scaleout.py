@@ -29,22 +29,24 @@ BLOCK_ROWS = 4096  # cache rows per Ray Data block: big enough to amortise sched
 class EncodeBatches:
     """A Ray Data actor: loads the model once, then encodes the batches it is given."""
 
-    def __init__(self, model_path: str, cache_path: str, image_size: int, batch_size: int):
+    def __init__(self, model_path: str, cache_path: str, image_size: int, batch_size: int,
+                 reconstruct: bool):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        from .model import inference_model, load
+        from .model import inference_parts, load
 
         job = EncodeJob(Path(model_path), Path(cache_path), image_size, np.empty(0, np.int64),
-                        batch_size)
-        self.images, self.batch_size = job.images(), batch_size
-        self.infer = inference_model(load(model_path))
+                        batch_size, reconstruct)
+        self.images, self.batch_size, self.reconstruct = job.images(), batch_size, reconstruct
+        self.parts = inference_parts(load(model_path))
 
     def __call__(self, batch: dict) -> dict:
         pairs = np.asarray(batch["data"], np.int64)  # (positions, cache rows)
-        out = [(pos, z, err) for pos, z, err in
-               encode_rows(self.infer, self.images, pairs[:, 1], self.batch_size)]
+        out = list(encode_rows(self.parts, self.images, pairs[:, 1], self.batch_size,
+                               self.reconstruct))
+        recon = (np.concatenate([o[2] for o in out]) if self.reconstruct
+                 else np.zeros(len(pairs), np.float32))
         return {"pos": pairs[np.concatenate([o[0] for o in out]), 0],
-                "features": np.concatenate([o[1] for o in out]),
-                "recon": np.concatenate([o[2] for o in out])}
+                "features": np.concatenate([o[1] for o in out]), "recon": recon}
 
 
 class RayEncoder:
@@ -86,9 +88,10 @@ class RayEncoder:
             num_cpus=self.cpus_per_worker,
             fn_constructor_kwargs={"model_path": str(job.model_path),
                                    "cache_path": str(job.cache_path),
-                                   "image_size": job.image_size, "batch_size": job.batch_size})
+                                   "image_size": job.image_size, "batch_size": job.batch_size,
+                                   "reconstruct": job.reconstruct})
         for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            yield out["pos"], out["features"], out["recon"]
+            yield out["pos"], out["features"], out["recon"] if job.reconstruct else None
 
 
 def _runtime_env(address: str | None) -> dict:

@@ -14,7 +14,7 @@ import numpy as np
 from . import anomaly, images
 from .features import Artifacts
 from .index import VectorIndex, l2_normalize
-from .model import inference_model
+from .model import inference_parts
 from .train import load_model
 from .workspace import Workspace
 
@@ -23,13 +23,13 @@ from .workspace import Workspace
 class Searcher:
     artifacts: Artifacts
     index: VectorIndex
-    infer: object  # keras.Model: image -> (features, reconstruction)
+    parts: tuple  # fext.model.inference_parts: (encoder, decoder) keras.Models
 
     @classmethod
     def open(cls, ws: Workspace, name: str) -> "Searcher":
         art = Artifacts.open(ws, name)
         ae, _ = load_model(ws, name)
-        return cls(art, art.index(), inference_model(ae))
+        return cls(art, art.index(), inference_parts(ae))
 
     @property
     def key(self) -> str:
@@ -39,8 +39,10 @@ class Searcher:
         """Feature vector (normalised) and anomaly score of one image file or its bytes."""
         meta = self.artifacts.meta
         x = images.to_model_input(images.load(source, meta["image_size"], meta["fit"])[None])
-        z, r = self.infer.predict_on_batch(x)
-        return l2_normalize(np.asarray(z))[0], float(anomaly.reconstruction_error(x, np.asarray(r))[0])
+        encoder, decoder = self.parts
+        z = np.asarray(encoder.predict_on_batch(x))
+        r = np.asarray(decoder.predict_on_batch(z))
+        return l2_normalize(z)[0], float(anomaly.reconstruction_error(x, r)[0])
 
     def search_vector(self, vector: np.ndarray, k: int = 10) -> list[dict]:
         scores, ids = self.index.search(vector[None], k)

@@ -80,6 +80,30 @@ def test_rescan_encodes_only_new_images_and_keeps_old_vectors(tmp_path, shapes_d
     Artifacts.open(ws, "m")
 
 
+def test_isolation_only_extraction_skips_the_decoder(trained, tmp_path):
+    import shutil
+
+    ws, name = trained
+    full = Artifacts.open(ws, name)
+    shutil.copytree(ws.root, tmp_path / "ws")
+    shutil.rmtree(tmp_path / "ws" / "index" / name)
+    copy = Workspace(tmp_path / "ws")
+    meta = extract(copy, name, scores="isolation")
+    art = Artifacts.open(copy, name)
+    assert meta["scores"] == ["isolation"] and art.score_kinds == ("isolation",)
+    assert not (art.dir / "recon.npy").exists()
+    np.testing.assert_allclose(art.features(), full.features(), atol=1e-5)
+    np.testing.assert_allclose(art.scores(), full.scores("isolation"), atol=1e-5)
+    with pytest.raises(ValueError, match="--scores isolation"):
+        art.scores("reconstruction")
+    # a later full extraction re-encodes: the reused vectors would lack reconstruction errors
+    again = extract(copy, name)
+    assert again["encoded"] == len(full.items)
+    np.testing.assert_allclose(Artifacts.open(copy, name).scores(), full.scores(), rtol=1e-4)
+    with pytest.raises(ValueError, match="unknown scores"):
+        extract(copy, name, scores="none")
+
+
 def test_failed_extraction_keeps_the_previous_index(trained, monkeypatch):
     ws, name = trained
     before = ws.current_index(name)

@@ -51,3 +51,23 @@ def test_model_with_lambda_code_is_refused(tmp_path):
 def test_flops_are_counted():
     ae = model_lib.build_autoencoder(ModelConfig("small", 8), 16)
     assert model_lib.flops_per_image(ae) > 2 * 16 * 16 * 3 * 32 * 9
+
+
+@pytest.mark.parametrize("preset,size", [("small", 16), ("medium", 32)])
+def test_inference_parts_compute_what_the_trained_model_computes(preset, size):
+    keras.utils.set_random_seed(1)
+    ae = model_lib.build_autoencoder(ModelConfig(preset, 16), size)
+    rng = np.random.default_rng(0)
+    for layer in ae.layers:  # batch-norm statistics far from their initial values
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.2, n),
+                               rng.normal(0, 0.5, n), rng.uniform(0.3, 3.0, n)])
+    encoder, decoder = model_lib.inference_parts(ae)
+    assert not any(isinstance(l, keras.layers.BatchNormalization)
+                   for l in encoder.layers + decoder.layers)  # folded into the convolutions
+    x = rng.random((4, size, size, 3)).astype(np.float32)
+    z = np.asarray(encoder.predict_on_batch(x))
+    np.testing.assert_allclose(z, model_lib.encoder_of(ae).predict_on_batch(x), rtol=1e-4,
+                               atol=1e-4)
+    np.testing.assert_allclose(decoder.predict_on_batch(z), ae.predict_on_batch(x), atol=1e-5)

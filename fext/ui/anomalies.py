@@ -13,10 +13,14 @@ ws = workspace()
 name = need_model(ws)
 art = need_artifacts(ws, name)
 
-kind = st.radio("Score", ["combined", "isolation", "reconstruction"], horizontal=True,
+kind = st.radio("Score", art.score_kinds, horizontal=True,
                 help="combined (default): isolation + reconstruction error, each relative to its "
                      "median; isolation: mean distance to the 5 most similar images in feature "
                      "space; reconstruction: the autoencoder's reconstruction error")
+if "reconstruction" not in art.score_kinds:
+    st.caption("These features were extracted without the decoder pass (`--scores isolation`), "
+               "so only isolation scores exist. For reconstruction scores run "
+               f"`python -m fext extract --name {name}`.")
 ranked = ranking(art.items, art.scores(kind))
 scores = ranked["score"].to_numpy()
 lo, hi = float(scores.min()), float(scores.max())
