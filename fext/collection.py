@@ -165,7 +165,10 @@ class Collection:
     @staticmethod
     def _write_manifest(store: Path, kept: pd.DataFrame, new: dict[str, list],
                         val_fraction: float, test_fraction: float) -> pd.DataFrame:
-        df = pd.concat([kept[COLUMNS], pd.DataFrame(new, columns=COLUMNS)], ignore_index=True)
+        # Never concatenate an empty frame: pandas would turn the integer columns to float,
+        # and mtime_ns (nanoseconds) would lose the precision rescans compare on.
+        parts = [f for f in (kept[COLUMNS], pd.DataFrame(new, columns=COLUMNS)) if len(f)]
+        df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
         ok = df["status"] == "ok"
         df.loc[ok, "split"] = [split_of(s, val_fraction, test_fraction) for s in df.loc[ok, "sha1"]]
         df.loc[~ok, "split"] = ""

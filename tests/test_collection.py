@@ -83,3 +83,20 @@ def test_fingerprint_changes_with_content(tmp_path):
     assert Collection.sync(ws, root, 16).fingerprint == f1
     shape_image("red", 77).save(root / "red" / "extra.png")
     assert Collection.sync(ws, root, 16).fingerprint != f1
+
+
+def test_unchanged_folder_is_never_decoded_again(tmp_path):
+    root = tmp_path / "c"
+    make_shapes(root, per_label=3)
+    ws = Workspace(tmp_path / "ws")
+    first = Collection.sync(ws, root, 16)
+    cache_bytes = (first.store / "images.u8").stat().st_size
+    for _ in range(3):  # each rescan reads the manifest the previous one wrote
+        seen = []
+        again = Collection.sync(ws, root, 16,
+                                progress=lambda stage, done, total, **_: seen.append(total))
+        assert max(seen) == 0  # nothing decoded
+        assert again.manifest["row"].dtype.kind == "i"
+        assert again.manifest["mtime_ns"].tolist() == first.manifest["mtime_ns"].tolist()
+        assert (first.store / "images.u8").stat().st_size == cache_bytes
+        assert again.items()[["path", "row"]].equals(first.items()[["path", "row"]])
