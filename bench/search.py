@@ -25,18 +25,20 @@ from common import Timer, machine, peak_rss_mib, table, write_photos
 DIM, CLUSTERS, NOISE = 128, 1000, 1.2
 
 
-def vectors(n: int, seed: int, dim: int = DIM) -> np.ndarray:
-    """n normalised points around fixed cluster centres (same centres for every seed)."""
+def vectors(n: int, seed: int, dim: int = DIM, labels: bool = False):
+    """n normalised points around fixed cluster centres (same centres for every seed);
+    with `labels`, also each point's cluster."""
     from fext.index import l2_normalize
 
     centres = np.random.default_rng(7).normal(size=(CLUSTERS, dim)).astype(np.float32)
     rng = np.random.default_rng(seed)
-    out = np.empty((n, dim), np.float32)
+    out, cluster = np.empty((n, dim), np.float32), np.empty(n, np.int64)
     for s in range(0, n, 100_000):
         m = min(100_000, n - s)
-        out[s:s + m] = l2_normalize(centres[rng.integers(0, CLUSTERS, m)]
+        cluster[s:s + m] = rng.integers(0, CLUSTERS, m)
+        out[s:s + m] = l2_normalize(centres[cluster[s:s + m]]
                                     + NOISE * rng.standard_normal((m, dim), np.float32))
-    return out
+    return (out, cluster) if labels else out
 
 
 def latencies(search, queries) -> np.ndarray:
