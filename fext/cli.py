@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scores", default="all", choices=["all", "isolation"],
                    help="anomaly scores: all (default: isolation and reconstruction error) or "
                         "isolation (skips the decoder pass: features about 3x faster on a CPU)")
+    c.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                   help="of the forward passes; auto (default): bfloat16 where the CPU computes "
+                        "it natively (AVX512_BF16, AMX: about 2x faster), else float32")
     store_options(c)
     c.add_argument("--json", action="store_true")
 
@@ -249,6 +252,7 @@ def cmd_extract(args, progress):
         encoder = None
     meta = extract(_ws(args), args.name, args.images, progress, index_kind=args.index,
                    encoder=encoder, scores=getattr(args, "scores", "all"),
+                   precision=getattr(args, "precision", "auto"),
                    store_url=args.url if getattr(args, "store", "faiss") == "qdrant" else None)
     _out(args, meta, f"extracted {meta['count']} images ({meta['encoded']} encoded, "
                      f"{meta['reused']} reused, {meta['skipped']} skipped) from {meta['images']}: "
@@ -286,7 +290,7 @@ def qdrant_searcher(ws, name: str, url: str | None):
         raise ValueError(f"{name!r} was not published to Qdrant; give --url or run: python -m fext "
                          f"extract --name {name} --store qdrant --url URL")
     ae, _ = load_model(ws, name)
-    return Searcher(art, QdrantStore.open(url, name), inference_parts(ae))
+    return Searcher(art, QdrantStore.open(url, name), inference_parts(ae, art.precision))
 
 
 def cmd_anomalies(args, progress):

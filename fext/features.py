@@ -22,7 +22,7 @@ from . import anomaly
 from .collection import Collection
 from .feed import iter_batches
 from .index import VectorIndex, l2_normalize
-from .model import inference_parts
+from .model import PRECISIONS, inference_parts, native_bfloat16
 from .model import load as load_keras
 from .progress import ProgressFn, report
 from .train import model_info
@@ -79,6 +79,11 @@ class Artifacts:
         return np.load(self.dir / "features.npy", mmap_mode="r")
 
     @property
+    def precision(self) -> str:
+        """Of the forward passes that made these features; queries must be encoded alike."""
+        return self.meta.get("precision", "float32")
+
+    @property
     def score_kinds(self) -> tuple[str, ...]:
         """The anomaly scores this extraction has, the default first. Extractions made with
         `scores="isolation"` skipped the decoder pass and have no reconstruction errors."""
@@ -117,6 +122,7 @@ class EncodeJob:
     rows: np.ndarray  # cache rows to encode, in output order
     batch_size: int = 128
     reconstruct: bool = True  # also run the decoder, for reconstruction anomaly scores
+    precision: str = "float32"  # of the forward passes (fext.model.inference_parts)
 
     def images(self) -> np.ndarray:
         """The cache, memory-mapped read-only."""
@@ -146,20 +152,31 @@ def encode_rows(parts, images: np.ndarray, rows: np.ndarray, batch_size: int,
 
 def local_encoder(job: EncodeJob):
     """Encode in this process, batch after batch (the default engine)."""
-    parts = inference_parts(load_keras(job.model_path))
+    parts = inference_parts(load_keras(job.model_path), job.precision)
     yield from encode_rows(parts, job.images(), job.rows, job.batch_size, job.reconstruct)
 
 
-def _previous(ws: Workspace, name: str, fingerprint: str,
-              reconstruct: bool) -> dict[str, tuple[np.ndarray, float]]:
+def resolve_precision(precision: str) -> str:
+    """"auto": bfloat16 where the CPU computes it natively (2x the float32 forward pass on
+    such CPUs, features within 1e-5 cosine of float32: docs/BENCHMARKS.md), else float32."""
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16() else "float32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use auto, {', '.join(PRECISIONS)}")
+    return precision
+
+
+def _previous(ws: Workspace, name: str, fingerprint: str, reconstruct: bool,
+              precision: str) -> dict[str, tuple[np.ndarray, float]]:
     """sha1 -> (feature, reconstruction error) from the live extraction when it came from the
-    same model (and has reconstruction errors, if they are wanted)."""
+    same model at the same precision (and has reconstruction errors, if they are wanted)."""
     try:
         prev = Artifacts.open(ws, name, check=False)
     except FileNotFoundError:
         return {}
     has_recon = "reconstruction" in prev.score_kinds
-    if prev.meta.get("model") != fingerprint or (reconstruct and not has_recon):
+    if (prev.meta.get("model") != fingerprint or (reconstruct and not has_recon)
+            or prev.meta.get("precision", "float32") != precision):
         return {}
     feats = prev.features()
     recon = prev.scores("reconstruction") if has_recon else np.zeros(len(feats), np.float32)
@@ -169,17 +186,20 @@ def _previous(ws: Workspace, name: str, fingerprint: str,
 def extract(ws: Workspace, name: str, images: str | Path | None = None,
             progress: ProgressFn | None = None, batch_size: int | None = None,
             index_kind: str = "auto", encoder: Encoder | None = None,
-            store_url: str | None = None, scores: str = "all") -> dict:
+            store_url: str | None = None, scores: str = "all", precision: str = "auto") -> dict:
     """Features, index and anomaly scores of `images` (default: the training folder).
 
     `encoder` runs the encoding step (default: in this process; fext.scaleout.RayEncoder on a
     Ray cluster). `store_url` also serves the vectors from a Qdrant store (fext.stores).
     `scores="isolation"` skips the decoder pass (reconstruction errors): about three times
-    faster on a CPU, with isolation as the only anomaly score.
+    faster on a CPU, with isolation as the only anomaly score. `precision` of the forward
+    passes: "auto" (see `resolve_precision`), "float32" or "bfloat16"; recorded, so queries
+    are encoded the same way.
     """
     if scores not in SCORE_MODES:
         raise ValueError(f"unknown scores {scores!r}; use one of {', '.join(SCORE_MODES)}")
     reconstruct = scores == "all"
+    precision = resolve_precision(precision)
     progress = report(progress)
     with ws.lock(name):
         info = model_info(ws, name)
@@ -190,12 +210,12 @@ def extract(ws: Workspace, name: str, images: str | Path | None = None,
         if len(items) == 0:
             raise ValueError(f"no readable images in {coll.root} ({len(coll.skipped())} skipped)")
         items = items.assign(id=np.arange(len(items)))[ITEM_COLUMNS]
-        reuse = _previous(ws, name, info["fingerprint"], reconstruct)
+        reuse = _previous(ws, name, info["fingerprint"], reconstruct, precision)
         version = ws.new_index_version(name)
         try:
             job = EncodeJob(ws.model_dir(name) / info["model_file"], coll.store / "images.u8",
                             coll.image_size, np.empty(0, np.int64),
-                            batch_size or batch_for(coll.image_size), reconstruct)
+                            batch_size or batch_for(coll.image_size), reconstruct, precision)
             meta = _encode(name, info, coll, items, reuse, version, progress, index_kind, job,
                            encoder or local_encoder)
             if store_url:
@@ -259,6 +279,7 @@ def _encode(name, info, coll, items, reuse, version, progress, index_kind, job: 
             "skipped": int(len(coll.skipped())),
             "index": {"kind": index.kind, "nprobe": index.nprobe, "recall": index.recall},
             "scores": list(anomaly.SCORES) if job.reconstruct else ["isolation"],
+            "precision": job.precision,
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_json(version / "meta.json", meta)
     return meta

@@ -15,6 +15,7 @@ from .config import PRESETS, ModelConfig
 
 BOTTLENECK = "bottleneck"
 RECONSTRUCTION = "reconstruction"
+PRECISIONS = ("float32", "bfloat16")  # of inference; training is always float32 on CPU
 
 
 def conv_block(x, filters: int, convs: int, prefix: str):
@@ -56,24 +57,47 @@ def encoder_of(autoencoder: keras.Model) -> keras.Model:
     return keras.Model(autoencoder.input, autoencoder.get_layer(BOTTLENECK).output, name="encoder")
 
 
-def inference_parts(autoencoder: keras.Model) -> tuple[keras.Model, keras.Model]:
+def inference_parts(autoencoder: keras.Model,
+                    precision: str = "float32") -> tuple[keras.Model, keras.Model]:
     """(encoder: image -> features, decoder: features -> reconstruction) for inference.
 
     Each Conv2D -> BatchNormalization -> ReLU runs as one Conv2D with bias and ReLU whose
     weights absorb the frozen normalisation: the same function (to float rounding), one
     fused kernel instead of three passes over the activations (about 15 % faster on CPU,
     bench/ingest.py). Two models, so features can be computed without paying for the decoder.
+    `precision="bfloat16"` computes the convolutions in bfloat16 (the bottleneck and the
+    reconstruction stay float32); see `native_bfloat16`.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     chain = autoencoder.layers[1:]  # the builders make a chain: image -> ... -> reconstruction
     cut = next(i for i, layer in enumerate(chain) if layer.name == BOTTLENECK) + 1
     image = keras.Input(autoencoder.input.shape[1:], name="image")
-    encoder = keras.Model(image, _folded(chain[:cut], image), name="encoder")
+    encoder = keras.Model(image, _folded(chain[:cut], image, precision), name="encoder")
     z = keras.Input((chain[cut - 1].units,), name="features")
-    decoder = keras.Model(z, _folded(chain[cut:], z), name="decoder")
+    decoder = keras.Model(z, _folded(chain[cut:], z, precision), name="decoder")
     return encoder, decoder
 
 
-def _folded(chain: list, x):
+def native_bfloat16() -> bool:
+    """True where this CPU computes bfloat16 natively (AVX512_BF16 or AMX) under TensorFlow;
+    elsewhere bfloat16 would be emulated, and slower than float32."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return keras.backend.backend() == "tensorflow" and (" avx512_bf16" in flags
+                                                        or " amx_bf16" in flags)
+
+
+def _policy(layer, precision: str):
+    """Layers compute in bfloat16 when asked, but the feature vector and the reconstruction."""
+    if precision == "bfloat16" and layer.name not in (BOTTLENECK, RECONSTRUCTION):
+        return "mixed_bfloat16"
+    return layer.dtype_policy
+
+
+def _folded(chain: list, x, precision: str = "float32"):
     """Apply a chain of trained layers to `x`, with conv + batch-norm (+ ReLU) folded."""
     i = 0
     while i < len(chain):
@@ -89,12 +113,13 @@ def _folded(chain: list, x):
             mean = _numpy(bn.moving_mean)
             fused = layers.Conv2D(layer.filters, layer.kernel_size, strides=layer.strides,
                                   padding=layer.padding, activation="relu" if relu else None,
-                                  dtype=layer.dtype_policy, name=layer.name)
+                                  dtype=_policy(layer, precision), name=layer.name)
             x = fused(x)
             fused.set_weights([kernel * scale, beta + (bias - mean) * scale])
             i += 3 if relu else 2
         else:
-            clone = type(layer).from_config(layer.get_config())
+            clone = type(layer).from_config({**layer.get_config(),
+                                             "dtype": _policy(layer, precision)})
             x = clone(x)
             clone.set_weights(layer.get_weights())
             i += 1

@@ -30,14 +30,14 @@ class EncodeBatches:
     """A Ray Data actor: loads the model once, then encodes the batches it is given."""
 
     def __init__(self, model_path: str, cache_path: str, image_size: int, batch_size: int,
-                 reconstruct: bool):
+                 reconstruct: bool, precision: str):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         from .model import inference_parts, load
 
         job = EncodeJob(Path(model_path), Path(cache_path), image_size, np.empty(0, np.int64),
-                        batch_size, reconstruct)
+                        batch_size, reconstruct, precision)
         self.images, self.batch_size, self.reconstruct = job.images(), batch_size, reconstruct
-        self.parts = inference_parts(load(model_path))
+        self.parts = inference_parts(load(model_path), precision)
 
     def __call__(self, batch: dict) -> dict:
         pairs = np.asarray(batch["data"], np.int64)  # (positions, cache rows)
@@ -89,7 +89,8 @@ class RayEncoder:
             fn_constructor_kwargs={"model_path": str(job.model_path),
                                    "cache_path": str(job.cache_path),
                                    "image_size": job.image_size, "batch_size": job.batch_size,
-                                   "reconstruct": job.reconstruct})
+                                   "reconstruct": job.reconstruct,
+                                   "precision": job.precision})
         for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
             yield out["pos"], out["features"], out["recon"] if job.reconstruct else None
 

@@ -29,7 +29,7 @@ class Searcher:
     def open(cls, ws: Workspace, name: str) -> "Searcher":
         art = Artifacts.open(ws, name)
         ae, _ = load_model(ws, name)
-        return cls(art, art.index(), inference_parts(ae))
+        return cls(art, art.index(), inference_parts(ae, art.precision))
 
     @property
     def key(self) -> str:

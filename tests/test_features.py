@@ -104,6 +104,25 @@ def test_isolation_only_extraction_skips_the_decoder(trained, tmp_path):
         extract(copy, name, scores="none")
 
 
+def test_precision_is_recorded_and_queries_are_encoded_alike(trained, tmp_path, shapes_dir):
+    import shutil
+
+    ws, name = trained
+    shutil.copytree(ws.root, tmp_path / "ws")
+    copy = Workspace(tmp_path / "ws")
+    first = "float32" if Artifacts.open(copy, name).precision == "bfloat16" else "bfloat16"
+    for precision in (first, "bfloat16" if first == "float32" else "float32"):
+        meta = extract(copy, name, precision=precision)
+        assert meta["precision"] == precision
+        assert meta["encoded"] == meta["count"]  # vectors are never reused across precisions
+        searcher = Searcher.open(copy, name)
+        assert searcher.artifacts.precision == precision
+        hit = searcher.search(shapes_dir / "green" / "green_005.png", 1)[0]
+        assert hit["path"] == "green/green_005.png" and hit["score"] > 0.9999
+    with pytest.raises(ValueError, match="precision"):
+        extract(copy, name, precision="half")
+
+
 def test_failed_extraction_keeps_the_previous_index(trained, monkeypatch):
     ws, name = trained
     before = ws.current_index(name)

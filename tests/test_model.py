@@ -71,3 +71,19 @@ def test_inference_parts_compute_what_the_trained_model_computes(preset, size):
     np.testing.assert_allclose(z, model_lib.encoder_of(ae).predict_on_batch(x), rtol=1e-4,
                                atol=1e-4)
     np.testing.assert_allclose(decoder.predict_on_batch(z), ae.predict_on_batch(x), atol=1e-5)
+
+
+def test_bfloat16_inference_stays_close_to_float32():
+    keras.utils.set_random_seed(2)
+    ae = model_lib.build_autoencoder(ModelConfig("medium", 32), 32)
+    x = np.random.default_rng(0).random((8, 32, 32, 3)).astype(np.float32)
+    (e32, d32), (e16, d16) = (model_lib.inference_parts(ae, p) for p in ("float32", "bfloat16"))
+    assert e16.get_layer("enc1_conv1").compute_dtype == "bfloat16"
+    z32, z16 = np.asarray(e32.predict_on_batch(x)), np.asarray(e16.predict_on_batch(x))
+    assert z16.dtype == np.float32  # the feature vector itself is computed in float32
+    cos = (z32 * z16).sum(1) / np.linalg.norm(z32, axis=1) / np.linalg.norm(z16, axis=1)
+    assert cos.min() > 0.999
+    r16 = np.asarray(d16.predict_on_batch(z16))
+    assert r16.dtype == np.float32 and np.abs(r16 - d32.predict_on_batch(z32)).max() < 0.02
+    with pytest.raises(ValueError, match="precision"):
+        model_lib.inference_parts(ae, "float16")
