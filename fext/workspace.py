@@ -71,8 +71,8 @@ class Workspace:
         if not base.is_dir():
             return []
         done = []
-        for p in base.iterdir():
-            info = read_json(p / "config.json") if NAME_RE.match(p.name) else None
+        for p in base.iterdir():  # model folders; files beside them (a README) are not models
+            info = read_json(p / "config.json") if p.is_dir() and NAME_RE.match(p.name) else None
             if info and (p / info.get("model_file", "-")).is_file():
                 done.append((info.get("trained_at", ""), p.name))
         return [n for _, n in sorted(done, reverse=True)]

@@ -82,3 +82,9 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, shapes_dir):
         train(Workspace(tmp_path), "x", tiny_config(shapes_dir, image_size=18))
     with pytest.raises(ValueError, match="invalid name"):
         train(Workspace(tmp_path), "../escape", tiny_config(shapes_dir))
+
+
+def test_files_beside_model_folders_are_not_models(trained):
+    ws, name = trained
+    (ws.root / "models" / "README.md").write_text("what this folder holds")  # as in the repo
+    assert ws.models() == [name]
