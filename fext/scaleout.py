@@ -17,6 +17,7 @@ only when this engine is used.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,21 +30,19 @@ BLOCK_ROWS = 4096  # cache rows per Ray Data block: big enough to amortise sched
 class EncodeBatches:
     """A Ray Data actor: loads the model once, then encodes the batches it is given."""
 
-    def __init__(self, model_path: str, cache_path: str, image_size: int, batch_size: int,
-                 reconstruct: bool, precision: str):
+    def __init__(self, job: EncodeJob):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         from .model import inference_parts, load
 
-        job = EncodeJob(Path(model_path), Path(cache_path), image_size, np.empty(0, np.int64),
-                        batch_size, reconstruct, precision)
-        self.images, self.batch_size, self.reconstruct = job.images(), batch_size, reconstruct
-        self.parts = inference_parts(load(model_path), precision)
+        self.job, self.images = job, job.images()
+        self.parts = inference_parts(load(job.model_path), job.precision)
 
     def __call__(self, batch: dict) -> dict:
         pairs = np.asarray(batch["data"], np.int64)  # (positions, cache rows)
-        out = list(encode_rows(self.parts, self.images, pairs[:, 1], self.batch_size,
-                               self.reconstruct))
-        recon = (np.concatenate([o[2] for o in out]) if self.reconstruct
+        job = self.job
+        out = list(encode_rows(self.parts, self.images, pairs[:, 1], job.batch_size,
+                               job.reconstruct))
+        recon = (np.concatenate([o[2] for o in out]) if job.reconstruct
                  else np.zeros(len(pairs), np.float32))
         return {"pos": pairs[np.concatenate([o[0] for o in out]), 0],
                 "features": np.concatenate([o[1] for o in out]), "recon": recon}
@@ -86,11 +85,8 @@ class RayEncoder:
         ds = ray.data.from_numpy(blocks).map_batches(
             EncodeBatches, batch_size=None, batch_format="numpy", concurrency=workers,
             num_cpus=self.cpus_per_worker,
-            fn_constructor_kwargs={"model_path": str(job.model_path),
-                                   "cache_path": str(job.cache_path),
-                                   "image_size": job.image_size, "batch_size": job.batch_size,
-                                   "reconstruct": job.reconstruct,
-                                   "precision": job.precision})
+            # the job without its rows: each actor gets its rows block by block
+            fn_constructor_kwargs={"job": replace(job, rows=np.empty(0, np.int64))})
         for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
             yield out["pos"], out["features"], out["recon"] if job.reconstruct else None
 
