@@ -3,7 +3,9 @@ as a fraction of the accelerator's peak (model FLOPs utilisation).
 
 Two rows, same model and step count: `model.fit` on synthetic in-memory arrays (what the
 accelerator can do), and fext's own loop, `run_epochs` over a memory-mapped uint8 cache (the
-real input pipeline). Their ratio is the input pipeline's cost on that machine.
+real input pipeline, prefetched in a background thread). Their ratio is the input pipeline's
+cost on that machine. A third row times the input pipeline alone (memory map -> float batches,
+no model): well above the training rows, it cannot be what limits them.
 MFU = 3 x forward FLOPs per image (`fext.model.flops_per_image`) x images/s / peak.
 
     KERAS_BACKEND=jax python bench/gpu_train.py                     # H100 SXM, 128 px
@@ -59,6 +61,7 @@ def main() -> int:
 
     from fext import model as model_lib
     from fext.config import ModelConfig, TrainConfig
+    from fext.feed import iter_batches
     from fext.images import to_model_input
     from fext.train import run_epochs
 
@@ -97,11 +100,16 @@ def main() -> int:
         with Timer() as t_ours:
             run_epochs(ours, cache, rows, rows[:0], tcfg, 1, lambda r: False,
                        lambda *args, **kw: None)
+        with Timer() as t_input:
+            for _ in iter_batches(cache, rows, a.batch_size):
+                pass
     table_rows = []
     for name, seconds in (("model.fit, synthetic in-memory arrays", t_fit.seconds),
                           ("fext run_epochs, memory-mapped uint8 cache", t_ours.seconds)):
         ips = n / seconds
         table_rows.append([name, ips, flops * ips / 1e12, flops * ips / (a.peak_tflops * 1e12)])
+    table_rows.append(["input pipeline alone (memory map -> float batches)",
+                       n / t_input.seconds, "", ""])
     print(table(["training loop", "images/s", "TFLOP/s", "MFU"], table_rows,
                 f"{a.preset} at {a.image_size}px, batch {a.batch_size}, {a.steps} steps, "
                 f"{a.precision}, {flops / 1e9:.2f} GFLOP per training image, "

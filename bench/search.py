@@ -1,7 +1,9 @@
 """Search latency and recall at 10k, 100k and 1M vectors, against exact search in the same run.
 
-Synthetic clustered, L2-normalised 128-d vectors (1,000 Gaussian clusters); queries are new
-vectors from the same distribution. For each size: `VectorIndex.build` (what `fext extract`
+Synthetic L2-normalised 128-d vectors, queries new vectors from the same distribution:
+`--data clustered` (default) draws 1,000 Gaussian clusters; `--data manifold` a smooth 16-d
+manifold without clusters (a fixed random two-layer map of Gaussian latents), where each
+point's neighbours spread over many IVF lists: the harder case for an IVF index. For each size: `VectorIndex.build` (what `fext extract`
 builds: exact below 50k, IVF with tuned nprobe above) against a brute-force `IndexFlatIP`,
 single-query latency (p50, p99) and recall@10 against exact search. Then the warm app query
 end to end: image bytes -> decode -> encoder -> index -> results, via `Searcher.search`.
@@ -9,6 +11,7 @@ end to end: image bytes -> decode -> encoder -> index -> results, via `Searcher.
     .venv/bin/python bench/search.py            # 10k, 100k, 1M (about 5 minutes on 2 cores)
     .venv/bin/python bench/search.py --quick    # 10k, 100k
     .venv/bin/python bench/search.py --sizes 20000,300000
+    .venv/bin/python bench/search.py --data manifold --no-app
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from common import Timer, machine, peak_rss_mib, table, write_photos
 
 DIM, CLUSTERS, NOISE = 128, 1000, 1.2
+LATENT, MANIFOLD_NOISE = 16, 0.05
 
 
 def vectors(n: int, seed: int, dim: int = DIM, labels: bool = False):
@@ -41,6 +45,26 @@ def vectors(n: int, seed: int, dim: int = DIM, labels: bool = False):
     return (out, cluster) if labels else out
 
 
+def manifold(n: int, seed: int, dim: int = DIM) -> np.ndarray:
+    """n normalised points near a smooth LATENT-d manifold (the same manifold for every seed):
+    tanh(z W1) W2 of Gaussian latents z, plus a little isotropic noise."""
+    from fext.index import l2_normalize
+
+    fixed = np.random.default_rng(7)
+    w1 = (fixed.standard_normal((LATENT, 256)) / np.sqrt(LATENT)).astype(np.float32)
+    w2 = (fixed.standard_normal((256, dim)) / np.sqrt(256)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), np.float32)
+    for s in range(0, n, 100_000):
+        m = min(100_000, n - s)
+        h = np.tanh(rng.standard_normal((m, LATENT), np.float32) @ w1) @ w2
+        out[s:s + m] = l2_normalize(h + MANIFOLD_NOISE * rng.standard_normal((m, dim), np.float32))
+    return out
+
+
+DATA = {"clustered": vectors, "manifold": manifold}
+
+
 def latencies(search, queries) -> np.ndarray:
     """Seconds per call of `search(query)`, one query at a time (what an app user waits for)."""
     out = np.empty(len(queries))
@@ -51,12 +75,12 @@ def latencies(search, queries) -> np.ndarray:
     return out
 
 
-def one_size(n: int, n_queries: int, n_timed: int) -> list:
+def one_size(n: int, n_queries: int, n_timed: int, data: str = "clustered") -> list:
     import faiss
 
     from fext.index import VectorIndex, exact_knn, recall_at_k
 
-    x, q = vectors(n, 0), vectors(n_queries, 1)
+    x, q = DATA[data](n, 0), DATA[data](n_queries, 1)
     truth = exact_knn(x, q, 10)
     with Timer() as t_exact:
         exact = faiss.IndexFlatIP(DIM)
@@ -100,15 +124,18 @@ def main() -> None:
     p.add_argument("--sizes", default="10000,100000,1000000")
     p.add_argument("--queries", type=int, default=1000, help="held-out queries for recall")
     p.add_argument("--timed", type=int, default=500, help="queries timed one by one")
+    p.add_argument("--data", choices=sorted(DATA), default="clustered",
+                   help="vector distribution (manifold: no clusters, the harder case)")
     p.add_argument("--quick", action="store_true", help="10k and 100k only")
     p.add_argument("--no-app", action="store_true", help="skip the end-to-end app query")
     a = p.parse_args()
     sizes = [10_000, 100_000] if a.quick else [int(s) for s in a.sizes.split(",")]
     print(machine())
-    rows = [one_size(n, a.queries, a.timed) for n in sizes]
+    rows = [one_size(n, a.queries, a.timed, a.data) for n in sizes]
     print(table(["vectors", "index", "nprobe", "build s", "recall@10", "p50 ms", "p99 ms",
                  "exact build s", "exact p50 ms", "exact p99 ms", "p50 speed-up"], rows,
-                f"Single-query search, {DIM}-d, k=10 (baseline: exact IndexFlatIP, same run)"))
+                f"Single-query search, {DIM}-d {a.data} vectors, k=10 (baseline: exact "
+                f"IndexFlatIP, same run)"))
     if not a.no_app:
         p50, p99, what = app_query()
         print(table(["query", "p50 ms", "p99 ms", "goal p50 ms"],

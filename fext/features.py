@@ -20,7 +20,7 @@ import pandas as pd
 
 from . import anomaly
 from .collection import Collection
-from .feed import iter_batches
+from .feed import iter_batches, prefetch
 from .index import VectorIndex, l2_normalize
 from .model import PRECISIONS, inference_parts, native_bfloat16
 from .model import load as load_keras
@@ -141,9 +141,9 @@ def encode_rows(parts, images: np.ndarray, rows: np.ndarray, batch_size: int,
     """(positions, features, reconstruction errors | None) per batch of `rows`: the one
     encoding step every engine runs, so a worker of a cluster computes what this process would.
     `parts` is `fext.model.inference_parts(autoencoder)`; the decoder, twice the encoder's cost,
-    runs only when `reconstruct`."""
+    runs only when `reconstruct`. The next batch is read while this one is encoded."""
     encoder, decoder = parts
-    for start, x in iter_batches(images, rows, batch_size):
+    for start, x in prefetch(iter_batches(images, rows, batch_size)):
         z = np.asarray(encoder.predict_on_batch(x))
         err = (anomaly.reconstruction_error(x, np.asarray(decoder.predict_on_batch(z)))
                if reconstruct else None)

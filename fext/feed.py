@@ -1,10 +1,16 @@
 """Batches from the decoded-image cache to the model, with constant memory.
 
 Numpy in, numpy out, so any Keras backend consumes it. Reads are sorted by row within a batch
-so the memory map is read near-sequentially.
+so the memory map is read near-sequentially. `prefetch` prepares the next batches in a
+background thread while the model computes the current one, in the same order.
 """
 
 from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 import numpy as np
 
@@ -26,3 +32,51 @@ def iter_batches(images: np.ndarray, rows: np.ndarray, batch_size: int):
         batch = np.empty((len(idx),) + images.shape[1:], np.uint8)
         batch[order] = images[idx[order]]  # read the memory map in row order
         yield start, to_model_input(batch)
+
+
+T = TypeVar("T")
+_END = object()
+
+
+def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """The items of `items`, in order, produced up to `depth` ahead by a background thread.
+
+    Why: gathering a batch from the memory map and converting it to float takes milliseconds
+    (about 8 ms for 128 images of 128 px); on an accelerator that is a large share of a training
+    step unless it overlaps the step. Order and content are unchanged, so training stays exactly
+    resumable. An error in the producer is raised here; leaving the loop early stops the thread.
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_END, None))
+        except BaseException as error:  # handed to the consumer, raised there
+            put((_END, error))
+
+    worker = threading.Thread(target=produce, name="fext-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = buffer.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)

@@ -54,6 +54,7 @@ class VectorIndex:
     nprobe: int = 0
     recall: float = 1.0
     vectors: np.ndarray | None = field(default=None, repr=False)  # rows = ids, for re-ranking
+    recall_by_nprobe: dict[int, float] = field(default_factory=dict, repr=False)  # from tune()
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -96,6 +97,8 @@ class VectorIndex:
 
         Queries are sampled database vectors searched leave-one-out (their own entry dropped
         from both result lists), which stands for new images drawn from the same collection.
+        Doubling finds a bracket, bisection the smallest nprobe in it: query time grows with
+        nprobe, so every list probed beyond the target is time lost on every query.
         """
         rng = np.random.default_rng(seed + 1)
         q_rows = np.sort(rng.choice(len(vectors), size=min(queries, len(vectors)), replace=False))
@@ -103,15 +106,23 @@ class VectorIndex:
         q_ids = ids[q_rows]
         truth = _drop_self(ids[exact_knn(vectors, q, 11)], q_ids)
         ivf = faiss.extract_index_ivf(self.index)
-        nprobe = 1
-        while True:
-            ivf.nprobe = nprobe
-            _, found = self.search(q, 11)
-            self.recall = recall_at_k(_drop_self(found, q_ids), truth)
-            if self.recall >= target or nprobe >= ivf.nlist:
-                break
-            nprobe = min(nprobe * 2, ivf.nlist)
-        self.nprobe = nprobe
+        recalls = self.recall_by_nprobe = {}
+
+        def recall(nprobe: int) -> float:
+            if nprobe not in recalls:
+                ivf.nprobe = nprobe
+                _, found = self.search(q, 11)
+                recalls[nprobe] = recall_at_k(_drop_self(found, q_ids), truth)
+            return recalls[nprobe]
+
+        lo, hi = 0, 1  # lo: the largest nprobe measured to miss the target (0: none yet)
+        while recall(hi) < target and hi < ivf.nlist:
+            lo, hi = hi, min(hi * 2, ivf.nlist)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if recall(mid) >= target else (mid, hi)
+        self.nprobe, self.recall = hi, recall(hi)
+        ivf.nprobe = hi
 
     # -- using ----------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:

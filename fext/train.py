@@ -23,7 +23,7 @@ from . import model as model_lib
 from .collection import Collection
 from .config import RunConfig
 from .evaluate import reconstruction_metrics
-from .feed import epoch_order, iter_batches
+from .feed import epoch_order, iter_batches, prefetch
 from .progress import ProgressFn, report
 from .workspace import Workspace, atomic_path, read_json, write_json
 
@@ -56,16 +56,19 @@ def run_epochs(model, images: np.ndarray, train_rows: np.ndarray, val_rows: np.n
                tcfg, start_epoch: int, on_epoch, progress: ProgressFn) -> None:
     """The training loop: epochs from `start_epoch` until `on_epoch(history_row)` says stop.
 
-    Explicit `train_on_batch` over an order that is a pure function of (seed, epoch): no hidden
-    prefetching or epoch counters, so a resumed run sees exactly the batches it would have seen.
+    Explicit `train_on_batch` over an order that is a pure function of (seed, epoch): no epoch
+    counters or shuffling state, so a resumed run sees exactly the batches it would have seen.
+    The next batches (and their noise) are prepared in a background thread, in that same order,
+    while the model trains on the current one.
     """
     bs, epochs = tcfg.batch_size, tcfg.epochs
     steps = math.ceil(len(train_rows) / bs)
     for epoch in range(start_epoch, epochs):
         t0, seen, total = time.time(), 0, 0.0
         order = epoch_order(train_rows, tcfg.seed, epoch)
-        for step, (_, x) in enumerate(iter_batches(images, order, bs)):
-            x_in = corrupt(x, tcfg, epoch, step)
+        batches = ((step, x, corrupt(x, tcfg, epoch, step))
+                   for step, (_, x) in enumerate(iter_batches(images, order, bs)))
+        for step, x, x_in in prefetch(batches):
             total += float(model.train_on_batch(x_in, x, return_dict=True)["loss"]) * len(x)
             seen += len(x)
             progress("train", epoch * steps + step + 1, epochs * steps, epoch=epoch + 1,

@@ -33,6 +33,21 @@ def test_ivf_meets_the_recall_target_on_new_queries():
     assert recall_at_k(found, exact_knn(x, queries, 10)) >= 0.95
 
 
+def test_tuning_picks_the_smallest_nprobe_that_meets_the_target():
+    x = clustered(20_000, seed=1)
+    ix = VectorIndex.build(x, kind="ivf", target_recall=0.97)
+    tried = ix.recall_by_nprobe
+    assert ix.nprobe > 1 and tried[ix.nprobe] == ix.recall >= 0.98  # target plus margin
+    assert tried[ix.nprobe - 1] < 0.98  # one list fewer misses it: no list probed in vain
+    assert faiss_nprobe(ix) == ix.nprobe
+
+
+def faiss_nprobe(ix):
+    import faiss
+
+    return faiss.extract_index_ivf(ix.index).nprobe
+
+
 def test_add_remove_and_reload(tmp_path):
     x = clustered(100)
     ix = VectorIndex.build(x[:90], np.arange(90))

@@ -1,0 +1,72 @@
+"""Batches from the cache: order, content, and the background prefetch."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from fext.feed import epoch_order, iter_batches, prefetch
+from fext.images import to_model_input
+
+
+def _cache(tmp_path, n=37, size=8):
+    path = tmp_path / "cache.u8"
+    cache = np.memmap(path, np.uint8, "w+", shape=(n, size, size, 3))
+    cache[:] = np.random.default_rng(0).integers(0, 256, cache.shape, np.uint8)
+    cache.flush()
+    return np.memmap(path, np.uint8, "r", shape=(n, size, size, 3))
+
+
+def _prefetch_threads():
+    return [t for t in threading.enumerate() if t.name == "fext-prefetch"]
+
+
+def test_prefetched_batches_are_the_same_batches_in_the_same_order(tmp_path):
+    cache = _cache(tmp_path)
+    order = epoch_order(np.arange(len(cache)), seed=3, epoch=1)
+    plain = list(iter_batches(cache, order, 8))
+    fetched = list(prefetch(iter_batches(cache, order, 8)))
+    assert [s for s, _ in fetched] == [s for s, _ in plain] == [0, 8, 16, 24, 32]
+    for (_, a), (_, b) in zip(plain, fetched):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(fetched[1][1][0], to_model_input(cache[order[8]]))
+
+
+def test_next_batch_is_prepared_while_the_current_one_is_used():
+    second_ready = threading.Event()
+
+    def items():
+        yield 1
+        second_ready.set()  # reached only if the producer runs ahead of the consumer
+        yield 2
+
+    it = prefetch(items())
+    assert next(it) == 1
+    assert second_ready.wait(timeout=5), "the second item was not prepared in the background"
+    assert list(it) == [2]
+
+
+def test_an_error_while_preparing_reaches_the_consumer_after_the_good_batches():
+    def items():
+        yield "a"
+        raise OSError("disk went away")
+
+    got = []
+    with pytest.raises(OSError, match="disk went away"):
+        for item in prefetch(items()):
+            got.append(item)
+    assert got == ["a"]
+
+
+def test_leaving_the_loop_early_stops_the_background_thread():
+    def endless():
+        i = 0
+        while True:
+            yield i
+            i += 1
+
+    it = prefetch(endless(), depth=2)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    assert _prefetch_threads()
+    it.close()
+    assert not _prefetch_threads()
