@@ -29,6 +29,8 @@ from .workspace import Workspace, atomic_path
 COLUMNS = ["row", "path", "label", "bytes", "mtime_ns", "sha1", "split", "status", "reason",
            "width", "height"]
 CHUNK = 256  # files decoded between two appends to the cache
+WALK_BLOCK = 50_000  # files listed as Python objects before they are packed into a table
+BAD_NAME = "file name is not valid UTF-8: rename the file to include it"
 
 
 def store_dir(ws: Workspace, root: Path, image_size: int, fit: str) -> Path:
@@ -46,9 +48,26 @@ def split_of(sha1: str, val_fraction: float, test_fraction: float) -> str:
     return "train"
 
 
-def walk(root: Path) -> list[tuple[str, int, int]]:
-    """Every regular file under root (hidden files and folders skipped): (relpath, size, mtime)."""
-    found = []
+def walk(root: Path) -> pd.DataFrame:
+    """Every regular file under root (hidden files and folders skipped), in walk order:
+    columns path (relative, posix), bytes, mtime_ns, bad_name.
+
+    A name that is not valid UTF-8 (old archives, other systems' encodings) is listed with
+    its undecodable bytes written as escapes (`caf\\xe9.jpg`) and `bad_name` set: it cannot be
+    stored or shown as it is, so it is skipped with that reason rather than failing the scan.
+    Packed into a table every WALK_BLOCK files: a million files then cost tens of megabytes
+    of string buffers, not a million Python tuples.
+    """
+    blocks: list[pd.DataFrame] = []
+    paths: list[str] = []
+    sizes: list[int] = []
+    mtimes: list[int] = []
+    bad: list[bool] = []
+
+    def pack() -> None:
+        blocks.append(_files_frame(paths, sizes, mtimes, bad))
+        paths.clear(), sizes.clear(), mtimes.clear(), bad.clear()
+
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fn in sorted(filenames):
@@ -60,8 +79,47 @@ def walk(root: Path) -> list[tuple[str, int, int]]:
             except OSError:
                 continue
             if p.is_file():
-                found.append((p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
-    return found
+                rel = p.relative_to(root).as_posix()
+                try:
+                    rel.encode("utf-8")
+                    bad.append(False)
+                except UnicodeEncodeError:
+                    rel = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                    bad.append(True)
+                paths.append(rel)
+                sizes.append(st.st_size)
+                mtimes.append(st.st_mtime_ns)
+                if len(paths) >= WALK_BLOCK:
+                    pack()
+    if paths or not blocks:
+        pack()
+    return pd.concat(blocks, ignore_index=True) if len(blocks) > 1 else blocks[0]
+
+
+def _files_frame(paths: list[str], sizes: list[int], mtimes: list[int],
+                 bad: list[bool]) -> pd.DataFrame:
+    return pd.DataFrame({"path": pd.Series(paths, dtype=str),
+                         "bytes": np.array(sizes, np.int64),
+                         "mtime_ns": np.array(mtimes, np.int64),
+                         "bad_name": np.array(bad, bool)})
+
+
+def unchanged(files: pd.DataFrame, old: pd.DataFrame) -> np.ndarray:
+    """For each row of `files`, its position in `old` if the file is unchanged (same path,
+    size and mtime), else -1. Compared as int64 arrays: mtimes in nanoseconds must never pass
+    through float."""
+    out = np.full(len(files), -1, np.int64)
+    if not len(old) or not len(files):
+        return out
+    known = pd.Index(old["path"])
+    first = np.flatnonzero(~known.duplicated())  # escaped bad names could, in theory, collide
+    hit = known[first].get_indexer(files["path"])
+    seen = np.flatnonzero(hit >= 0)
+    pos = first[hit[seen]]
+    same = ((old["bytes"].to_numpy(np.int64)[pos] == files["bytes"].to_numpy()[seen])
+            & (old["mtime_ns"].to_numpy(np.int64)[pos] == files["mtime_ns"].to_numpy()[seen]))
+    out[seen[same]] = pos[same]
+    return out
 
 
 def _ingest(root: Path, rel: str, size: int, fit: str):
@@ -117,16 +175,10 @@ class Collection:
         except FileNotFoundError:
             old = pd.DataFrame(columns=COLUMNS)
         files = walk(root)
-        known = dict(zip(old["path"], zip(old["bytes"], old["mtime_ns"], range(len(old)))))
-        keep, todo = [], []  # rows of `old` still valid; files to (re)decode
-        for rel, size, mtime in files:
-            prev = known.get(rel)
-            if prev is not None and prev[0] == size and prev[1] == mtime:
-                keep.append(prev[2])
-            else:
-                todo.append((rel, size, mtime))
-        kept = old.iloc[keep]
-        del known
+        pos = unchanged(files, old)
+        kept = old.iloc[pos[pos >= 0]]  # rows of `old` still valid
+        todo = files[pos < 0].reset_index(drop=True)  # files to (re)decode
+        del files, pos
         # Rows of removed or changed files stay in the cache as dead space: rows never move.
         n_rows = int(old["row"].max()) + 1 if len(old) and (old["row"] >= 0).any() else 0
         cache_path = store / "images.u8"
@@ -134,40 +186,42 @@ class Collection:
         with open(cache_path, "ab") as f:
             f.truncate(n_rows * row_bytes)  # drop rows appended after the last manifest write
 
-        new = {c: [] for c in COLUMNS}  # columns, not a dict per file: memory stays small
+        new: list[pd.DataFrame] = []  # one small table per chunk: memory stays small
         skipped = 0
         total = len(todo)
         progress("scan", 0, total)
         workers = workers or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(workers) as pool, open(cache_path, "ab") as cache:
             for start in range(0, total, CHUNK):
-                chunk = todo[start:start + CHUNK]
-                results = pool.map(lambda t: _ingest(root, t[0], image_size, fit), chunk)
-                for (rel, size, mtime), (sha1, arr, reason, w, h) in zip(chunk, results):
-                    ok = arr is not None
-                    if ok:
+                chunk = todo.iloc[start:start + CHUNK]
+                rels = chunk["path"].tolist()
+                results = list(pool.map(
+                    lambda job: ("", None, BAD_NAME, 0, 0) if job[1]
+                    else _ingest(root, job[0], image_size, fit),
+                    zip(rels, chunk["bad_name"].tolist())))
+                ok = np.array([arr is not None for _, arr, _, _, _ in results])
+                for _, arr, _, _, _ in results:
+                    if arr is not None:
                         cache.write(arr.tobytes())
-                    for col, value in zip(COLUMNS, (
-                            n_rows if ok else -1, rel, _label(rel), size, mtime, sha1, "",
-                            "ok" if ok else "skipped", reason, w, h)):
-                        new[col].append(value)
-                    n_rows += ok
-                    skipped += not ok
+                new.append(_scanned_frame(chunk, rels, results, ok, n_rows))
+                n_rows += int(ok.sum())
+                skipped += int((~ok).sum())
                 cache.flush()
                 os.fsync(cache.fileno())
                 done = min(start + CHUNK, total)
                 progress("scan", done, total, skipped=skipped)
                 if done < total and (start // CHUNK) % 20 == 19:  # checkpoint long scans
+                    new = [pd.concat(new, ignore_index=True)]
                     cls._write_manifest(store, kept, new, val_fraction, test_fraction)
         manifest = cls._write_manifest(store, kept, new, val_fraction, test_fraction)
         return cls(root, store, image_size, fit, manifest)
 
     @staticmethod
-    def _write_manifest(store: Path, kept: pd.DataFrame, new: dict[str, list],
+    def _write_manifest(store: Path, kept: pd.DataFrame, new: list[pd.DataFrame],
                         val_fraction: float, test_fraction: float) -> pd.DataFrame:
         # Never concatenate an empty frame: pandas would turn the integer columns to float,
         # and mtime_ns (nanoseconds) would lose the precision rescans compare on.
-        parts = [f for f in (kept[COLUMNS], pd.DataFrame(new, columns=COLUMNS)) if len(f)]
+        parts = [f for f in [kept[COLUMNS], *new] if len(f)]
         df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
         ok = df["status"] == "ok"
         df.loc[ok, "split"] = [split_of(s, val_fraction, test_fraction) for s in df.loc[ok, "sha1"]]
@@ -208,6 +262,25 @@ class Collection:
         for p, s, sp in zip(items["path"], items["sha1"], items["split"]):
             h.update(f"{p}\0{s}\0{sp}\n".encode())
         return h.hexdigest()[:16]
+
+
+def _scanned_frame(chunk: pd.DataFrame, rels: list[str], results: list, ok: np.ndarray,
+                   first_row: int) -> pd.DataFrame:
+    """Manifest rows of one decoded chunk; readable files take cache rows from `first_row`."""
+    sha1, _, reason, width, height = zip(*results)
+    return pd.DataFrame({
+        "row": np.where(ok, first_row + np.cumsum(ok) - 1, -1).astype(np.int64),
+        "path": pd.Series(rels, dtype=str),
+        "label": pd.Series([_label(r) for r in rels], dtype=str),
+        "bytes": chunk["bytes"].to_numpy(np.int64),
+        "mtime_ns": chunk["mtime_ns"].to_numpy(np.int64),
+        "sha1": pd.Series(sha1, dtype=str),
+        "split": pd.Series([""] * len(rels), dtype=str),
+        "status": pd.Series(np.where(ok, "ok", "skipped").tolist(), dtype=str),
+        "reason": pd.Series(reason, dtype=str),
+        "width": np.array(width, np.int64),
+        "height": np.array(height, np.int64),
+    }, columns=COLUMNS)
 
 
 def _label(rel: str) -> str:

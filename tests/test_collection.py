@@ -100,3 +100,21 @@ def test_unchanged_folder_is_never_decoded_again(tmp_path):
         assert again.manifest["mtime_ns"].tolist() == first.manifest["mtime_ns"].tolist()
         assert (first.store / "images.u8").stat().st_size == cache_bytes
         assert again.items()[["path", "row"]].equals(first.items()[["path", "row"]])
+
+
+def test_file_name_that_is_not_utf8_is_skipped_with_its_reason(tmp_path):
+    import os
+
+    root = tmp_path / "c"
+    make_shapes(root, per_label=2)
+    odd = os.fsencode(root / "red") + b"/caf\xe9.png"  # Latin-1 name, as old archives have
+    shape_image("red", 7).save(odd, format="PNG")
+    ws = Workspace(tmp_path / "ws")
+    coll = Collection.sync(ws, root, 16)
+    assert len(coll.items()) == 6  # the others are all read
+    skipped = coll.skipped()
+    assert skipped["path"].tolist() == ["red/caf\\xe9.png"]
+    assert "not valid UTF-8" in skipped["reason"].iat[0]
+    seen = []
+    again = Collection.sync(ws, root, 16, progress=lambda stage, done, total, **_: seen.append(total))
+    assert max(seen) == 0 and again.skipped()["path"].tolist() == ["red/caf\\xe9.png"]
