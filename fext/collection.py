@@ -119,6 +119,8 @@ def unchanged(files: pd.DataFrame, old: pd.DataFrame) -> np.ndarray:
     same = ((old["bytes"].to_numpy(np.int64)[pos] == files["bytes"].to_numpy()[seen])
             & (old["mtime_ns"].to_numpy(np.int64)[pos] == files["mtime_ns"].to_numpy()[seen]))
     out[seen[same]] = pos[same]
+    taken = np.flatnonzero(out >= 0)  # one old row serves one file at most
+    out[taken[pd.Series(out[taken]).duplicated().to_numpy()]] = -1
     return out
 
 

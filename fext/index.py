@@ -118,7 +118,7 @@ class VectorIndex:
         lo, hi = 0, 1  # lo: the largest nprobe measured to miss the target (0: none yet)
         while recall(hi) < target and hi < ivf.nlist:
             lo, hi = hi, min(hi * 2, ivf.nlist)
-        while hi - lo > 1:
+        while hi - lo > 1 and recall(hi) >= target:  # (no bisection if nothing meets it)
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if recall(mid) >= target else (mid, hi)
         self.nprobe, self.recall = hi, recall(hi)

@@ -34,7 +34,7 @@ def tiny_config(images: Path, **overrides):
     return RunConfig(DataConfig(str(images), c["image_size"]),
                      ModelConfig(c["preset"], c["latent_dim"]),
                      TrainConfig(c["epochs"], c["batch_size"], patience=c.get("patience", 5),
-                                 seed=c.get("seed", 42)))
+                                 seed=c.get("seed", 42), noise=c.get("noise", 0.0)))
 
 
 @pytest.fixture(scope="session")

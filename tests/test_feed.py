@@ -18,7 +18,7 @@ def _cache(tmp_path, n=37, size=8):
 
 
 def _prefetch_threads():
-    return [t for t in threading.enumerate() if t.name == "fext-prefetch"]
+    return {t for t in threading.enumerate() if t.name == "fext-prefetch"}
 
 
 def test_prefetched_batches_are_the_same_batches_in_the_same_order(tmp_path):
@@ -65,8 +65,10 @@ def test_leaving_the_loop_early_stops_the_background_thread():
             yield i
             i += 1
 
+    before = _prefetch_threads()
     it = prefetch(endless(), depth=2)
     assert [next(it) for _ in range(3)] == [0, 1, 2]
-    assert _prefetch_threads()
+    ours = _prefetch_threads() - before
+    assert len(ours) == 1
     it.close()
-    assert not _prefetch_threads()
+    assert not ours.pop().is_alive()
