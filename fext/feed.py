@@ -1,7 +1,7 @@
 """Batches from the decoded-image cache to the model, with constant memory.
 
 Numpy in, numpy out, so any Keras backend consumes it. Reads are sorted by row within a batch
-so the memory map is read near-sequentially. `prefetch` prepares the next batches in a
+so the memory map is read near-sequentially. `prefetch` prepares the next batch in a
 background thread while the model computes the current one, in the same order.
 """
 

@@ -58,7 +58,7 @@ def run_epochs(model, images: np.ndarray, train_rows: np.ndarray, val_rows: np.n
 
     Explicit `train_on_batch` over an order that is a pure function of (seed, epoch): no epoch
     counters or shuffling state, so a resumed run sees exactly the batches it would have seen.
-    The next batches (and their noise) are prepared in a background thread, in that same order,
+    The next batch (and its noise) is prepared in a background thread, in that same order,
     while the model trains on the current one.
     """
     bs, epochs = tcfg.batch_size, tcfg.epochs
