@@ -195,6 +195,9 @@ def test_eight_concurrent_sessions_get_their_own_results(browser, app_url, app_w
     for n, (page, q) in enumerate(zip(pages, queries)):
         try:
             page.wait_for_selector("text=results in", timeout=180_000)
+            settle(page)
+            page.wait_for_selector("[data-testid='stImageCaption']:has-text('#1 ·')",
+                                   timeout=60_000)
         except Exception:
             SCREENS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENS / f"concurrent-{n}.png"))
