@@ -290,7 +290,7 @@ def qdrant_searcher(ws, name: str, url: str | None):
         raise ValueError(f"{name!r} was not published to Qdrant; give --url or run: python -m fext "
                          f"extract --name {name} --store qdrant --url URL")
     ae, _ = load_model(ws, name)
-    return Searcher(art, QdrantStore.open(url, name), inference_parts(ae, art.precision))
+    return Searcher(art, QdrantStore.open(url, name), inference_parts(ae, art.precision)[0])
 
 
 def cmd_anomalies(args, progress):

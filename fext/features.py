@@ -136,18 +136,25 @@ class EncodeJob:
 Encoder = Callable[[EncodeJob], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]]
 
 
+def encode_batch(encoder, x: np.ndarray, decoder=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(L2-normalised features, reconstruction errors | None) of a float batch: the one
+    encoding step every engine and every query runs, so all compute the same vectors. The
+    decoder, twice the encoder's cost, runs only when given."""
+    z = np.asarray(encoder.predict_on_batch(x))
+    err = (None if decoder is None
+           else anomaly.reconstruction_error(x, np.asarray(decoder.predict_on_batch(z))))
+    return l2_normalize(z), err
+
+
 def encode_rows(parts, images: np.ndarray, rows: np.ndarray, batch_size: int,
                 reconstruct: bool = True):
-    """(positions, features, reconstruction errors | None) per batch of `rows`: the one
-    encoding step every engine runs, so a worker of a cluster computes what this process would.
-    `parts` is `fext.model.inference_parts(autoencoder)`; the decoder, twice the encoder's cost,
-    runs only when `reconstruct`. The next batch is read while this one is encoded."""
+    """(positions, features, reconstruction errors | None) per batch of `rows`, so a worker of
+    a cluster computes what this process would. `parts` is
+    `fext.model.inference_parts(autoencoder)`. The next batch is read while this one is encoded."""
     encoder, decoder = parts
     for start, x in prefetch(iter_batches(images, rows, batch_size)):
-        z = np.asarray(encoder.predict_on_batch(x))
-        err = (anomaly.reconstruction_error(x, np.asarray(decoder.predict_on_batch(z)))
-               if reconstruct else None)
-        yield np.arange(start, start + len(x)), l2_normalize(z), err
+        z, err = encode_batch(encoder, x, decoder if reconstruct else None)
+        yield np.arange(start, start + len(x)), z, err
 
 
 def local_encoder(job: EncodeJob):

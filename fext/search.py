@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import anomaly, images
-from .features import Artifacts
-from .index import VectorIndex, l2_normalize
+from . import images
+from .features import Artifacts, encode_batch
+from .index import VectorIndex
 from .model import inference_parts
 from .train import load_model
 from .workspace import Workspace
@@ -23,26 +23,24 @@ from .workspace import Workspace
 class Searcher:
     artifacts: Artifacts
     index: VectorIndex
-    parts: tuple  # fext.model.inference_parts: (encoder, decoder) keras.Models
+    encoder: object  # keras.Model, image -> features: fext.model.inference_parts(...)[0]
 
     @classmethod
     def open(cls, ws: Workspace, name: str) -> "Searcher":
         art = Artifacts.open(ws, name)
         ae, _ = load_model(ws, name)
-        return cls(art, art.index(), inference_parts(ae, art.precision))
+        return cls(art, art.index(), inference_parts(ae, art.precision)[0])
 
     @property
     def key(self) -> str:
         return f"{self.artifacts.meta['model']}:{self.artifacts.dir.name}"
 
-    def encode(self, source: str | Path | bytes) -> tuple[np.ndarray, float]:
-        """Feature vector (normalised) and anomaly score of one image file or its bytes."""
+    def encode(self, source: str | Path | bytes) -> np.ndarray:
+        """Feature vector (normalised) of one image file or its bytes, computed as the
+        extraction computed the collection's. No decoder pass: a query needs none."""
         meta = self.artifacts.meta
         x = images.to_model_input(images.load(source, meta["image_size"], meta["fit"])[None])
-        encoder, decoder = self.parts
-        z = np.asarray(encoder.predict_on_batch(x))
-        r = np.asarray(decoder.predict_on_batch(z))
-        return l2_normalize(z)[0], float(anomaly.reconstruction_error(x, r)[0])
+        return encode_batch(self.encoder, x)[0][0]
 
     def search_vector(self, vector: np.ndarray, k: int = 10) -> list[dict]:
         scores, ids = self.index.search(vector[None], k)
@@ -57,5 +55,4 @@ class Searcher:
         return out
 
     def search(self, source: str | Path | bytes, k: int = 10) -> list[dict]:
-        vector, _ = self.encode(source)
-        return self.search_vector(vector, k)
+        return self.search_vector(self.encode(source), k)
