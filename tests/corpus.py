@@ -1,4 +1,5 @@
-"""Generated test collections: labelled shapes, and a corpus of awkward and broken files."""
+"""Generated test collections: labelled shapes, photo-like pictures (also used by
+bench/), and a corpus of awkward and broken files."""
 
 from __future__ import annotations
 
@@ -29,6 +30,31 @@ def shape_image(label: str, i: int, size: int = 32) -> Image.Image:
     else:
         d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=colour)
     return img
+
+
+def photo(seed: int, width: int = 640, height: int = 480):
+    """A synthetic 'photo' (PIL image): smooth colour gradients, a few shapes, sensor noise.
+
+    Gradients and noise give JPEG files the size of real photos at this resolution
+    (tens of kilobytes at quality 90), unlike flat synthetic shapes.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = height // 8, width // 8  # gradients drawn small, then smoothly upscaled
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) * 8
+    small = np.empty((h, w, 3), np.float32)
+    for c in range(3):
+        a, b, f = rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(0.005, 0.02)
+        small[..., c] = 128 + 60 * np.sin(f * (a * xx + b * yy) + rng.uniform(0, 6.3))
+    pil = Image.fromarray(small.astype(np.uint8)).resize((width, height), Image.BILINEAR)
+    draw = ImageDraw.Draw(pil)
+    for _ in range(int(rng.integers(3, 8))):
+        x0, y0 = int(rng.integers(0, width - 40)), int(rng.integers(0, height - 40))
+        x1, y1 = x0 + int(rng.integers(30, 250)), y0 + int(rng.integers(30, 200))
+        fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=fill)
+    noise = rng.integers(-10, 11, (height, width, 3), dtype=np.int16)
+    noisy = np.asarray(pil, np.int16) + noise
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
 
 def make_shapes(root: Path, per_label: int = 12, size: int = 32, labels=tuple(COLOURS)) -> list[Path]:

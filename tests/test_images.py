@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from corpus import bomb_png, make_awkward, shape_image
+from corpus import bomb_png, make_awkward, photo, shape_image
 from fext import images
 
 
@@ -95,23 +95,11 @@ def test_bytes_and_paths_decode_identically(tmp_path):
                           images.load((tmp_path / "b.png").read_bytes(), 16))
 
 
-def photo_jpeg(path, width=640, height=480, seed=0):
-    """A photo-like JPEG: smooth colour gradients, a few shapes, sensor noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    rgb = np.stack([128 + 60 * np.sin(rng.uniform(0.005, 0.02) * (xx * rng.uniform(-1, 1) +
-                                                                  yy * rng.uniform(-1, 1)))
-                    for _ in range(3)], axis=-1)
-    rgb[100:300, 200:420] = rng.integers(0, 256, 3)
-    rgb += rng.normal(0, 5, rgb.shape)
-    Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(path, quality=90)
-
-
 @pytest.mark.parametrize("fit,size", [("pad", 64), ("crop", 64), ("pad", 32)])
 def test_reduced_size_jpeg_decoding_is_exact_enough(tmp_path, fit, size):
     for i, (w, h) in enumerate([(640, 480), (480, 640), (1024, 256)]):
         path = tmp_path / f"p{i}.jpg"
-        photo_jpeg(path, w, h, seed=i)
+        photo(i, w, h).save(path, quality=90)
         with Image.open(path) as img:
             img.draft("RGB", images.draft_request(img.size, size, fit))
             decoded = img.size
