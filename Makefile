@@ -7,10 +7,11 @@ PORT   ?= 8501
 
 .PHONY: app test setup browser demo clean
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 setup: $(VENV)/.installed
@@ -27,6 +28,7 @@ demo: setup
 	$(PY) -m fext demo
 
 test: setup browser
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 clean:

@@ -1,5 +1,4 @@
-"""Shared helpers of the benchmarks: the repository (and the generated test data of
-tests/corpus.py) on sys.path, timing, tables, memory.
+"""Shared helpers of the benchmarks: synthetic photos, timing, tables, memory.
 
 Every benchmark measures its own baseline in the same run and prints the ratio, so figures
 taken on a busy or shared machine still compare like with like.
@@ -9,18 +8,41 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
+import numpy as np
+from PIL import Image, ImageDraw
+
 REPO = Path(__file__).resolve().parent.parent
-for _path in (REPO, REPO / "tests"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from corpus import photo  # noqa: E402  (the synthetic photos the tests use too)
 
+
+def photo(seed: int, width: int = 640, height: int = 480) -> Image.Image:
+    """A synthetic 'photo': smooth colour gradients, a few shapes, sensor noise.
+
+    Gradients and noise give JPEG files the size of real photos at this resolution
+    (tens of kilobytes at quality 90), unlike flat synthetic shapes; throughput benchmarks
+    need thousands of distinct ones, more than the photographs available offline.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = height // 8, width // 8  # gradients drawn small, then smoothly upscaled
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) * 8
+    small = np.empty((h, w, 3), np.float32)
+    for c in range(3):
+        a, b, f = rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(0.005, 0.02)
+        small[..., c] = 128 + 60 * np.sin(f * (a * xx + b * yy) + rng.uniform(0, 6.3))
+    pil = Image.fromarray(small.astype(np.uint8)).resize((width, height), Image.BILINEAR)
+    draw = ImageDraw.Draw(pil)
+    for _ in range(int(rng.integers(3, 8))):
+        x0, y0 = int(rng.integers(0, width - 40)), int(rng.integers(0, height - 40))
+        x1, y1 = x0 + int(rng.integers(30, 250)), y0 + int(rng.integers(30, 200))
+        fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=fill)
+    noise = rng.integers(-10, 11, (height, width, 3), dtype=np.int16)
+    noisy = np.asarray(pil, np.int16) + noise
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
 def machine() -> str:
     """One line naming the machine the figures come from."""
@@ -31,7 +53,7 @@ def machine() -> str:
 class Timer:
     """`with Timer() as t: ...` then `t.seconds`."""
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.start = time.perf_counter()
         return self
 

@@ -54,10 +54,9 @@ def main() -> int:
               "`pip install \"jax[cuda12]\"`, then: KERAS_BACKEND=jax python bench/gpu_train.py")
         return 0
     os.environ["KERAS_BACKEND"] = a.backend  # before Keras is imported
-    from common import Timer, machine, table
-
     import keras
     import numpy as np
+    from common import Timer, machine, table
 
     from fext import model as model_lib
     from fext.config import ModelConfig, TrainConfig
@@ -127,5 +126,4 @@ def _devices(backend: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.exit(main())

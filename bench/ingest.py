@@ -37,7 +37,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
 from common import REPO, Timer, machine, peak_rss_mib, table, write_photos
 
 IMAGE_SIZE = 64  # the product's default model input

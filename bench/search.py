@@ -3,8 +3,9 @@
 Synthetic L2-normalised 128-d vectors, queries new vectors from the same distribution:
 `--data clustered` (default) draws 1,000 Gaussian clusters; `--data manifold` a smooth 16-d
 manifold without clusters (a fixed random two-layer map of Gaussian latents), where each
-point's neighbours spread over many IVF lists: the harder case for an IVF index. For each size: `VectorIndex.build` (what `fext extract`
-builds: exact below 50k, IVF with tuned nprobe above) against a brute-force `IndexFlatIP`,
+point's neighbours spread over many IVF lists: the harder case for an IVF index. For each
+size: `VectorIndex.build` (what `fext extract` builds: exact below 50k, IVF with tuned nprobe
+above) against a brute-force `IndexFlatIP`,
 single-query latency (p50, p99) and recall@10 against exact search. Then the warm app query
 end to end: image bytes -> decode -> encoder -> index -> results, via `Searcher.search`.
 
@@ -17,12 +18,10 @@ end to end: image bytes -> decode -> encoder -> index -> results, via `Searcher.
 from __future__ import annotations
 
 import argparse
-import io
 import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from common import Timer, machine, peak_rss_mib, table, write_photos
 
 DIM, CLUSTERS, NOISE = 128, 1000, 1.2

@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from common import Timer, machine, table
 
 SIZES = {"small": 64, "medium": 64, "large": 64, "vgg16": 32}  # vgg16 needs a multiple of 32

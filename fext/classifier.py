@@ -57,7 +57,7 @@ class ClassifierConfig:
     monitor: str = "val_accuracy"
     seed: int = 42
 
-    def validate(self) -> "ClassifierConfig":
+    def validate(self) -> ClassifierConfig:
         self.head = tuple(int(u) for u in self.head)
         if len(self.head) > 8 or any(not 1 <= u <= 8192 for u in self.head):
             raise ValueError(f"head must be at most 8 dense layers of 1-8192 units, got {self.head}")
@@ -78,7 +78,7 @@ class ClassifierConfig:
         return {**dataclasses.asdict(self), "head": list(self.head)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ClassifierConfig":
+    def from_dict(cls, d: dict) -> ClassifierConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
         if "head" in d:
@@ -122,12 +122,12 @@ def build_classifier(autoencoder: keras.Model, n_classes: int, head=(128,),
 
 
 def encoder_layers(model: keras.Model) -> list:
-    return [l for l in model.layers if not l.name.startswith(HEAD_PREFIX)
-            and not isinstance(l, layers.InputLayer)]
+    return [lay for lay in model.layers if not lay.name.startswith(HEAD_PREFIX)
+            and not isinstance(lay, layers.InputLayer)]
 
 
 def head_layers(model: keras.Model) -> list:
-    return [l for l in model.layers if l.name.startswith(HEAD_PREFIX)]
+    return [lay for lay in model.layers if lay.name.startswith(HEAD_PREFIX)]
 
 
 def set_phase(model: keras.Model, phase: str, learning_rate: float) -> keras.Model:
@@ -155,7 +155,7 @@ class Split:
 
     rows: np.ndarray
     y: np.ndarray
-    items: "object"  # pandas DataFrame: path, label, ...
+    items: object  # pandas DataFrame: path, label, ...
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -494,7 +494,7 @@ class Classifier:
         self.image_size, self.fit = result["data"]["image_size"], result["data"]["fit"]
 
     @classmethod
-    def open(cls, ws: Workspace, name: str, out_dir: Path | None = None) -> "Classifier":
+    def open(cls, ws: Workspace, name: str, out_dir: Path | None = None) -> Classifier:
         out = out_dir or classifier_dir(ws, name)
         result = read_result(ws, name, out)
         if result is None:

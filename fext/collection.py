@@ -150,7 +150,7 @@ class Collection:
 
     # -- opening and syncing ----------------------------------------------------------------
     @classmethod
-    def open(cls, ws: Workspace, root: str | Path, image_size: int, fit: str = "pad") -> "Collection":
+    def open(cls, ws: Workspace, root: str | Path, image_size: int, fit: str = "pad") -> Collection:
         """The collection as last scanned, without touching the folder."""
         root = Path(root).resolve()
         store = store_dir(ws, root, image_size, fit)
@@ -164,7 +164,7 @@ class Collection:
     @classmethod
     def sync(cls, ws: Workspace, root: str | Path, image_size: int, fit: str = "pad",
              val_fraction: float = 0.1, test_fraction: float = 0.1,
-             progress: ProgressFn | None = None, workers: int | None = None) -> "Collection":
+             progress: ProgressFn | None = None, workers: int | None = None) -> Collection:
         """Scan `root` and bring manifest and cache up to date, decoding only new or changed files."""
         root = Path(root).expanduser().resolve()
         if not root.is_dir():

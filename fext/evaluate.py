@@ -219,7 +219,6 @@ def one_class_scores(ae, images: np.ndarray, reference: np.ndarray, rows: np.nda
 
 def one_class_auc(info, coll, tr_rows, tr_labels, te_rows, te_labels, labels, progress) -> dict:
     """Mean ROC AUC over labels: trained on one label, the other labels are the anomalies."""
-    from .anomaly import distance_to_reference
     from .config import RunConfig
     from .train import fit_in_memory
 
@@ -235,8 +234,9 @@ def one_class_auc(info, coll, tr_rows, tr_labels, te_rows, te_labels, labels, pr
             continue
         ae = fit_in_memory(cfg, images, own, own_val, min_steps=ONE_CLASS_MIN_STEPS)
         per_label["autoencoder"][label] = roc_auc(one_class_scores(ae, images, own, te_rows), truth)
-        per_label[f"PCA-{dim}"][label] = roc_auc(PCABaseline(dim).fit(images, own).anomaly(images, te_rows), truth)
-        per_label["raw pixels"][label] = roc_auc(RawPixels().fit(images, own).anomaly(images, te_rows), truth)
+        for method, baseline in ((f"PCA-{dim}", PCABaseline(dim)), ("raw pixels", RawPixels())):
+            scores = baseline.fit(images, own).anomaly(images, te_rows)
+            per_label[method][label] = roc_auc(scores, truth)
     progress("one-class", len(labels), len(labels))
     return {m: {"mean": float(np.mean(list(v.values()))) if v else None, "per_label": v}
             for m, v in per_label.items()}

@@ -55,7 +55,7 @@ class Artifacts:
     items: pd.DataFrame
 
     @classmethod
-    def open(cls, ws: Workspace, name: str, check: bool = True) -> "Artifacts":
+    def open(cls, ws: Workspace, name: str, check: bool = True) -> Artifacts:
         version = ws.current_index(name)
         if version is None or not (version / "meta.json").is_file():
             raise FileNotFoundError(

@@ -68,7 +68,7 @@ class VectorIndex:
     @classmethod
     def build(cls, vectors: np.ndarray, ids: np.ndarray | None = None, kind: str = "auto",
               target_recall: float = TARGET_RECALL, seed: int = 0,
-              chunk: int = 100_000) -> "VectorIndex":
+              chunk: int = 100_000) -> VectorIndex:
         """Index `vectors` (already L2-normalised; a memory map is fine: added in chunks).
 
         For "ivfpq" the vectors are kept by reference (not copied) to re-rank candidates
@@ -154,7 +154,7 @@ class VectorIndex:
 
     @classmethod
     def load(cls, path: str | Path, kind: str, nprobe: int = 0, recall: float = 1.0,
-             vectors: np.ndarray | None = None) -> "VectorIndex":
+             vectors: np.ndarray | None = None) -> VectorIndex:
         """Read a saved index; `vectors` (rows = ids) restores IVF-PQ re-ranking."""
         index = faiss.read_index(str(path))
         if nprobe:

@@ -4,7 +4,7 @@ A seeded UMAP runs single-threaded (umap-learn disables parallelism when given a
 which takes minutes past a few tens of thousands of images. Larger maps are therefore computed
 multi-threaded and unseeded: the layout then varies slightly between runs, which is harmless
 for a map computed once and cached. They also start from a PCA layout instead of umap-learn's
-spectral one, whose eigen-solver took a third of a 70k-point map's time (bench/umap.py: 1.8x
+spectral one, whose eigen-solver took a third of a 70k-point map's time (bench/layout.py: 1.8x
 faster in all, with the same share of map neighbours from the same cluster). Small maps stay
 seeded, spectral and reproducible.
 """

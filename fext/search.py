@@ -26,7 +26,7 @@ class Searcher:
     encoder: object  # keras.Model, image -> features: fext.model.inference_parts(...)[0]
 
     @classmethod
-    def open(cls, ws: Workspace, name: str) -> "Searcher":
+    def open(cls, ws: Workspace, name: str) -> Searcher:
         art = Artifacts.open(ws, name)
         ae, _ = load_model(ws, name)
         return cls(art, art.index(), inference_parts(ae, art.precision)[0])

@@ -76,7 +76,7 @@ class QdrantStore:
     kind: str = "qdrant"
 
     @classmethod
-    def open(cls, url: str, name: str) -> "QdrantStore":
+    def open(cls, url: str, name: str) -> QdrantStore:
         """The live collection of model `name`; a clear error when it was never published."""
         c = client(url)
         if not c.collection_exists(alias_of(name)):

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from tests.corpus import make_shapes
+from tests.helpers import tiny_config
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from corpus import make_shapes  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-TINY = dict(preset="small", image_size=16, latent_dim=8, epochs=3, batch_size=16)
 
 
 @pytest.fixture(scope="session")
@@ -25,16 +21,6 @@ def shapes_dir(tmp_path_factory) -> Path:
     (root / "red" / "notes.jpg").write_text("not an image")
     (root / "empty.png").write_bytes(b"")
     return root
-
-
-def tiny_config(images: Path, **overrides):
-    from fext.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-
-    c = {**TINY, **overrides}
-    return RunConfig(DataConfig(str(images), c["image_size"]),
-                     ModelConfig(c["preset"], c["latent_dim"]),
-                     TrainConfig(c["epochs"], c["batch_size"], patience=c.get("patience", 5),
-                                 seed=c.get("seed", 42), noise=c.get("noise", 0.0)))
 
 
 @pytest.fixture(scope="session")
@@ -48,17 +34,3 @@ def trained(tmp_path_factory, shapes_dir):
     train(ws, "shapes", tiny_config(shapes_dir))
     extract(ws, "shapes")
     return ws, "shapes"
-
-
-def run_cli(*args: str, workspace: Path | None = None, check: bool = True):
-    """Run `python -m fext ...` as a user would; returns the CompletedProcess."""
-    import subprocess
-
-    cmd = [sys.executable, "-m", "fext", *args]
-    if workspace is not None:
-        cmd += ["--workspace", str(workspace)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
-

@@ -1,5 +1,9 @@
-"""Generated test collections: labelled shapes, photo-like pictures (also used by
-bench/), and a corpus of awkward and broken files."""
+"""The one home of generated test data: labelled shapes, the app's tiny collection, a
+decompression bomb, and a corpus of awkward and broken files.
+
+Every picture comes from a seeded generator whose seeds are stable values (a label's position
+in a sorted list, an index): the same files, and so the same fixture models, in every run.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,21 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 220)}
+PER_LABEL = 12
+READABLE = PER_LABEL * len(COLOURS)  # readable images in make_collection's folder
+BROKEN = {"red/bad.jpg": b"this is text, not a picture\n", "empty.png": b""}  # ... and the rest
+# The broken files of make_awkward, each with a word its skip reason must contain.
+AWKWARD_BROKEN = {
+    "broken/empty.jpg": "empty", "broken/truncated.jpg": "truncated",
+    "broken/corrupt.png": "image", "broken/random.bin": "not an image",
+    "broken/text.jpg": "not an image", "broken/vector.svg": "not an image",
+    "broken/bomb.png": "too large",
+}
 
 
 def shape_image(label: str, i: int, size: int = 32) -> Image.Image:
     """A labelled picture: colour and shape depend on the label, position and size on i."""
-    rng = np.random.default_rng([hash(label) % 1000, i])
+    rng = np.random.default_rng([sorted(COLOURS).index(label), i])
     img = Image.new("RGB", (size, size), (245, 245, 240))
     d = ImageDraw.Draw(img)
     r = int(rng.integers(size // 5, size // 3))
@@ -32,32 +46,8 @@ def shape_image(label: str, i: int, size: int = 32) -> Image.Image:
     return img
 
 
-def photo(seed: int, width: int = 640, height: int = 480):
-    """A synthetic 'photo' (PIL image): smooth colour gradients, a few shapes, sensor noise.
-
-    Gradients and noise give JPEG files the size of real photos at this resolution
-    (tens of kilobytes at quality 90), unlike flat synthetic shapes.
-    """
-    rng = np.random.default_rng(seed)
-    h, w = height // 8, width // 8  # gradients drawn small, then smoothly upscaled
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) * 8
-    small = np.empty((h, w, 3), np.float32)
-    for c in range(3):
-        a, b, f = rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(0.005, 0.02)
-        small[..., c] = 128 + 60 * np.sin(f * (a * xx + b * yy) + rng.uniform(0, 6.3))
-    pil = Image.fromarray(small.astype(np.uint8)).resize((width, height), Image.BILINEAR)
-    draw = ImageDraw.Draw(pil)
-    for _ in range(int(rng.integers(3, 8))):
-        x0, y0 = int(rng.integers(0, width - 40)), int(rng.integers(0, height - 40))
-        x1, y1 = x0 + int(rng.integers(30, 250)), y0 + int(rng.integers(30, 200))
-        fill = tuple(int(v) for v in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=fill)
-    noise = rng.integers(-10, 11, (height, width, 3), dtype=np.int16)
-    noisy = np.asarray(pil, np.int16) + noise
-    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
-
-
 def make_shapes(root: Path, per_label: int = 12, size: int = 32, labels=tuple(COLOURS)) -> list[Path]:
+    """`per_label` shapes in one sub-folder per label; returns their paths."""
     paths = []
     for label in labels:
         (root / label).mkdir(parents=True, exist_ok=True)
@@ -66,6 +56,21 @@ def make_shapes(root: Path, per_label: int = 12, size: int = 32, labels=tuple(CO
             shape_image(label, i, size).save(p)
             paths.append(p)
     return paths
+
+
+def png(img: Image.Image) -> bytes:
+    """The image as PNG bytes (what an upload carries)."""
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def make_collection(root: Path) -> Path:
+    """The app tests' collection: PER_LABEL shapes per label, plus the files in BROKEN."""
+    make_shapes(root, per_label=PER_LABEL)
+    for rel, data in BROKEN.items():
+        (root / rel).write_bytes(data)
+    return root
 
 
 def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app_fixtures import BROKEN, DIM, READABLE, REPO, app_workspace, bomb_png, png, shape
+from tests.app_fixtures import DIM, REPO, app_workspace
+from tests.corpus import BROKEN, READABLE, bomb_png, png
+from tests.corpus import shape_image as shape
 
 PAGES = ["collection", "train", "reconstruction", "map", "search", "anomalies", "features"]
 

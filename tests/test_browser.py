@@ -15,8 +15,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
-from app_fixtures import COLOURS, DIM, READABLE, REPO, app_workspace, shape
+from tests.app_fixtures import DIM, REPO, app_workspace
+from tests.corpus import COLOURS, READABLE
+from tests.corpus import shape_image as shape
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENS = REPO / "tests" / "artifacts" / "screens"
@@ -34,6 +37,17 @@ PAINTED = """() => {
   const charts = main.querySelectorAll('[data-testid="stPlotlyChart"]').length;
   const drawn = main.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg').length;
   return imgs.every(i => i.complete && i.naturalWidth > 0) && drawn >= charts;
+}"""
+# The page at rest: the script idle, everything painted, Plotly laid out at its container's width,
+# all of it holding for `frames` consecutive animation frames (a rerun that starts right after a
+# paint breaks the streak). Polled once per frame: a condition, never a fixed pause.
+AT_REST = """(frames) => {
+  const idle = document.querySelector("[data-testid='stApp'][data-test-script-state='notRunning']");
+  const laidOut = Array.from(document.querySelectorAll('.js-plotly-plot')).every(
+    p => p._fullLayout && Math.abs(p._fullLayout.width - p.clientWidth) < 2);
+  const ok = idle && laidOut && (""" + PAINTED + """)();
+  window.__fextRest = ok ? (window.__fextRest || 0) + 1 : 0;
+  return window.__fextRest >= frames;
 }"""
 MAIN_HEIGHT = """() => Math.max(...Array.from(document.querySelectorAll(
   '[data-testid="stMain"], [data-testid="stAppViewContainer"]')).map(e => e.scrollHeight))"""
@@ -73,7 +87,7 @@ def app_url(app_ws, tmp_path_factory):
         except OSError:
             if proc.poll() is not None:
                 pytest.fail(f"streamlit exited:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+            time.sleep(0.2)  # between polls of the health endpoint (the condition waited on)
     else:
         proc.kill()
         pytest.fail("the app did not start within 90 s")
@@ -98,9 +112,7 @@ def browser():
 def settle(page, timeout: float = 90_000) -> None:
     """Wait until the script has finished and everything it drew is painted."""
     page.wait_for_selector(IDLE, timeout=timeout)
-    page.wait_for_function(PAINTED, timeout=timeout)
-    page.wait_for_timeout(300)
-    page.wait_for_selector(IDLE, timeout=timeout)
+    page.wait_for_function(AT_REST, arg=10, polling="raf", timeout=timeout)
 
 
 def open_page(browser, url: str):
@@ -115,8 +127,7 @@ def screenshot(page, name: str) -> None:
     SCREENS.mkdir(parents=True, exist_ok=True)
     height = min(max(int(page.evaluate(MAIN_HEIGHT)) + 40, 1000), 8000)
     page.set_viewport_size({"width": WIDTH, "height": height})
-    page.wait_for_timeout(500)  # charts re-lay out to the new size
-    settle(page)
+    settle(page)  # charts re-lay out to the new size before the streak of still frames ends
     page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)
 
 
@@ -134,8 +145,9 @@ def test_every_page_opens_without_exception(browser, app_url):
         nav = page.locator("[data-testid='stSidebarNav']")
         for t in PAGES:  # the navigation may still be drawing: wait for each entry
             nav.get_by_text(t.capitalize(), exact=True).first.wait_for(timeout=30_000)
-        sidebar = page.locator("[data-testid='stSidebar']").inner_text()
-        assert "Model" in sidebar and f"{DIM}-d features" in sidebar, sidebar
+        sidebar = page.locator("[data-testid='stSidebar']")
+        expect(sidebar).to_contain_text("Model", timeout=30_000)
+        expect(sidebar).to_contain_text(f"{DIM}-d features", timeout=30_000)
         screenshot(page, title)
         page.close()
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, run_cli
-from corpus import shape_image
+from tests.corpus import shape_image
+from tests.helpers import REPO, run_cli
 
 TINY_CLF = dict(head=(8,), dropout=0.1, head_epochs=2, finetune_epochs=2, batch_size=16,
                 patience=5)
@@ -58,8 +58,14 @@ def _splits(ws, name, folder):
 
 
 def test_both_phases_take_effect(trained, mixed_dir):
-    from fext.classifier import (ClassifierConfig, Selector, build_classifier, encoder_layers,
-                                 head_layers, run_phase)
+    from fext.classifier import (
+        ClassifierConfig,
+        Selector,
+        build_classifier,
+        encoder_layers,
+        head_layers,
+        run_phase,
+    )
     from fext.progress import report
     from fext.train import load_model, set_seed
 
@@ -104,7 +110,7 @@ def test_phase_changes_need_a_recompile(trained):
     ws, name = trained
     model = build_classifier(load_model(ws, name)[0], 3, (8,), 0.0)
     set_phase(model, "head", 1e-3)
-    head_weights = sum(len(l.trainable_weights) for l in head_layers(model))
+    head_weights = sum(len(lay.trainable_weights) for lay in head_layers(model))
     assert len(model.trainable_weights) == head_weights
     set_phase(model, "finetune", 1e-4)
     assert len(model.trainable_weights) > head_weights

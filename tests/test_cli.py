@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from conftest import run_cli
-from corpus import make_awkward, make_shapes
+from tests.corpus import make_awkward, make_shapes
+from tests.helpers import run_cli
 
 COMMANDS = ["train", "extract", "search", "anomalies", "export", "evaluate", "project", "scan", "demo"]
 
@@ -93,11 +93,6 @@ def test_errors_are_one_clear_line_and_exit_1(tmp_path, args, message):
 
 
 def test_workspace_from_environment(cli_ws, monkeypatch):
-    import subprocess
-    import sys
-    ws = cli_ws[0]
-    proc = subprocess.run([sys.executable, "-m", "fext", "anomalies", "--name", "cli", "--top", "3",
-                           "--json"], capture_output=True, text=True,
-                          env={**__import__("os").environ, "FEXT_WORKSPACE": str(ws)},
-                          cwd=str(__import__("conftest").REPO))
+    monkeypatch.setenv("FEXT_WORKSPACE", str(cli_ws[0]))
+    proc = run_cli("anomalies", "--name", "cli", "--top", "3", "--json", check=False)
     assert proc.returncode == 0 and len(json.loads(proc.stdout)["results"]) == 3

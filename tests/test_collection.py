@@ -5,9 +5,9 @@ import shutil
 import numpy as np
 import pytest
 
-from corpus import make_awkward, make_shapes, shape_image
 from fext.collection import Collection
 from fext.workspace import Workspace
+from tests.corpus import make_awkward, make_shapes, shape_image
 
 
 def test_scan_reads_every_image_and_lists_the_rest(tmp_path):
@@ -37,8 +37,11 @@ def test_splits_depend_on_content_not_on_names_or_order(tmp_path):
     for i, p in enumerate(sorted(a.rglob("*.png"), reverse=True)):
         shutil.copy(p, b / f"{i:04d}_{p.name}")
     ws = Workspace(tmp_path / "ws")
-    split_a = dict(zip(Collection.sync(ws, a, 16).items()["sha1"], Collection.open(ws, a, 16).items()["split"]))
-    split_b = dict(zip(Collection.sync(ws, b, 16).items()["sha1"], Collection.open(ws, b, 16).items()["split"]))
+    splits = []
+    for folder in (a, b):
+        sha1 = Collection.sync(ws, folder, 16).items()["sha1"]
+        splits.append(dict(zip(sha1, Collection.open(ws, folder, 16).items()["split"])))
+    split_a, split_b = splits
     assert split_a == split_b
     counts = {s: list(split_a.values()).count(s) for s in ("train", "val", "test")}
     assert counts["train"] > counts["val"] > 0 and counts["test"] > 0
@@ -95,7 +98,7 @@ def test_unchanged_folder_is_never_decoded_again(tmp_path):
     for _ in range(3):  # each rescan reads the manifest the previous one wrote
         seen = []
         again = Collection.sync(ws, root, 16,
-                                progress=lambda stage, done, total, **_: seen.append(total))
+                                progress=lambda stage, done, total, seen=seen, **_: seen.append(total))
         assert max(seen) == 0  # nothing decoded
         assert again.manifest["row"].dtype.kind == "i"
         assert again.manifest["mtime_ns"].tolist() == first.manifest["mtime_ns"].tolist()

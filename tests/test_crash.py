@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, run_cli
-from corpus import make_shapes
 from fext.features import Artifacts
 from fext.search import Searcher
 from fext.train import load_model, model_info
 from fext.workspace import Workspace
+from tests.corpus import make_shapes
+from tests.helpers import REPO, run_cli
 
 TRAIN = ["--preset", "small", "--image-size", "16", "--latent-dim", "8", "--batch-size", "8",
          "--epochs", "4", "--patience", "10"]

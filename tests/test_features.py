@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from conftest import tiny_config
-from corpus import shape_image
 from fext.features import Artifacts, StaleError, export_csv, extract
 from fext.projection import project
 from fext.search import Searcher
 from fext.train import model_info, train
 from fext.workspace import Workspace
+from tests.corpus import shape_image
+from tests.helpers import tiny_config
 
 
 def test_artefacts_are_complete_and_consistent(trained):

@@ -13,17 +13,17 @@ from fext.config import ModelConfig
 def test_presets_build_with_a_compact_bottleneck(preset, blocks, convs):
     size = 2 ** blocks * 2
     ae = model_lib.build_autoencoder(ModelConfig(preset, 32), size)
-    enc_convs = [l for l in ae.layers if l.name.startswith("enc") and "_conv" in l.name]
-    dec_convs = [l for l in ae.layers if l.name.startswith("dec") and "_conv" in l.name]
+    enc_convs = [lay for lay in ae.layers if lay.name.startswith("enc") and "_conv" in lay.name]
+    dec_convs = [lay for lay in ae.layers if lay.name.startswith("dec") and "_conv" in lay.name]
     assert len(enc_convs) == convs == len(dec_convs)
-    assert all(l.kernel_size == (3, 3) for l in enc_convs)
+    assert all(lay.kernel_size == (3, 3) for lay in enc_convs)
     assert model_lib.encoder_of(ae).output.shape == (None, 32)
     assert ae.output.shape == (None, size, size, 3)
 
 
 def test_vgg16_filters_match_vgg16():
     ae = model_lib.build_autoencoder(ModelConfig("vgg16", 128), 32)
-    filters = [l.filters for l in ae.layers if l.name.startswith("enc") and "_conv" in l.name]
+    filters = [lay.filters for lay in ae.layers if lay.name.startswith("enc") and "_conv" in lay.name]
     assert filters == [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
 
 
@@ -64,8 +64,8 @@ def test_inference_parts_compute_what_the_trained_model_computes(preset, size):
             layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.2, n),
                                rng.normal(0, 0.5, n), rng.uniform(0.3, 3.0, n)])
     encoder, decoder = model_lib.inference_parts(ae)
-    assert not any(isinstance(l, keras.layers.BatchNormalization)
-                   for l in encoder.layers + decoder.layers)  # folded into the convolutions
+    assert not any(isinstance(lay, keras.layers.BatchNormalization)
+                   for lay in encoder.layers + decoder.layers)  # folded into the convolutions
     x = rng.random((4, size, size, 3)).astype(np.float32)
     z = np.asarray(encoder.predict_on_batch(x))
     np.testing.assert_allclose(z, model_lib.encoder_of(ae).predict_on_batch(x), rtol=1e-4,

@@ -5,11 +5,11 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import run_cli
 from fext.features import Artifacts, extract
 from fext.index import PQ_MIN, VectorIndex, exact_knn, l2_normalize, recall_at_k
 from fext.workspace import Workspace
-from test_index import clustered
+from tests.helpers import run_cli
+from tests.test_index import clustered
 
 
 @pytest.fixture(scope="module")

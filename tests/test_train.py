@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import tiny_config
 from fext.train import load_model, model_info, train
 from fext.workspace import LockedError, Workspace
+from tests.helpers import tiny_config
 
 
 class StopAfter:

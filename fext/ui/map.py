@@ -4,8 +4,16 @@ import plotly.express as px
 import streamlit as st
 
 from fext.projection import load_cached
-from fext.ui.common import (header, image_grid, job_progress, need_artifacts, need_model,
-                            running_for, start_job, workspace)
+from fext.ui.common import (
+    header,
+    image_grid,
+    job_progress,
+    need_artifacts,
+    need_model,
+    running_for,
+    start_job,
+    workspace,
+)
 
 MAX_SHOWN = 48
 

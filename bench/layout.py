@@ -6,9 +6,9 @@ Quality, so speed is not bought with a worse map: the share of each point's 10 n
 neighbours *on the map* that come from its own cluster (the same share in the 128-d space
 itself is printed for reference).
 
-    .venv/bin/python bench/umap.py              # 70k vectors (a few minutes on 2 cores)
-    .venv/bin/python bench/umap.py --quick      # 10k vectors
-    .venv/bin/python bench/umap.py --n 200000 --no-baseline
+    .venv/bin/python bench/layout.py              # 70k vectors (a few minutes on 2 cores)
+    .venv/bin/python bench/layout.py --quick      # 10k vectors
+    .venv/bin/python bench/layout.py --n 200000 --no-baseline
 """
 
 from __future__ import annotations
@@ -18,13 +18,9 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from common import REPO, machine, peak_rss_mib, table
 from search import vectors
-
-# This file shares its name with the umap-learn package: keep its folder off the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def run_one(which: str, n: int) -> dict:

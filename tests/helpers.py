@@ -1,0 +1,32 @@
+"""Helpers the tests share: the tiny training settings and running the CLI as a user does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = dict(preset="small", image_size=16, latent_dim=8, epochs=3, batch_size=16)
+
+
+def tiny_config(images: Path, **overrides):
+    """A RunConfig for a tiny, fast model on `images`; any TINY key or train setting overridable."""
+    from fext.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    c = {**TINY, **overrides}
+    return RunConfig(DataConfig(str(images), c["image_size"]),
+                     ModelConfig(c["preset"], c["latent_dim"]),
+                     TrainConfig(c["epochs"], c["batch_size"], patience=c.get("patience", 5),
+                                 seed=c.get("seed", 42), noise=c.get("noise", 0.0)))
+
+
+def run_cli(*args: str, workspace: Path | None = None, check: bool = True):
+    """Run `python -m fext ...` as a user would; returns the CompletedProcess."""
+    cmd = [sys.executable, "-m", "fext", *args]
+    if workspace is not None:
+        cmd += ["--workspace", str(workspace)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
