@@ -112,8 +112,8 @@ def train_model(workspace: Path, folder: Path) -> None:
     from fext.train import train
     from fext.workspace import Workspace
 
-    cfg = RunConfig(DataConfig(str(folder), IMAGE_SIZE), ModelConfig("medium"),
-                    TrainConfig(epochs=1))
+    cfg = RunConfig(data=DataConfig(images=str(folder), image_size=IMAGE_SIZE),
+                    model=ModelConfig(preset="medium"), train=TrainConfig(epochs=1))
     train(Workspace(workspace), "bench", cfg)
 
 

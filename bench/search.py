@@ -98,7 +98,7 @@ def one_size(n: int, n_queries: int, n_timed: int, data: str = "clustered") -> l
 
 def app_query(repeats: int = 50) -> tuple[float, float, str]:
     """p50 and p99 (ms) of `Searcher.search(bytes)` on a freshly trained default-preset model."""
-    from fext.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from fext.config import DataConfig, RunConfig, TrainConfig
     from fext.features import extract
     from fext.search import Searcher
     from fext.train import train
@@ -107,7 +107,7 @@ def app_query(repeats: int = 50) -> tuple[float, float, str]:
     tmp = Path(tempfile.mkdtemp(prefix="fext-bench-search-"))
     paths = write_photos(tmp / "photos", 300, labels=3)
     ws = Workspace(tmp / "ws")
-    cfg = RunConfig(DataConfig(str(tmp / "photos")), ModelConfig(), TrainConfig(epochs=1))
+    cfg = RunConfig(data=DataConfig(images=str(tmp / "photos")), train=TrainConfig(epochs=1))
     train(ws, "bench", cfg)
     extract(ws, "bench")
     s = Searcher.open(ws, "bench")

@@ -41,7 +41,7 @@ def fresh_model(preset: str, size: int):
 
     set_seed(0)
     return model_lib.compile_autoencoder(
-        model_lib.build_autoencoder(ModelConfig(preset), size), 1e-3)
+        model_lib.build_autoencoder(ModelConfig(preset=preset), size), 1e-3)
 
 
 def ours_epoch(model, cache: np.ndarray, batch_size: int, epoch: int) -> float:
@@ -51,8 +51,9 @@ def ours_epoch(model, cache: np.ndarray, batch_size: int, epoch: int) -> float:
 
     tcfg = TrainConfig(epochs=epoch + 1, batch_size=batch_size)
     with Timer() as t:
-        run_epochs(model, cache, np.arange(len(cache)), np.empty(0, np.int64), tcfg, epoch,
-                   lambda row: False, lambda *a, **k: None)
+        run_epochs(model, cache, np.arange(len(cache)), epochs=tcfg.epochs,
+                   batch_size=tcfg.batch_size, seed=tcfg.seed, on_epoch=lambda row: False,
+                   progress=lambda *a, **k: None, start_epoch=epoch)
     return t.seconds
 
 

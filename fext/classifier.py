@@ -16,11 +16,7 @@ predicted once, after the model is chosen. The result lives in ``models/<name>/c
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import math
-import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,74 +26,19 @@ from keras import layers
 
 from . import images as images_lib
 from . import model as model_lib
+from . import registry
 from .collection import Collection
-from .feed import epoch_order, iter_batches
+from .config import MONITORS, ClassifierConfig, parse_head  # noqa: F401  (the classifier's settings)
+from .errors import NotFoundError, UsageError
+from .feed import iter_batches
 from .progress import ProgressFn, report
-from .workspace import Workspace, atomic_path, read_json, write_json
+from .train import EarlyStopping, run_epochs, set_seed
+from .workspace import Workspace, read_json
 
 HEAD_PREFIX = "head_"  # every layer of the head is named head_*; everything else is the encoder
 OUTPUT = "head_output"
 PHASES = ("head", "finetune")
-MONITORS = ("val_accuracy", "val_loss")
 EXAMPLES = 8  # right and wrong test predictions kept for the report
-
-
-@dataclass
-class ClassifierConfig:
-    """Head and training settings; saved in classifier.json so a run can be reproduced."""
-
-    head: tuple[int, ...] = (128,)
-    dropout: float = 0.3
-    head_epochs: int = 10
-    finetune_epochs: int = 10
-    learning_rate: float = 1e-3
-    finetune_learning_rate: float = 1e-4
-    batch_size: int = 64
-    patience: int = 3
-    monitor: str = "val_accuracy"
-    seed: int = 42
-
-    def validate(self) -> ClassifierConfig:
-        self.head = tuple(int(u) for u in self.head)
-        if len(self.head) > 8 or any(not 1 <= u <= 8192 for u in self.head):
-            raise ValueError(f"head must be at most 8 dense layers of 1-8192 units, got {self.head}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.head_epochs < 1 or self.finetune_epochs < 0:
-            raise ValueError("head epochs must be at least 1 and fine-tune epochs at least 0")
-        for lr in (self.learning_rate, self.finetune_learning_rate):
-            if not 0 < lr < 1:
-                raise ValueError(f"learning rates must be in (0, 1), got {lr}")
-        if self.batch_size < 1 or self.patience < 1:
-            raise ValueError("batch size and patience must be at least 1")
-        if self.monitor not in MONITORS:
-            raise ValueError(f"monitor must be one of {MONITORS}, got {self.monitor!r}")
-        return self
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "head": list(self.head)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ClassifierConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        if "head" in d:
-            d["head"] = tuple(d["head"])
-        return cls(**d)
-
-
-def parse_head(text: str) -> tuple[int, ...]:
-    """'64,32' -> (64, 32); '' or 'none' -> () (a softmax directly on the bottleneck)."""
-    text = str(text).strip().lower()
-    if text in ("", "none", "0"):
-        return ()
-    try:
-        sizes = tuple(int(p) for p in text.replace(" ", "").split(","))
-    except ValueError:
-        raise ValueError(f"head sizes must be comma-separated integers like 64,32, got {text!r}") from None
-    if any(s < 1 for s in sizes):
-        raise ValueError(f"head sizes must be positive, got {text!r}")
-    return sizes
 
 
 # -- the model --------------------------------------------------------------------------------
@@ -108,7 +49,7 @@ def build_classifier(autoencoder: keras.Model, n_classes: int, head=(128,),
     Pure Keras layers, so the saved file loads in safe mode; the softmax runs in float32.
     """
     if n_classes < 2:
-        raise ValueError(f"a classifier needs at least 2 classes, got {n_classes}")
+        raise UsageError(f"a classifier needs at least 2 classes, got {n_classes}")
     x = autoencoder.get_layer(model_lib.BOTTLENECK).output
     for i, units in enumerate(head, 1):
         x = layers.Dense(units, name=f"{HEAD_PREFIX}dense{i}")(x)
@@ -137,7 +78,7 @@ def set_phase(model: keras.Model, phase: str, learning_rate: float) -> keras.Mod
     after `compile`; a fresh optimizer also starts the new phase without stale moments.
     """
     if phase not in PHASES:
-        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+        raise UsageError(f"phase must be one of {PHASES}, got {phase!r}")
     for layer in encoder_layers(model):
         frozen = phase == "head" or isinstance(layer, layers.BatchNormalization)
         layer.trainable = not frozen
@@ -171,7 +112,7 @@ def labelled_splits(coll: Collection) -> tuple[list[str], dict[str, Split], list
     labels = coll.labels()
     if len(labels) < 2:
         found = f"only {labels[0]!r}" if labels else "none"
-        raise ValueError(f"a classifier needs images in at least 2 labelled sub-folders of "
+        raise UsageError(f"a classifier needs images in at least 2 labelled sub-folders of "
                          f"{coll.root} (one sub-folder per label); found {found}")
     index = {lab: i for i, lab in enumerate(labels)}
     splits = {}
@@ -186,7 +127,7 @@ def labelled_splits(coll: Collection) -> tuple[list[str], dict[str, Split], list
                      "were ignored")
     trained_on = set(splits["train"].items["label"])
     if len(trained_on) < 2:
-        raise ValueError(f"the training split of {coll.root} holds fewer than 2 labels; "
+        raise UsageError(f"the training split of {coll.root} holds fewer than 2 labels; "
                          "add images to the sub-folders")
     missing = [lab for lab in labels if lab not in trained_on]
     if missing:
@@ -214,16 +155,16 @@ def scores(probs: np.ndarray, y: np.ndarray) -> dict:
 
 
 # -- training -----------------------------------------------------------------------------------
-class Selector:
-    """The best weights seen on the monitored validation figure, across both phases.
-
-    With accuracy monitored, ties (frequent on small validation sets) go to the lower loss.
+class Selector(EarlyStopping):
+    """Early stopping on the monitored validation figure, keeping the best weights across both
+    phases (patience counts within a phase). With accuracy monitored, ties (frequent on small
+    validation sets) go to the lower loss.
     """
 
-    def __init__(self, monitor: str, use_val: bool):
+    def __init__(self, monitor: str, use_val: bool, patience: int):
         self.prefix = "val_" if use_val else ""
         self.monitor = monitor
-        self.best_key: tuple | None = None
+        super().__init__(self.rank, patience)
         self.weights = None
         self.phase, self.epoch, self.row = "", 0, {}
 
@@ -232,18 +173,17 @@ class Selector:
         """The figure actually compared: the validation one, or the training one without val."""
         return self.prefix + self.monitor.removeprefix("val_")
 
-    def key(self, row: dict) -> tuple:
+    def rank(self, row: dict) -> tuple:
         loss = row[self.prefix + "loss"]
         if self.monitor == "val_accuracy":
             return (row[self.prefix + "accuracy"], -loss)
         return (-loss,)
 
-    def offer(self, model: keras.Model, row: dict) -> bool:
-        """Keep the weights if `row` beats the best so far; returns whether it did."""
-        k = self.key(row)
-        if self.best_key is not None and k <= self.best_key:
+    def keep_if_best(self, model: keras.Model, row: dict) -> bool:
+        """Count epoch `row`; keep the model's weights if it is the best so far."""
+        if not self.offer(row):
             return False
-        self.best_key, self.weights = k, model.get_weights()
+        self.weights = model.get_weights()
         self.phase, self.epoch, self.row = row["phase"], row["phase_epoch"], row
         return True
 
@@ -251,51 +191,40 @@ class Selector:
 def run_phase(model: keras.Model, phase: str, images: np.ndarray, train: Split, val: Split,
               cfg: ClassifierConfig, selector: Selector, progress: ProgressFn,
               epoch_offset: int = 0) -> list[dict]:
-    """One phase: set trainable, recompile, then explicit seeded epochs with early stopping.
+    """One phase: set trainable, recompile, then the shared training loop with early stopping.
 
     Leaves the model at its last epoch's weights (the selector holds the best ones).
     """
     epochs = cfg.head_epochs if phase == "head" else cfg.finetune_epochs
     lr = cfg.learning_rate if phase == "head" else cfg.finetune_learning_rate
     set_phase(model, phase, lr)
-    bs = cfg.batch_size
-    steps = math.ceil(len(train) / bs)
-    history, wait = [], 0
-    positions = np.arange(len(train))
-    for epoch in range(epochs):
-        t0, seen, loss, correct = time.time(), 0, 0.0, 0.0
-        order = epoch_order(positions, cfg.seed + PHASES.index(phase) * 7919, epoch)
-        rows, ys = train.rows[order], train.y[order]
-        for step, (start, x) in enumerate(iter_batches(images, rows, bs)):
-            logs = model.train_on_batch(x, ys[start:start + len(x)], return_dict=True)
-            loss += float(logs["loss"]) * len(x)
-            correct += float(logs["accuracy"]) * len(x)
-            seen += len(x)
-            progress(phase, epoch * steps + step + 1, epochs * steps, epoch=epoch + 1,
-                     loss=loss / seen)
-        row = {"epoch": epoch_offset + epoch + 1, "phase": phase, "phase_epoch": epoch + 1,
-               "loss": loss / seen, "accuracy": correct / seen}
-        if len(val):
-            v = scores(predict_probs(model, images, val.rows), val.y)
-            row.update(val_loss=v["loss"], val_accuracy=v["accuracy"])
-        row["seconds"] = round(time.time() - t0, 2)
+    selector.wait = 0
+    history: list[dict] = []
+
+    def validate(m) -> dict:
+        v = scores(predict_probs(m, images, val.rows), val.y)
+        return {"val_loss": v["loss"], "val_accuracy": v["accuracy"]}
+
+    def on_epoch(row: dict) -> bool:
+        row.update(phase=phase, phase_epoch=row["epoch"] - epoch_offset)
         history.append(row)
-        wait = 0 if selector.offer(model, row) else wait + 1
-        progress(phase, (epoch + 1) * steps, epochs * steps, epoch=epoch + 1, epoch_logs=row)
-        if wait >= cfg.patience:
-            break
+        selector.keep_if_best(model, row)
+        return selector.stop
+
+    run_epochs(model, images, train.rows, epochs=epochs, batch_size=cfg.batch_size,
+               seed=cfg.seed + PHASES.index(phase) * 7919, on_epoch=on_epoch, progress=progress,
+               targets=train.y, validate=validate if len(val) else None, stage=phase,
+               first_epoch=epoch_offset + 1)
     return history
 
 
 def fit(autoencoder: keras.Model, images: np.ndarray, labels: list[str], splits: dict,
         cfg: ClassifierConfig, progress: ProgressFn | None = None):
     """Both phases on the train split, selection on val; returns (best model, histories, selector)."""
-    from .train import set_seed
-
     progress = report(progress)
     set_seed(cfg.seed)
     model = build_classifier(autoencoder, len(labels), cfg.head, cfg.dropout)
-    selector = Selector(cfg.monitor, use_val=len(splits["val"]) > 0)
+    selector = Selector(cfg.monitor, use_val=len(splits["val"]) > 0, patience=cfg.patience)
     histories = {"head": run_phase(model, "head", images, splits["train"], splits["val"], cfg,
                                    selector, progress)}
     model.set_weights(selector.weights)  # fine-tune from the best head, not the last one
@@ -407,16 +336,12 @@ def train_classifier(ws: Workspace, name: str, images: str | Path | None = None,
     split fractions) are always the autoencoder's. `out_dir` defaults to
     ``models/<name>/classifier`` (experiments keep one folder per configuration).
     """
-    from .train import load_model
-
     cfg = (cfg or ClassifierConfig()).validate()
     progress = report(progress)
     with ws.lock(name):
-        autoencoder, info = load_model(ws, name)
-        d = info["data"]
-        folder = images or d["images"]
-        coll = Collection.sync(ws, folder, d["image_size"], d["fit"], d["val_fraction"],
-                               d["test_fraction"], progress)
+        autoencoder, record = registry.load(ws, name)
+        data = record.config.data
+        coll = Collection.for_data(ws, data, images, progress)
         labels, splits, notes = labelled_splits(coll)
         model, histories, selector = fit(autoencoder, coll.images, labels, splits, cfg, progress)
         progress("evaluate", 0, 1)
@@ -431,36 +356,21 @@ def train_classifier(ws: Workspace, name: str, images: str | Path | None = None,
         progress("evaluate", 1, 1)
         if with_baseline:
             progress("baseline", 0, 1)
-            metrics["baseline"] = baseline(coll.images, splits, info["model"]["latent_dim"],
+            metrics["baseline"] = baseline(coll.images, splits, record.config.model.latent_dim,
                                            cfg.seed)
             progress("baseline", 1, 1)
-        result = {"model": name, "autoencoder": info.get("fingerprint"), "labels": labels,
+        result = {"model": name, "autoencoder": record.fingerprint, "labels": labels,
                   "settings": cfg.to_dict(), "notes": notes,
-                  "data": {**d, "images": str(coll.root)}, "collection": coll.fingerprint,
+                  "data": {**dataclasses.asdict(data), "images": str(coll.root)},
+                  "collection": coll.fingerprint,
                   "metrics": metrics}
         return publish(out_dir or classifier_dir(ws, name), model, histories, result)
 
 
 def publish(out: Path, model: keras.Model, histories: dict, result: dict) -> dict:
     """Save model and curves, then classifier.json (the commit point), then drop old files."""
-    out.mkdir(parents=True, exist_ok=True)
-    model_file = f"classifier-{uuid.uuid4().hex[:16]}.keras"
-    with atomic_path(out / model_file, ".keras") as tmp:
-        model.save(tmp)
-    for phase, rows in histories.items():
-        with atomic_path(out / f"history-{phase}.csv") as tmp:
-            with open(tmp, "w", newline="") as f:
-                keys = list(dict.fromkeys(k for row in rows for k in row)) or ["epoch"]
-                w = csv.DictWriter(f, fieldnames=keys)
-                w.writeheader()
-                w.writerows(rows)
-    result = {**result, "model_file": model_file,
-              "trained_at": time.strftime("%Y-%m-%d %H:%M:%S"), "backend": keras.backend.backend()}
-    write_json(out / "classifier.json", result)
-    for old in out.glob("classifier-*.keras"):
-        if old.name != model_file:
-            old.unlink(missing_ok=True)
-    return result
+    return registry.publish(out, "classifier", model.save, "classifier.json", result,
+                            {f"history-{phase}.csv": rows for phase, rows in histories.items()})
 
 
 def read_result(ws: Workspace, name: str, out_dir: Path | None = None) -> dict | None:
@@ -498,7 +408,7 @@ class Classifier:
         out = out_dir or classifier_dir(ws, name)
         result = read_result(ws, name, out)
         if result is None:
-            raise FileNotFoundError(f"no classifier for model {name!r} in {ws.root}; train one "
+            raise NotFoundError(f"no classifier for model {name!r} in {ws.root}; train one "
                                     f"with: python -m fext classify --name {name}")
         return cls(model_lib.load(out / result["model_file"]), result)
 

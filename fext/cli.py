@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from .errors import NotFoundError, UsageError
+
 EXAMPLES = """examples:
   python -m fext train --images ~/photos --name photos --preset medium --epochs 20
   python -m fext extract --name photos
@@ -23,18 +25,44 @@ EXAMPLES = """examples:
 """
 
 
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_settings(c: argparse.ArgumentParser, cls, only: tuple = (), skip: tuple = (),
+                 fixed: bool = False) -> None:
+    """One option per setting of config dataclass `cls`, its default, choices and help taken
+    from the dataclass field (fext.config.setting). `fixed`: no default, for settings that
+    override a whole experiment's."""
+    from .config import describe, parse_head
+
+    for f in describe(cls):
+        if (only and f.name not in only) or f.name in skip:
+            continue
+        kind = parse_head if isinstance(f.default, tuple) else type(f.default)
+        shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        c.add_argument(flag(f.name), type=kind, choices=f.metadata["choices"],
+                       default=None if fixed else f.default,
+                       help=("fixed for every configuration: " if fixed else "")
+                       + f"{f.metadata['help']} (default: {shown})".replace("%", "%%"))
+
+
+def settings(args: argparse.Namespace, cls, **given):
+    """Config `cls` from the parsed options of `add_settings` (by keyword), plus `given`."""
+    from .config import describe
+
+    return cls(**{f.name: getattr(args, f.name) for f in describe(cls)
+                  if getattr(args, f.name, None) is not None}, **given)
+
+
 def train_options(c: argparse.ArgumentParser) -> None:
-    c.add_argument("--images", required=True, help="image folder; sub-folders are labels")
-    c.add_argument("--preset", default="medium", choices=["small", "medium", "large", "vgg16"])
-    c.add_argument("--image-size", type=int, default=64, help="square input size in pixels")
-    c.add_argument("--fit", default="pad", choices=["pad", "crop"],
-                   help="keep aspect ratio by padding (default) or centre-cropping")
-    c.add_argument("--latent-dim", type=int, default=128, help="feature vector size")
-    c.add_argument("--epochs", type=int, default=30)
-    c.add_argument("--batch-size", type=int, default=64)
-    c.add_argument("--learning-rate", type=float, default=1e-3)
-    c.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs")
-    c.add_argument("--seed", type=int, default=42)
+    from .config import DataConfig, ModelConfig, TrainConfig, describe
+
+    images = next(f for f in describe(DataConfig) if f.name == "images")
+    c.add_argument("--images", required=True, help=images.metadata["help"])
+    add_settings(c, DataConfig, skip=("images",))
+    add_settings(c, ModelConfig)
+    add_settings(c, TrainConfig)
     c.add_argument("--fresh", action="store_true", help="ignore an unfinished run and start over")
     c.add_argument("--json", action="store_true")
 
@@ -47,6 +75,8 @@ def store_options(c: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import ClassifierConfig, DataConfig, ModelConfig, TrainConfig
+
     p = argparse.ArgumentParser(prog="python -m fext", description=(
         "FEXT: train a convolutional autoencoder on a folder of images, then extract features, "
         "search by image, rank anomalies and map the collection."),
@@ -120,26 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = cmd("scan", "scan a folder: readable images, labels, splits and skipped files",
             name_required=False)
     c.add_argument("--images", required=True)
-    c.add_argument("--image-size", type=int, default=64)
-    c.add_argument("--fit", default="pad", choices=["pad", "crop"])
+    add_settings(c, DataConfig, only=("image_size", "fit"))
     c.add_argument("--json", action="store_true")
 
     c = cmd("classify", "train a classifier on a model's encoder (labels from sub-folders): head "
                         "first, then a fine-tune of everything; report on the test split")
     c.add_argument("--images", default=None,
                    help="labelled image folder (default: the model's training folder)")
-    c.add_argument("--head", default="128", help="dense head sizes, e.g. 64,32 (none: softmax only)")
-    c.add_argument("--dropout", type=float, default=0.3)
-    c.add_argument("--head-epochs", type=int, default=10, help="phase 1: head only, encoder frozen")
-    c.add_argument("--finetune-epochs", type=int, default=10,
-                   help="phase 2: everything, at the lower learning rate")
-    c.add_argument("--learning-rate", type=float, default=1e-3, help="phase 1 learning rate")
-    c.add_argument("--finetune-learning-rate", type=float, default=1e-4)
-    c.add_argument("--batch-size", type=int, default=64)
-    c.add_argument("--patience", type=int, default=3, help="early-stopping patience per phase")
-    c.add_argument("--monitor", default="val_accuracy", choices=["val_accuracy", "val_loss"],
-                   help="validation figure for early stopping and model selection")
-    c.add_argument("--seed", type=int, default=42)
+    add_settings(c, ClassifierConfig)
     c.add_argument("--no-baseline", action="store_true",
                    help="skip the PCA + logistic regression baseline")
     c.add_argument("--json", action="store_true")
@@ -157,11 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "dropout, head-epochs, finetune-epochs, batch-size, seed, ...")
     c.add_argument("--spec", default=None,
                    help="JSON or TOML file with images, base, grid and/or configs")
-    for flag, kind in (("--preset", str), ("--image-size", int), ("--latent-dim", int),
-                       ("--epochs", int), ("--batch-size", int), ("--head", str),
-                       ("--dropout", float), ("--head-epochs", int), ("--finetune-epochs", int),
-                       ("--seed", int)):
-        c.add_argument(flag, type=kind, default=None, help="fixed setting for every configuration")
+    add_settings(c, ModelConfig, fixed=True)
+    add_settings(c, DataConfig, only=("image_size",), fixed=True)
+    add_settings(c, TrainConfig, only=("epochs", "batch_size", "seed"), fixed=True)
+    add_settings(c, ClassifierConfig, only=("head", "dropout", "head_epochs", "finetune_epochs"),
+                 fixed=True)
     c.add_argument("--json", action="store_true")
 
     c = cmd("demo", "prepare the bundled demo: model, index and map (skips what is done)",
@@ -172,9 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A FextError (the user can fix it) prints one `error:` line and exits 1;
+    anything else is a bug and keeps its traceback (the progress file still says it failed)."""
     args = build_parser().parse_args(argv)
+    from .errors import FextError
     from .progress import Reporter
-    from .workspace import LockedError
 
     reporter = Reporter(args.progress_file)
     try:
@@ -183,10 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         reporter.finish("cancelled")
         print("error: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, LockedError, RuntimeError, OSError) as e:
+    except FextError as e:
         reporter.finish("failed", error=str(e))
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except BaseException as e:
+        reporter.finish("failed", error=f"{type(e).__name__}: {e}")
+        raise
     reporter.finish("done", **(result if isinstance(result, dict) else {}))
     return 0
 
@@ -204,12 +227,10 @@ def cmd_train(args, progress):
     from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from .train import train
 
-    cfg = RunConfig(DataConfig(args.images, args.image_size, args.fit),
-                    ModelConfig(args.preset, args.latent_dim),
-                    TrainConfig(args.epochs, args.batch_size, args.learning_rate, args.patience,
-                                args.seed))
+    cfg = RunConfig(data=settings(args, DataConfig), model=settings(args, ModelConfig),
+                    train=settings(args, TrainConfig))
     if not Path(args.images).expanduser().is_dir():
-        raise FileNotFoundError(f"image folder not found: {args.images}")
+        raise NotFoundError(f"image folder not found: {args.images}")
     m = train(_ws(args), args.name, cfg, progress, fresh=args.fresh)
     lines = [f"trained {args.name!r}: best epoch {m['best_epoch']} of {m['epochs_run']}"
              f"{' (stopped early)' if m['stopped_early'] else ''}; {m['skipped']} files skipped"]
@@ -241,13 +262,13 @@ def cmd_extract(args, progress):
     from .features import extract
 
     if getattr(args, "store", "faiss") == "qdrant" and not args.url:
-        raise ValueError("--store qdrant needs --url (http://host:6333, or a folder)")
+        raise UsageError("--store qdrant needs --url (http://host:6333, or a folder)")
     if getattr(args, "engine", "local") == "ray":
         from .scaleout import RayEncoder
 
         encoder = RayEncoder(args.address)
     elif getattr(args, "address", None):
-        raise ValueError("--address is for --engine ray")
+        raise UsageError("--address is for --engine ray")
     else:
         encoder = None
     meta = extract(_ws(args), args.name, args.images, progress, index_kind=args.index,
@@ -264,7 +285,7 @@ def cmd_search(args, progress):
     from .search import Searcher
 
     if not Path(args.query).is_file():
-        raise FileNotFoundError(f"query image not found: {args.query}")
+        raise NotFoundError(f"query image not found: {args.query}")
     if args.store == "qdrant":
         searcher = qdrant_searcher(_ws(args), args.name, args.url)
     else:
@@ -280,14 +301,14 @@ def qdrant_searcher(ws, name: str, url: str | None):
     """A Searcher whose index is the model's Qdrant collection (URL: --url or the extraction's)."""
     from .features import Artifacts
     from .model import inference_parts
+    from .registry import load as load_model
     from .search import Searcher
     from .stores import QdrantStore
-    from .train import load_model
 
     art = Artifacts.open(ws, name)
     url = url or art.meta.get("store", {}).get("url")
     if not url:
-        raise ValueError(f"{name!r} was not published to Qdrant; give --url or run: python -m fext "
+        raise UsageError(f"{name!r} was not published to Qdrant; give --url or run: python -m fext "
                          f"extract --name {name} --store qdrant --url URL")
     ae, _ = load_model(ws, name)
     return Searcher(art, QdrantStore.open(url, name), inference_parts(ae, art.precision)[0])
@@ -314,18 +335,17 @@ def cmd_export(args, progress):
 
 
 def cmd_evaluate(args, progress):
+    from . import registry
     from .collection import Collection
-    from .evaluate import quality, reconstruction_metrics
-    from .train import load_model
+    from .evaluate import reconstruction_metrics
+    from .quality import quality
     from .workspace import write_json
 
     ws = _ws(args)
-    model, info = load_model(ws, args.name)
-    d = info["data"]
-    coll = Collection.sync(ws, d["images"], d["image_size"], d["fit"], d["val_fraction"],
-                           d["test_fraction"], progress)
+    model, record = registry.load(ws, args.name)
+    coll = Collection.for_data(ws, record.config.data, progress=progress)
     result = {"model": args.name, "reconstruction": reconstruction_metrics(model, coll),
-              **quality(model, info, coll, one_class=args.one_class, progress=progress)}
+              **quality(model, record, coll, one_class=args.one_class, progress=progress)}
     write_json(ws.model_dir(args.name) / "evaluation.json", result)
     _out(args, result, "\n".join(evaluation_table(result)))
 
@@ -377,13 +397,12 @@ def cmd_demo(args, progress):
 
 
 def cmd_classify(args, progress):
-    from .classifier import ClassifierConfig, parse_head, train_classifier
+    from .classifier import train_classifier
+    from .config import ClassifierConfig
 
-    cfg = ClassifierConfig(parse_head(args.head), args.dropout, args.head_epochs,
-                           args.finetune_epochs, args.learning_rate, args.finetune_learning_rate,
-                           args.batch_size, args.patience, args.monitor, args.seed)
+    cfg = settings(args, ClassifierConfig)
     if args.images and not Path(args.images).expanduser().is_dir():
-        raise FileNotFoundError(f"image folder not found: {args.images}")
+        raise NotFoundError(f"image folder not found: {args.images}")
     result = train_classifier(_ws(args), args.name, args.images, cfg, progress,
                               with_baseline=not args.no_baseline)
     _out(args, result, "\n".join(classify_summary(result)))
@@ -422,7 +441,7 @@ def cmd_predict(args, progress):
     from .classifier import Classifier
 
     if not Path(args.image).is_file():
-        raise FileNotFoundError(f"image not found: {args.image}")
+        raise NotFoundError(f"image not found: {args.image}")
     result = Classifier.open(_ws(args), args.name).predict(args.image)
     text = [f"{result['label']}  ({result['confidence']:.3f})"]
     text += [f"  {lab:16s} {p:.4f}" for lab, p in result["probabilities"].items()]
@@ -430,16 +449,13 @@ def cmd_predict(args, progress):
 
 
 def cmd_experiment(args, progress):
-    from .experiment import configurations, load_spec, parse_grid, run_experiment
+    from .experiment import SETTINGS, configurations, load_spec, parse_grid, run_experiment
 
     spec = load_spec(args.spec) if args.spec else {}
     images = args.images or spec.get("images")
     if not images:
-        raise ValueError("give the image folder with --images (or `images` in the spec file)")
-    flags = {k: getattr(args, k) for k in ("preset", "image_size", "latent_dim", "epochs",
-                                          "batch_size", "head", "dropout", "head_epochs",
-                                          "finetune_epochs", "seed")
-             if getattr(args, k) is not None}
+        raise UsageError("give the image folder with --images (or `images` in the spec file)")
+    flags = {k: v for k, v in vars(args).items() if k in SETTINGS and v is not None}
     grid = {**spec.get("grid", {}), **parse_grid(args.grid)}
     configs = configurations({**spec.get("base", {}), **flags}, grid, spec.get("configs"))
     summary = run_experiment(_ws(args), args.name, images, configs, progress)

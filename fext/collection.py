@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import images
+from .errors import NotFoundError
 from .progress import ProgressFn, report
 from .workspace import Workspace, atomic_path
 
@@ -156,10 +157,17 @@ class Collection:
         store = store_dir(ws, root, image_size, fit)
         mf = store / "manifest.csv"
         if not mf.is_file():
-            raise FileNotFoundError(f"{root} has not been scanned at {image_size}px yet")
+            raise NotFoundError(f"{root} has not been scanned at {image_size}px yet")
         manifest = pd.read_csv(mf, dtype={"path": str, "label": str, "sha1": str, "reason": str},
                                keep_default_na=False)
         return cls(root, store, image_size, fit, manifest)
+
+    @classmethod
+    def for_data(cls, ws: Workspace, data, images: str | Path | None = None,
+                 progress: ProgressFn | None = None) -> Collection:
+        """Sync a folder (default: the one in `data`) decoded with a model's DataConfig settings."""
+        return cls.sync(ws, images or data.images, data.image_size, data.fit, data.val_fraction,
+                        data.test_fraction, progress)
 
     @classmethod
     def sync(cls, ws: Workspace, root: str | Path, image_size: int, fit: str = "pad",
@@ -168,7 +176,7 @@ class Collection:
         """Scan `root` and bring manifest and cache up to date, decoding only new or changed files."""
         root = Path(root).expanduser().resolve()
         if not root.is_dir():
-            raise FileNotFoundError(f"image folder not found: {root}")
+            raise NotFoundError(f"image folder not found: {root}")
         progress = report(progress)
         store = store_dir(ws, root, image_size, fit)
         store.mkdir(parents=True, exist_ok=True)

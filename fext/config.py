@@ -1,4 +1,9 @@
-"""Settings for data, model and training, saved next to every model so a run can be reproduced."""
+"""Settings for data, model and training, saved next to every model so a run can be reproduced.
+
+Each setting's default, choices and help text are written once, here, on its dataclass field
+(`setting(...)`); the CLI's options, the app's forms and the README's option list read them
+from `describe(...)`. Configs are built by keyword.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import UsageError
 
 PRESETS: dict[str, tuple[tuple[int, int], ...]] = {
     # (filters, conv layers) per block; every block ends with a 2x2 max-pool.
@@ -15,63 +22,100 @@ PRESETS: dict[str, tuple[tuple[int, int], ...]] = {
     "vgg16": ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)),
 }
 FITS = ("pad", "crop")
+PRECISIONS = ("float32", "bfloat16")  # of inference; training is always float32 on CPU
+MONITORS = ("val_accuracy", "val_loss")  # what the classifier selects and stops on
+
+
+def setting(default, help: str, choices: tuple | None = None):
+    """A dataclass field carrying its help text and allowed values (the one source of both)."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+def describe(cls) -> list[dataclasses.Field]:
+    """The settings of a config dataclass, in declaration order."""
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def options_table(*classes) -> str:
+    """The README's table of options, made from the settings themselves (a test keeps it equal)."""
+    rows = ["| option | default | what it sets |", "| --- | --- | --- |"]
+    for cls in classes:
+        for f in describe(cls):
+            default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+            choices = " (" + ", ".join(f.metadata["choices"]) + ")" if f.metadata["choices"] else ""
+            shown = f"`{default}`" if default != "" else "required"
+            rows.append(f"| `--{f.name.replace('_', '-')}` | {shown} | {f.metadata['help']}{choices} |")
+    return "\n".join(rows)
+
+
+def help_of(cls, name: str) -> str:
+    """The help text of one setting (for a form's tooltip)."""
+    return next(f.metadata["help"] for f in describe(cls) if f.name == name)
 
 
 @dataclass
 class DataConfig:
     """How images become model input. The same settings are used at training and at inference."""
 
-    images: str = ""
-    image_size: int = 64
-    fit: str = "pad"  # keep the aspect ratio: pad to a square (default) or centre-crop
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
+    images: str = setting("", "image folder; sub-folders are labels")
+    image_size: int = setting(64, "square input size in pixels (a multiple of 2^blocks of the preset)")
+    fit: str = setting("pad", "keep the aspect ratio by padding to a square with white, or "
+                              "centre-crop", FITS)
+    val_fraction: float = setting(0.1, "share of the images in the validation split (early "
+                                       "stopping, model choice)")
+    test_fraction: float = setting(0.1, "share of the images in the test split (only reported)")
 
     def validate(self) -> None:
         if not 8 <= self.image_size <= 1024:
-            raise ValueError(f"image size must be between 8 and 1024 pixels, got {self.image_size}")
+            raise UsageError(f"image size must be between 8 and 1024 pixels, got {self.image_size}")
         if self.fit not in FITS:
-            raise ValueError(f"fit must be one of {FITS}, got {self.fit!r}")
+            raise UsageError(f"fit must be one of {FITS}, got {self.fit!r}")
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
                 and self.val_fraction + self.test_fraction < 1):
-            raise ValueError("validation and test fractions must be in [0, 1) and sum below 1")
+            raise UsageError("validation and test fractions must be in [0, 1) and sum below 1")
 
 
 @dataclass
 class ModelConfig:
-    preset: str = "medium"
-    latent_dim: int = 128
+    """The network: a VGG-style preset and the size of the feature vector (the bottleneck)."""
+
+    preset: str = setting("medium", "VGG-style blocks of 3x3 convolutions: small 2 blocks, "
+                                    "medium 3, large 4, vgg16 VGG16's 5", tuple(PRESETS))
+    latent_dim: int = setting(128, "feature vector size (the bottleneck)")
 
     def validate(self, image_size: int) -> None:
         if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+            raise UsageError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if not 2 <= self.latent_dim <= 4096:
-            raise ValueError(f"latent dim must be between 2 and 4096, got {self.latent_dim}")
+            raise UsageError(f"latent dim must be between 2 and 4096, got {self.latent_dim}")
         factor = 2 ** len(PRESETS[self.preset])
         if image_size % factor:
-            raise ValueError(
+            raise UsageError(
                 f"image size {image_size} must be a multiple of {factor} for preset "
                 f"{self.preset!r} ({len(PRESETS[self.preset])} pooling steps)")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    patience: int = 5
-    seed: int = 42
-    noise: float = 0.0  # std of Gaussian noise added to inputs (denoising autoencoder)
+    """How the autoencoder is trained; the run is a pure function of these and the images."""
+
+    epochs: int = setting(30, "most epochs (early stopping usually ends sooner)")
+    batch_size: int = setting(64, "images per optimiser step")
+    learning_rate: float = setting(1e-3, "Adam learning rate")
+    patience: int = setting(5, "early-stopping patience in epochs (on the validation loss)")
+    seed: int = setting(42, "seed of initialisation, batch order and input noise")
+    noise: float = setting(0.0, "std of Gaussian noise added to the inputs (a denoising "
+                                "autoencoder; 0: none)")
 
     def validate(self) -> None:
         if self.epochs < 1:
-            raise ValueError("epochs must be at least 1")
+            raise UsageError("epochs must be at least 1")
         if self.batch_size < 1:
-            raise ValueError("batch size must be at least 1")
+            raise UsageError("batch size must be at least 1")
         if not 0 < self.learning_rate < 1:
-            raise ValueError("learning rate must be in (0, 1)")
+            raise UsageError("learning rate must be in (0, 1)")
         if self.patience < 1:
-            raise ValueError("patience must be at least 1")
+            raise UsageError("patience must be at least 1")
 
 
 @dataclass
@@ -91,9 +135,70 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
-        return cls(DataConfig(**d.get("data", {})), ModelConfig(**d.get("model", {})),
-                   TrainConfig(**d.get("train", {})))
+        return cls(data=DataConfig(**d.get("data", {})), model=ModelConfig(**d.get("model", {})),
+                   train=TrainConfig(**d.get("train", {})))
 
     @classmethod
     def load(cls, path: Path) -> RunConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclass
+class ClassifierConfig:
+    """Head and training settings; saved in classifier.json so a run can be reproduced."""
+
+    head: tuple[int, ...] = setting((128,), "dense head sizes, e.g. 64,32 (none: a softmax "
+                                            "directly on the features)")
+    dropout: float = setting(0.3, "dropout before each dense layer of the head")
+    head_epochs: int = setting(10, "phase 1: the head only, encoder frozen")
+    finetune_epochs: int = setting(10, "phase 2: everything, at the lower learning rate "
+                                       "(0: no fine-tune)")
+    learning_rate: float = setting(1e-3, "phase 1 learning rate")
+    finetune_learning_rate: float = setting(1e-4, "phase 2 learning rate")
+    batch_size: int = setting(64, "images per optimiser step")
+    patience: int = setting(3, "early-stopping patience per phase, in epochs")
+    monitor: str = setting("val_accuracy", "validation figure for early stopping and model "
+                                           "choice", MONITORS)
+    seed: int = setting(42, "seed of initialisation and batch order")
+
+    def validate(self) -> ClassifierConfig:
+        self.head = tuple(int(u) for u in self.head)
+        if len(self.head) > 8 or any(not 1 <= u <= 8192 for u in self.head):
+            raise UsageError(f"head must be at most 8 dense layers of 1-8192 units, got {self.head}")
+        if not 0 <= self.dropout < 1:
+            raise UsageError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.head_epochs < 1 or self.finetune_epochs < 0:
+            raise UsageError("head epochs must be at least 1 and fine-tune epochs at least 0")
+        for lr in (self.learning_rate, self.finetune_learning_rate):
+            if not 0 < lr < 1:
+                raise UsageError(f"learning rates must be in (0, 1), got {lr}")
+        if self.batch_size < 1 or self.patience < 1:
+            raise UsageError("batch size and patience must be at least 1")
+        if self.monitor not in MONITORS:
+            raise UsageError(f"monitor must be one of {MONITORS}, got {self.monitor!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "head": list(self.head)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ClassifierConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        if "head" in d:
+            d["head"] = tuple(d["head"])
+        return cls(**d)
+
+
+def parse_head(text: str) -> tuple[int, ...]:
+    """'64,32' -> (64, 32); '' or 'none' -> () (a softmax directly on the bottleneck)."""
+    text = str(text).strip().lower()
+    if text in ("", "none", "0"):
+        return ()
+    try:
+        sizes = tuple(int(p) for p in text.replace(" ", "").split(","))
+    except ValueError:
+        raise UsageError(f"head sizes must be comma-separated integers like 64,32, got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise UsageError(f"head sizes must be positive, got {text!r}")
+    return sizes

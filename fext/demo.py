@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import registry
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .progress import ProgressFn, report
-from .workspace import REPO_ROOT, Workspace, read_json
+from .workspace import REPO_ROOT, Workspace
 
 DEMO_DIR = REPO_ROOT / "data" / "demo"
 DEMO_NAME = "demo"
@@ -51,9 +52,10 @@ def build_demo_images(dest: Path = DEMO_DIR, per_class: int | None = None, seed:
 
 def demo_config(epochs: int | None = None) -> RunConfig:
     c = DEMO_CONFIG
-    return RunConfig(DataConfig(str(DEMO_DIR), c["image_size"]),
-                     ModelConfig(c["preset"], c["latent_dim"]),
-                     TrainConfig(epochs or c["epochs"], c["batch_size"], patience=c["patience"]))
+    return RunConfig(data=DataConfig(images=str(DEMO_DIR), image_size=c["image_size"]),
+                     model=ModelConfig(preset=c["preset"], latent_dim=c["latent_dim"]),
+                     train=TrainConfig(epochs=epochs or c["epochs"], batch_size=c["batch_size"],
+                                       patience=c["patience"]))
 
 
 def is_ready(ws: Workspace) -> bool:
@@ -63,7 +65,7 @@ def is_ready(ws: Workspace) -> bool:
 
 def prepare(ws: Workspace, progress: ProgressFn | None = None, epochs: int | None = None) -> dict:
     """Train, extract and map the demo model, skipping the steps that are already done."""
-    from .features import Artifacts, extract
+    from .features import Artifacts, StaleError, extract
     from .projection import project
     from .train import train
 
@@ -71,12 +73,11 @@ def prepare(ws: Workspace, progress: ProgressFn | None = None, epochs: int | Non
     if not DEMO_DIR.is_dir() or not any(DEMO_DIR.iterdir()):
         progress("demo images", 0, 1)
         build_demo_images()
-    info = read_json(ws.model_dir(DEMO_NAME) / "config.json")
-    if not info or not (ws.model_dir(DEMO_NAME) / info.get("model_file", "-")).is_file():
+    if registry.find(ws, DEMO_NAME) is None:
         train(ws, DEMO_NAME, demo_config(epochs), progress)
     try:
         art = Artifacts.open(ws, DEMO_NAME)
-    except (FileNotFoundError, RuntimeError):
+    except (FileNotFoundError, StaleError):
         extract(ws, DEMO_NAME, progress=progress)
         art = Artifacts.open(ws, DEMO_NAME)
     project(ws, DEMO_NAME, progress=progress)

@@ -22,9 +22,11 @@ import json
 import time
 from pathlib import Path
 
+from . import registry
 from .classifier import ClassifierConfig, parse_head, read_histories, train_classifier
 from .collection import Collection
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .errors import NotFoundError, UsageError
 from .progress import ProgressFn, report
 from .workspace import Workspace, check_name, read_json, write_json
 
@@ -44,7 +46,7 @@ SHOWN = ("preset", "image_size", "latent_dim", "head", "dropout")  # keys in a c
 def _key(name: str) -> str:
     key = name.strip().replace("-", "_")
     if key not in SETTINGS:
-        raise ValueError(f"unknown setting {name!r}; use one of {', '.join(SETTINGS)}")
+        raise UsageError(f"unknown setting {name!r}; use one of {', '.join(SETTINGS)}")
     return key
 
 
@@ -56,7 +58,7 @@ def _value(key: str, value):
     try:
         return parse(value)
     except (TypeError, ValueError):
-        raise ValueError(f"invalid value {value!r} for {key}") from None
+        raise UsageError(f"invalid value {value!r} for {key}") from None
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -64,13 +66,13 @@ def parse_grid(items: list[str]) -> dict[str, list]:
     grid = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"grid entries look like key=v1,v2 (head=64;128,64), got {item!r}")
+            raise UsageError(f"grid entries look like key=v1,v2 (head=64;128,64), got {item!r}")
         name, values = item.split("=", 1)
         key = _key(name)
         options = values.split(";") if key == "head" else values.split(",")
         grid[key] = [_value(key, v) for v in options if v.strip() or key == "head"]
         if not grid[key]:
-            raise ValueError(f"no values given for {key}")
+            raise UsageError(f"no values given for {key}")
     return grid
 
 
@@ -84,7 +86,7 @@ def load_spec(path: str | Path) -> dict:
     """A JSON or TOML experiment spec: images, base, grid and/or configs."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"experiment spec not found: {path}")
+        raise NotFoundError(f"experiment spec not found: {path}")
     try:
         if path.suffix.lower() == ".toml":
             import tomllib
@@ -92,10 +94,10 @@ def load_spec(path: str | Path) -> dict:
         else:
             spec = json.loads(path.read_text())
     except ValueError as e:
-        raise ValueError(f"cannot read experiment spec {path}: {e}") from None
+        raise UsageError(f"cannot read experiment spec {path}: {e}") from None
     unknown = set(spec) - {"images", "base", "grid", "configs"}
     if unknown:
-        raise ValueError(f"unknown keys in {path.name}: {', '.join(sorted(unknown))}; "
+        raise UsageError(f"unknown keys in {path.name}: {', '.join(sorted(unknown))}; "
                          "use images, base, grid, configs")
     return spec
 
@@ -107,7 +109,7 @@ def configurations(base: dict, grid: dict | None = None, configs: list[dict] | N
     points += [{_key(k): _value(_key(k), v) for k, v in c.items()} for c in (configs or [])]
     out = [{**base, **p} for p in points] or [dict(base)]
     if len(out) > 64:
-        raise ValueError(f"{len(out)} configurations: keep an experiment to 64 at most")
+        raise UsageError(f"{len(out)} configurations: keep an experiment to 64 at most")
     return out
 
 
@@ -121,7 +123,8 @@ def split_settings(images: str, settings: dict) -> tuple[RunConfig, ClassifierCo
     model = {k: ae[k] for k in ("preset", "latent_dim") if k in ae}
     train = {k: ae[k] for k in ("epochs", "batch_size", "learning_rate", "patience", "seed", "noise")
              if k in ae}
-    run = RunConfig(DataConfig(images=images, **data), ModelConfig(**model), TrainConfig(**train))
+    run = RunConfig(data=DataConfig(images=images, **data), model=ModelConfig(**model),
+                    train=TrainConfig(**train))
     return run.validate(), ClassifierConfig(**clf).validate()
 
 
@@ -142,14 +145,9 @@ def config_id(settings: dict) -> str:
 def find_autoencoder(ws: Workspace, run: RunConfig, collection: str) -> str | None:
     """A finished model with exactly these settings, trained on this collection state."""
     want = run.to_dict()
-    for name in ws.models():
-        info = read_json(ws.model_dir(name) / "config.json", {})
-        try:
-            same = RunConfig.from_dict(info).to_dict() == want
-        except TypeError:
-            continue
-        if same and info.get("collection") == collection:
-            return name
+    for record in registry.list_records(ws):
+        if record.config.to_dict() == want and record.collection == collection:
+            return record.name
     return None
 
 
@@ -189,14 +187,14 @@ def run_experiment(ws: Workspace, exp: str, images: str | Path, configs: list[di
     """Train every configuration, compare them on validation, save experiment.json."""
     progress = report(progress)
     if not configs:
-        raise ValueError("an experiment needs at least one configuration")
+        raise UsageError("an experiment needs at least one configuration")
     if not Path(images).expanduser().is_dir():
-        raise FileNotFoundError(f"image folder not found: {images}")
-    if check_name(exp) in ws.models():
-        raise ValueError(f"{exp!r} is the name of a trained model; give the experiment another name")
+        raise NotFoundError(f"image folder not found: {images}")
+    if check_name(exp) in registry.names(ws):
+        raise UsageError(f"{exp!r} is the name of a trained model; give the experiment another name")
     ids = [config_id(c) for c in configs]
     if len(set(ids)) != len(ids):
-        raise ValueError("two configurations of the experiment have the same settings")
+        raise UsageError("two configurations of the experiment have the same settings")
     plans = [(cid, *split_settings(str(images), c)) for cid, c in zip(ids, configs)]
     out = experiment_dir(ws, exp)
     rows = []

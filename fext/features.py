@@ -20,12 +20,12 @@ import pandas as pd
 
 from . import anomaly
 from .collection import Collection
+from .config import PRECISIONS
+from .errors import FextError, NotFoundError, UsageError
 from .feed import iter_batches, prefetch
 from .index import VectorIndex, l2_normalize
-from .model import PRECISIONS, inference_parts, native_bfloat16
-from .model import load as load_keras
 from .progress import ProgressFn, report
-from .train import model_info
+from .registry import ModelRecord, open_record
 from .workspace import Workspace, atomic_path, read_json, write_json
 
 ITEM_COLUMNS = ["id", "path", "label", "split", "sha1", "row"]
@@ -41,7 +41,7 @@ def batch_for(image_size: int) -> int:
     return int(min(256, max(8, BATCH_PIXELS // (image_size * image_size))))
 
 
-class StaleError(RuntimeError):
+class StaleError(FextError, RuntimeError):
     """An artefact was built from another model or collection state than the current one."""
 
 
@@ -58,12 +58,11 @@ class Artifacts:
     def open(cls, ws: Workspace, name: str, check: bool = True) -> Artifacts:
         version = ws.current_index(name)
         if version is None or not (version / "meta.json").is_file():
-            raise FileNotFoundError(
+            raise NotFoundError(
                 f"model {name!r} has no features yet; run: python -m fext extract --name {name}")
         meta = read_json(version / "meta.json")
         if check:
-            info = model_info(ws, name)
-            if meta.get("model") != info["fingerprint"]:
+            if meta.get("model") != open_record(ws, name).fingerprint:
                 raise StaleError(
                     f"the index of {name!r} was built by an earlier version of the model; "
                     f"rebuild it with: python -m fext extract --name {name}")
@@ -93,9 +92,9 @@ class Artifacts:
         """Anomaly scores, one per item: "combined" (default), "isolation" or "reconstruction"."""
         kind = kind or self.score_kinds[0]
         if kind not in anomaly.SCORES:
-            raise ValueError(f"unknown score {kind!r}; use one of {', '.join(anomaly.SCORES)}")
+            raise UsageError(f"unknown score {kind!r}; use one of {', '.join(anomaly.SCORES)}")
         if kind not in self.score_kinds:
-            raise ValueError(
+            raise UsageError(
                 f"the features of {self.name!r} were extracted without reconstruction errors "
                 f"(--scores isolation), so only {', '.join(self.score_kinds)} can be ranked; "
                 f"for the others run: python -m fext extract --name {self.name}")
@@ -159,7 +158,9 @@ def encode_rows(parts, images: np.ndarray, rows: np.ndarray, batch_size: int,
 
 def local_encoder(job: EncodeJob):
     """Encode in this process, batch after batch (the default engine)."""
-    parts = inference_parts(load_keras(job.model_path), job.precision)
+    from .model import inference_parts, load  # Keras only where a model runs: reading stays fast
+
+    parts = inference_parts(load(job.model_path), job.precision)
     yield from encode_rows(parts, job.images(), job.rows, job.batch_size, job.reconstruct)
 
 
@@ -167,9 +168,11 @@ def resolve_precision(precision: str) -> str:
     """"auto": bfloat16 where the CPU computes it natively (2x the float32 forward pass on
     such CPUs, features within 1e-5 cosine of float32: docs/BENCHMARKS.md), else float32."""
     if precision == "auto":
+        from .model import native_bfloat16
+
         return "bfloat16" if native_bfloat16() else "float32"
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; use auto, {', '.join(PRECISIONS)}")
+        raise UsageError(f"unknown precision {precision!r}; use auto, {', '.join(PRECISIONS)}")
     return precision
 
 
@@ -204,26 +207,24 @@ def extract(ws: Workspace, name: str, images: str | Path | None = None,
     are encoded the same way.
     """
     if scores not in SCORE_MODES:
-        raise ValueError(f"unknown scores {scores!r}; use one of {', '.join(SCORE_MODES)}")
+        raise UsageError(f"unknown scores {scores!r}; use one of {', '.join(SCORE_MODES)}")
     reconstruct = scores == "all"
     precision = resolve_precision(precision)
     progress = report(progress)
     with ws.lock(name):
-        info = model_info(ws, name)
-        data = info["data"]
-        coll = Collection.sync(ws, images or data["images"], data["image_size"], data["fit"],
-                               data["val_fraction"], data["test_fraction"], progress)
+        record = open_record(ws, name)
+        coll = Collection.for_data(ws, record.config.data, images, progress)
         items = coll.items()
         if len(items) == 0:
-            raise ValueError(f"no readable images in {coll.root} ({len(coll.skipped())} skipped)")
+            raise UsageError(f"no readable images in {coll.root} ({len(coll.skipped())} skipped)")
         items = items.assign(id=np.arange(len(items)))[ITEM_COLUMNS]
-        reuse = _previous(ws, name, info["fingerprint"], reconstruct, precision)
+        reuse = _previous(ws, name, record.fingerprint, reconstruct, precision)
         version = ws.new_index_version(name)
         try:
-            job = EncodeJob(ws.model_dir(name) / info["model_file"], coll.store / "images.u8",
+            job = EncodeJob(record.path, coll.store / "images.u8",
                             coll.image_size, np.empty(0, np.int64),
                             batch_size or batch_for(coll.image_size), reconstruct, precision)
-            meta = _encode(name, info, coll, items, reuse, version, progress, index_kind, job,
+            meta = _encode(name, record, coll, items, reuse, version, progress, index_kind, job,
                            encoder or local_encoder)
             if store_url:
                 from .stores import publish_to_store
@@ -237,9 +238,9 @@ def extract(ws: Workspace, name: str, images: str | Path | None = None,
         return meta
 
 
-def _encode(name, info, coll, items, reuse, version, progress, index_kind, job: EncodeJob,
-            encoder: Encoder) -> dict:
-    n, latent = len(items), info["model"]["latent_dim"]
+def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, index_kind,
+            job: EncodeJob, encoder: Encoder) -> dict:
+    n, latent = len(items), record.config.model.latent_dim
     feats = np.lib.format.open_memmap(version / ".features.npy", "w+", np.float32, (n, latent))
     recon = np.zeros(n, np.float32)
     known = np.array([s in reuse for s in items["sha1"]], bool)
@@ -280,7 +281,7 @@ def _encode(name, info, coll, items, reuse, version, progress, index_kind, job: 
         with atomic_path(version / SCORE_FILES[kind], ".npy") as tmp:
             np.save(tmp, values)
     progress("anomaly scores", 1, 1)
-    meta = {"name": name, "model": info["fingerprint"], "collection": coll.fingerprint,
+    meta = {"name": name, "model": record.fingerprint, "collection": coll.fingerprint,
             "images": str(coll.root), "image_size": coll.image_size, "fit": coll.fit,
             "count": n, "dim": latent, "encoded": int(len(todo)), "reused": int(known.sum()),
             "skipped": int(len(coll.skipped())),
@@ -309,5 +310,7 @@ def write_csv(art: Artifacts, out) -> int:
 def export_csv(ws: Workspace, name: str, dest: str | Path) -> int:
     """The features CSV of model `name` written atomically to `dest`; returns the row count."""
     art = Artifacts.open(ws, name)
-    with atomic_path(dest) as tmp, open(tmp, "w", newline="") as f:
+    if not Path(dest).expanduser().parent.is_dir():
+        raise NotFoundError(f"folder for the CSV not found: {Path(dest).parent}")
+    with atomic_path(Path(dest).expanduser()) as tmp, open(tmp, "w", newline="") as f:
         return write_csv(art, f)

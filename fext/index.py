@@ -21,6 +21,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from .errors import UsageError
 from .workspace import atomic_path
 
 EXACT_LIMIT = 50_000
@@ -128,10 +129,10 @@ class VectorIndex:
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), best first; scores are cosine similarities, ids -1 where fewer than k."""
         if k < 1:
-            raise ValueError("k must be at least 1")
+            raise UsageError("k must be at least 1")
         q = l2_normalize(np.atleast_2d(queries))
         if q.shape[1] != self.dim:
-            raise ValueError(f"query has {q.shape[1]} dimensions, the index {self.dim}")
+            raise UsageError(f"query has {q.shape[1]} dimensions, the index {self.dim}")
         k = min(k, max(1, len(self)))
         if self.vectors is None:
             return self.index.search(q, k)
@@ -165,11 +166,11 @@ class VectorIndex:
 def choose_kind(n: int, kind: str = "auto") -> str:
     """The index kind for `n` vectors: exact while small, IVF, then IVF-PQ past memory."""
     if kind not in KINDS:
-        raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
+        raise UsageError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
     if kind == "auto":
         return "flat" if n <= EXACT_LIMIT else "ivf" if n <= PQ_LIMIT else "ivfpq"
     if kind == "ivfpq" and n < PQ_MIN:
-        raise ValueError(f"an ivfpq index needs at least {PQ_MIN} vectors to train its "
+        raise UsageError(f"an ivfpq index needs at least {PQ_MIN} vectors to train its "
                          f"quantisers, got {n}; use --index flat or ivf")
     return kind
 

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import BusyError
 from .workspace import Workspace, read_json, write_json
 
 
@@ -89,10 +90,10 @@ def start(ws: Workspace, command: str, name: str | None, args: list[str]) -> Job
     if name:
         running = active(ws, name)
         if running is not None:
-            raise RuntimeError(f"a {running.spec.get('command')} job for {name!r} is already "
+            raise BusyError(f"a {running.spec.get('command')} job for {name!r} is already "
                                "running; wait for it or cancel it")
         if ws.is_locked(name):
-            raise RuntimeError(f"model {name!r} is busy with another job (started elsewhere)")
+            raise BusyError(f"model {name!r} is busy with another job (started elsewhere)")
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     job_dir = ws.jobs_dir() / job_id
     job_dir.mkdir(parents=True)

@@ -11,11 +11,11 @@ import keras
 import numpy as np
 from keras import layers
 
-from .config import PRESETS, ModelConfig
+from .config import PRECISIONS, PRESETS, ModelConfig
+from .errors import UsageError
 
 BOTTLENECK = "bottleneck"
 RECONSTRUCTION = "reconstruction"
-PRECISIONS = ("float32", "bfloat16")  # of inference; training is always float32 on CPU
 
 
 def conv_block(x, filters: int, convs: int, prefix: str):
@@ -69,7 +69,7 @@ def inference_parts(autoencoder: keras.Model,
     reconstruction stay float32); see `native_bfloat16`.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        raise UsageError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     chain = autoencoder.layers[1:]  # the builders make a chain: image -> ... -> reconstruction
     cut = next(i for i, layer in enumerate(chain) if layer.name == BOTTLENECK) + 1
     image = keras.Input(autoencoder.input.shape[1:], name="image")
@@ -140,7 +140,7 @@ def load(path) -> keras.Model:
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=True)
     except Exception as e:  # Keras raises ValueError / TypeError for unsafe or foreign files
-        raise ValueError(f"cannot load model {path}: {e}") from None
+        raise UsageError(f"cannot load model {path}: {e}") from None
 
 
 def flops_per_image(model: keras.Model) -> int:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UsageError
 from .features import EncodeJob, encode_rows
 
 BLOCK_ROWS = 4096  # cache rows per Ray Data block: big enough to amortise scheduling
@@ -59,9 +60,9 @@ class RayEncoder:
     def __init__(self, address: str | None = None, workers: int | None = None,
                  cpus_per_worker: float = 1.0):
         if workers is not None and workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
+            raise UsageError(f"workers must be at least 1, got {workers}")
         if cpus_per_worker <= 0:
-            raise ValueError(f"cpus per worker must be positive, got {cpus_per_worker}")
+            raise UsageError(f"cpus per worker must be positive, got {cpus_per_worker}")
         self.address, self.workers, self.cpus_per_worker = address, workers, cpus_per_worker
 
     def __call__(self, job: EncodeJob):

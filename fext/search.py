@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import images
+from . import images, registry
 from .features import Artifacts, encode_batch
 from .index import VectorIndex
 from .model import inference_parts
-from .train import load_model
 from .workspace import Workspace
 
 
@@ -28,7 +27,7 @@ class Searcher:
     @classmethod
     def open(cls, ws: Workspace, name: str) -> Searcher:
         art = Artifacts.open(ws, name)
-        ae, _ = load_model(ws, name)
+        ae, _ = registry.load(ws, name)
         return cls(art, art.index(), inference_parts(ae, art.precision)[0])
 
     @property

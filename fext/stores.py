@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from .errors import NotFoundError, UsageError
 from .index import l2_normalize
 
 UPLOAD_CHUNK = 4096  # vectors per upsert: bounded memory and request size
@@ -34,14 +35,14 @@ _clients: dict[str, object] = {}
 def split_url(url: str) -> tuple[str, dict[str, int]]:
     """(address, layout): ``http://h:6333?shards=6&replicas=2`` -> the address and the counts."""
     if not url:
-        raise ValueError("a Qdrant store needs --url: http(s)://host:6333, :memory: or a folder")
+        raise UsageError("a Qdrant store needs --url: http(s)://host:6333, :memory: or a folder")
     parts = urlsplit(url)
     if not parts.query or not url.startswith(("http://", "https://")):
         return url, {}
     layout = {}
     for key, values in parse_qs(parts.query).items():
         if key not in ("shards", "replicas") or not values[-1].isdigit() or int(values[-1]) < 1:
-            raise ValueError(f"unknown or invalid Qdrant URL option {key}={values[-1]!r}; "
+            raise UsageError(f"unknown or invalid Qdrant URL option {key}={values[-1]!r}; "
                              "use shards=N and/or replicas=N (positive integers)")
         layout[key] = int(values[-1])
     return parts._replace(query="").geturl(), layout
@@ -80,7 +81,7 @@ class QdrantStore:
         """The live collection of model `name`; a clear error when it was never published."""
         c = client(url)
         if not c.collection_exists(alias_of(name)):
-            raise FileNotFoundError(
+            raise NotFoundError(
                 f"no Qdrant collection for {name!r} at {url}; run: python -m fext extract "
                 f"--name {name} --store qdrant --url {url}")
         return cls(c, alias_of(name), remote=url.startswith(("http://", "https://")))
@@ -98,10 +99,10 @@ class QdrantStore:
         from qdrant_client import models
 
         if k < 1:
-            raise ValueError("k must be at least 1")
+            raise UsageError("k must be at least 1")
         q = l2_normalize(np.atleast_2d(queries))
         if q.shape[1] != self.dim:
-            raise ValueError(f"query has {q.shape[1]} dimensions, the index {self.dim}")
+            raise UsageError(f"query has {q.shape[1]} dimensions, the index {self.dim}")
         params = models.SearchParams(hnsw_ef=max(SEARCH_EF, k)) if self.remote else None
         answers = self.client.query_batch_points(self.collection, requests=[
             models.QueryRequest(query=v.tolist(), limit=k, params=params) for v in q])

@@ -8,20 +8,20 @@ evaluated once, after the model is chosen.
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import math
 import shutil
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from . import model as model_lib
+from . import registry
 from .collection import Collection
 from .config import RunConfig
+from .errors import UsageError
 from .evaluate import reconstruction_metrics
 from .feed import epoch_order, iter_batches, prefetch
 from .progress import ProgressFn, report
@@ -52,84 +52,95 @@ def corrupt(x: np.ndarray, tcfg, epoch: int, step: int) -> np.ndarray:
     return np.clip(x + rng.normal(0, noise, x.shape).astype(np.float32), 0.0, 1.0)
 
 
-def run_epochs(model, images: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
-               tcfg, start_epoch: int, on_epoch, progress: ProgressFn) -> None:
-    """The training loop: epochs from `start_epoch` until `on_epoch(history_row)` says stop.
+class EarlyStopping:
+    """The best epoch so far on a monitored figure, and the epochs waited since it improved.
+
+    `key(row)` orders epochs, higher is better: the negated loss, or (accuracy, -loss) where
+    accuracy ties are frequent on small validation sets. `state()` is plain JSON, so a resumed
+    run goes on with the same best and the same patience count.
+    """
+
+    def __init__(self, key: Callable[[dict], tuple], patience: int, state: dict | None = None):
+        self.key, self.patience = key, patience
+        state = state or {}
+        self.best = tuple(state["best"]) if state.get("best") is not None else None
+        self.best_epoch, self.wait = state.get("best_epoch", 0), state.get("wait", 0)
+
+    def offer(self, row: dict) -> bool:
+        """Count epoch `row`; returns whether it is the best so far."""
+        k = tuple(self.key(row))
+        if self.best is not None and k <= self.best:
+            self.wait += 1
+            return False
+        self.best, self.best_epoch, self.wait = k, row["epoch"], 0
+        return True
+
+    @property
+    def stop(self) -> bool:
+        return self.wait >= self.patience
+
+    def state(self) -> dict:
+        return {"best": list(self.best) if self.best is not None else None,
+                "best_epoch": self.best_epoch, "wait": self.wait}
+
+
+def lower_loss(monitor: str) -> Callable[[dict], tuple]:
+    return lambda row: (-row[monitor],)
+
+
+def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batch_size: int,
+               seed: int, on_epoch: Callable[[dict], bool], progress: ProgressFn,
+               targets: np.ndarray | None = None, make_input=None, validate=None,
+               start_epoch: int = 0, stage: str = "train", first_epoch: int = 1) -> None:
+    """The training loop of every model: epochs from `start_epoch` until `on_epoch(row)` says stop.
 
     Explicit `train_on_batch` over an order that is a pure function of (seed, epoch): no epoch
     counters or shuffling state, so a resumed run sees exactly the batches it would have seen.
-    The next batch (and its noise) is prepared in a background thread, in that same order,
-    while the model trains on the current one.
+    The next batch (and its `make_input(x, epoch, step)` corruption) is prepared in a background
+    thread, in that same order, while the model trains on the current one. Targets are the
+    images themselves (an autoencoder) unless `targets` (one per row) are given. The epoch's
+    row holds the mean of every training log, then `validate(model)`'s figures.
     """
-    bs, epochs = tcfg.batch_size, tcfg.epochs
-    steps = math.ceil(len(train_rows) / bs)
+    steps = math.ceil(len(rows) / batch_size)
+    positions = np.arange(len(rows))
     for epoch in range(start_epoch, epochs):
-        t0, seen, total = time.time(), 0, 0.0
-        order = epoch_order(train_rows, tcfg.seed, epoch)
-        batches = ((step, x, corrupt(x, tcfg, epoch, step))
-                   for step, (_, x) in enumerate(iter_batches(images, order, bs)))
-        for step, x, x_in in prefetch(batches):
-            total += float(model.train_on_batch(x_in, x, return_dict=True)["loss"]) * len(x)
+        t0, seen, sums = time.time(), 0, {}
+        order = epoch_order(positions, seed, epoch)
+        ordered, ys = rows[order], (targets[order] if targets is not None else None)
+        batches = ((step, x, make_input(x, epoch, step) if make_input else x,
+                    x if ys is None else ys[start:start + len(x)])
+                   for step, (start, x) in enumerate(iter_batches(images, ordered, batch_size)))
+        for step, x, x_in, y in prefetch(batches):
+            logs = model.train_on_batch(x_in, y, return_dict=True)
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(x)
             seen += len(x)
-            progress("train", epoch * steps + step + 1, epochs * steps, epoch=epoch + 1,
-                     loss=total / seen)
-        row = {"epoch": epoch + 1, "loss": total / seen}
-        if len(val_rows):
-            row["val_loss"] = mean_loss(model, images, val_rows, bs)
+            progress(stage, epoch * steps + step + 1, epochs * steps, epoch=epoch + 1,
+                     loss=sums["loss"] / seen)
+        row = {"epoch": first_epoch + epoch, **{k: v / seen for k, v in sums.items()}}
+        if validate is not None:
+            row.update(validate(model))
         row["seconds"] = round(time.time() - t0, 2)
         stop = on_epoch(row)
-        progress("train", (epoch + 1) * steps, epochs * steps, epoch=epoch + 1, epoch_logs=row)
+        progress(stage, (epoch + 1) * steps, epochs * steps, epoch=epoch + 1, epoch_logs=row)
         if stop:
             break
 
 
-def fit_in_memory(cfg: RunConfig, images: np.ndarray, train_rows: np.ndarray,
-                  val_rows: np.ndarray, progress: ProgressFn | None = None, min_steps: int = 0):
-    """Train a fresh autoencoder without checkpoints (for evaluations); returns the best model.
-
-    `min_steps` raises the epoch count for small subsets (one label of a collection), which
-    would otherwise get only a handful of optimiser steps.
-    """
-    steps = math.ceil(len(train_rows) / cfg.train.batch_size)
-    epochs = max(cfg.train.epochs, math.ceil(min_steps / steps))
-    # with a minimum step count, patience would cut it short on a tiny, noisy validation set
-    patience = epochs if min_steps else cfg.train.patience
-    cfg = RunConfig(cfg.data, cfg.model,
-                    dataclasses.replace(cfg.train, epochs=epochs, patience=patience))
-    set_seed(cfg.train.seed)
-    ae = model_lib.compile_autoencoder(model_lib.build_autoencoder(cfg.model, cfg.data.image_size),
-                                       cfg.train.learning_rate)
-    monitor = "val_loss" if len(val_rows) else "loss"
-    best = {"value": float("inf"), "weights": None, "wait": 0}
-
-    def on_epoch(row: dict) -> bool:
-        if row[monitor] < best["value"]:
-            best.update(value=row[monitor], weights=ae.get_weights(), wait=0)
-        else:
-            best["wait"] += 1
-        return best["wait"] >= cfg.train.patience
-
-    run_epochs(ae, images, train_rows, val_rows, cfg.train, 0, on_epoch, report(progress))
-    ae.set_weights(best["weights"])
-    return ae
-
-
-def end_epoch(model, run_dir: Path, state: dict, row: dict, monitor: str, patience: int) -> None:
+def end_epoch(model, run_dir: Path, state: dict, stopper: EarlyStopping, row: dict) -> None:
     """Record an epoch: history, best checkpoint (on the monitored loss), last checkpoint, patience.
 
     Everything is on disk before the next epoch starts, so a killed run resumes from the last
     completed epoch with the same best score and patience counter.
     """
-    if row[monitor] < state["best"]:
-        state.update(best=row[monitor], best_epoch=row["epoch"], wait=0)
+    if stopper.offer(row):
         with atomic_path(run_dir / "best.keras", ".keras") as tmp:
             model.save(tmp)
-    else:
-        state["wait"] += 1
     with atomic_path(run_dir / "last.keras", ".keras") as tmp:
         model.save(tmp)
     state["history"].append(row)
     state["epoch"] = row["epoch"]
+    state["stopping"] = stopper.state()
     write_json(run_dir / "state.json", state)
 
 
@@ -139,25 +150,23 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
     cfg.validate()
     progress = report(progress)
     with ws.lock(name):
-        coll = Collection.sync(ws, cfg.data.images, cfg.data.image_size, cfg.data.fit,
-                               cfg.data.val_fraction, cfg.data.test_fraction, progress)
+        coll = Collection.for_data(ws, cfg.data, progress=progress)
         cfg.data.images = str(coll.root)
         train_rows = coll.items("train")["row"].to_numpy()
         val_rows = coll.items("val")["row"].to_numpy()
         if len(train_rows) == 0:
-            raise ValueError(f"no readable images in the training split of {coll.root} "
+            raise UsageError(f"no readable images in the training split of {coll.root} "
                              f"({len(coll.skipped())} files skipped)")
         model_dir = ws.model_dir(name)
         run_dir = model_dir / "run"
         run_key = {"config": cfg.to_dict(), "collection": coll.fingerprint}
         state = read_json(run_dir / "state.json") if not fresh else None
         resumable = (state and state.get("key") == run_key and not state.get("finished")
-                     and (run_dir / "last.keras").is_file())
+                     and "stopping" in state and (run_dir / "last.keras").is_file())
         if not resumable:
             shutil.rmtree(run_dir, ignore_errors=True)
             run_dir.mkdir(parents=True)
-            state = {"key": run_key, "epoch": 0, "best": float("inf"), "best_epoch": 0, "wait": 0,
-                     "history": []}
+            state = {"key": run_key, "epoch": 0, "history": []}
         set_seed(cfg.train.seed)
         if resumable:
             ae = model_lib.load(run_dir / "last.keras")
@@ -166,71 +175,36 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
                 model_lib.build_autoencoder(cfg.model, cfg.data.image_size), cfg.train.learning_rate)
 
         monitor = "val_loss" if len(val_rows) else "loss"
+        stopper = EarlyStopping(lower_loss(monitor), cfg.train.patience, state.get("stopping"))
+
+        tc = cfg.train
 
         def on_epoch(row: dict) -> bool:
-            end_epoch(ae, run_dir, state, row, monitor, cfg.train.patience)
-            return state["wait"] >= cfg.train.patience
+            end_epoch(ae, run_dir, state, stopper, row)
+            return stopper.stop
 
-        if state["wait"] < cfg.train.patience:
-            run_epochs(ae, coll.images, train_rows, val_rows, cfg.train, state["epoch"], on_epoch,
-                       progress)
+        def validate(model) -> dict:
+            return {"val_loss": mean_loss(model, coll.images, val_rows, tc.batch_size)}
+
+        if not stopper.stop:
+            run_epochs(ae, coll.images, train_rows, epochs=tc.epochs, batch_size=tc.batch_size,
+                       seed=tc.seed, on_epoch=on_epoch, progress=progress,
+                       make_input=lambda x, epoch, step: corrupt(x, tc, epoch, step),
+                       validate=validate if len(val_rows) else None, start_epoch=state["epoch"])
         state["stopped_early"] = state["epoch"] < cfg.train.epochs
 
         best = model_lib.load(run_dir / "best.keras")
         progress("evaluate", 0, 1)
         metrics = {
             "splits": reconstruction_metrics(best, coll, cfg.train.batch_size),
-            "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+            "best_epoch": stopper.best_epoch, "epochs_run": state["epoch"],
             "stopped_early": bool(state.get("stopped_early")), "monitor": monitor,
             "images": {s: int(len(coll.items(s))) for s in ("train", "val", "test")},
             "skipped": int(len(coll.skipped())),
         }
         progress("evaluate", 1, 1)
-        publish(model_dir, run_dir, cfg, coll, state["history"], metrics)
+        registry.publish_autoencoder(ws, name, run_dir / "best.keras", cfg, coll, state["history"],
+                                     metrics)
         state["finished"] = True
         write_json(run_dir / "state.json", state)
         return metrics
-
-
-def publish(model_dir: Path, run_dir: Path, cfg: RunConfig, coll: Collection, history: list[dict],
-            metrics: dict) -> None:
-    """Put the finished model in place; writing config.json is the single commit point.
-
-    The model file has a fresh name per run and config.json names it, so until config.json is
-    replaced the previous model (file and settings) stays whole and consistent.
-    """
-    fingerprint = uuid.uuid4().hex[:16]
-    model_file = f"model-{fingerprint}.keras"
-    shutil.copyfile(run_dir / "best.keras", model_dir / f".{model_file}.tmp")
-    (model_dir / f".{model_file}.tmp").rename(model_dir / model_file)
-    with atomic_path(model_dir / "history.csv") as tmp:
-        with open(tmp, "w", newline="") as f:
-            keys = list(dict.fromkeys(k for row in history for k in row))
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(history)
-    with atomic_path(model_dir / "manifest.csv") as tmp:
-        coll.items()[["path", "label", "sha1", "split"]].to_csv(tmp, index=False)
-    write_json(model_dir / "metrics.json", metrics)
-    write_json(model_dir / "config.json", {**cfg.to_dict(), "fingerprint": fingerprint,
-                                           "model_file": model_file,
-                                           "collection": coll.fingerprint,
-                                           "trained_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                           "backend": keras.backend.backend()})
-    for old in model_dir.glob("model-*.keras"):
-        if old.name != model_file:
-            old.unlink(missing_ok=True)
-
-
-def model_info(ws: Workspace, name: str) -> dict:
-    """The saved settings of a finished model (raises a clear error when there is none)."""
-    info = read_json(ws.model_dir(name) / "config.json")
-    if not info or not (ws.model_dir(name) / info.get("model_file", "-")).is_file():
-        raise FileNotFoundError(f"no trained model named {name!r} in {ws.root}; "
-                                f"train one with: python -m fext train --images DIR --name {name}")
-    return info
-
-
-def load_model(ws: Workspace, name: str) -> tuple[keras.Model, dict]:
-    info = model_info(ws, name)
-    return model_lib.load(ws.model_dir(name) / info["model_file"]), info

@@ -24,11 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from .errors import BusyError, UsageError
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class LockedError(RuntimeError):
+class LockedError(BusyError):
     """Another job is writing the same artefacts."""
 
 
@@ -39,7 +41,7 @@ def default_root() -> Path:
 def check_name(name: str) -> str:
     """Model names become folder names: refuse anything that could leave the workspace."""
     if not isinstance(name, str) or not NAME_RE.match(name) or name in (".", ".."):
-        raise ValueError(
+        raise UsageError(
             f"invalid name {name!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a "
             "letter or digit")
     return name
@@ -64,18 +66,6 @@ class Workspace:
 
     def uploads_dir(self) -> Path:
         return self.root / "data" / "uploads"
-
-    def models(self) -> list[str]:
-        """Names of finished models (those with a saved model file), newest first."""
-        base = self.root / "models"
-        if not base.is_dir():
-            return []
-        done = []
-        for p in base.iterdir():  # model folders; files beside them (a README) are not models
-            info = read_json(p / "config.json") if p.is_dir() and NAME_RE.match(p.name) else None
-            if info and (p / info.get("model_file", "-")).is_file():
-                done.append((info.get("trained_at", ""), p.name))
-        return [n for _, n in sorted(done, reverse=True)]
 
     # -- versions of the index folder -------------------------------------------------------
     def current_index(self, name: str) -> Path | None:

@@ -28,8 +28,9 @@ def app_workspace(tmp_path_factory):
 
         images = make_collection(tmp_path_factory.mktemp("app-images"))
         ws = Workspace(tmp_path_factory.mktemp("app-ws"))
-        cfg = RunConfig(DataConfig(str(images), 16), ModelConfig("small", DIM),
-                        TrainConfig(2, 16, patience=5, seed=42))
+        cfg = RunConfig(data=DataConfig(images=str(images), image_size=16),
+                        model=ModelConfig(preset="small", latent_dim=DIM),
+                        train=TrainConfig(epochs=2, batch_size=16, patience=5, seed=42))
         train(ws, "demo", cfg)
         extract(ws, "demo")
         project(ws, "demo")

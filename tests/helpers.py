@@ -15,10 +15,11 @@ def tiny_config(images: Path, **overrides):
     from fext.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
     c = {**TINY, **overrides}
-    return RunConfig(DataConfig(str(images), c["image_size"]),
-                     ModelConfig(c["preset"], c["latent_dim"]),
-                     TrainConfig(c["epochs"], c["batch_size"], patience=c.get("patience", 5),
-                                 seed=c.get("seed", 42), noise=c.get("noise", 0.0)))
+    return RunConfig(data=DataConfig(images=str(images), image_size=c["image_size"]),
+                     model=ModelConfig(preset=c["preset"], latent_dim=c["latent_dim"]),
+                     train=TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"],
+                                       patience=c.get("patience", 5), seed=c.get("seed", 42),
+                                       noise=c.get("noise", 0.0)))
 
 
 def run_cli(*args: str, workspace: Path | None = None, check: bool = True):

@@ -147,9 +147,9 @@ def test_collection_shows_counts_and_skipped_files(on_demo):
 
 
 def test_rescan_picks_up_a_new_file(own_ws):
-    from fext.train import model_info
+    from fext.registry import open_record
 
-    folder = Path(model_info(own_ws, "demo")["data"]["images"])
+    folder = Path(open_record(own_ws, "demo").images)
     at = run_page("collection")
     (folder / "red" / "zz_new.png").write_bytes(png(shape("red", 99)))
     try:
@@ -206,7 +206,7 @@ def test_train_lists_runs_and_refuses_a_missing_folder(own_ws, tmp_path):
 
 
 def test_train_starts_one_build_job_and_shows_it_live(own_ws, monkeypatch, fake_jobs):
-    from fext.train import model_info
+    from fext.registry import open_record
 
     calls = []
 
@@ -217,7 +217,7 @@ def test_train_starts_one_build_job_and_shows_it_live(own_ws, monkeypatch, fake_
                                                   {"epoch": 2, "loss": 0.07, "val_loss": 0.08}]})
 
     monkeypatch.setattr("fext.jobs.start", start)
-    images = model_info(own_ws, "demo")["data"]["images"]
+    images = open_record(own_ws, "demo").images
     at = run_page("train")
     widget(at.text_input, "Model name").set_value("shapes-2")
     widget(at.select_slider, "Image size").set_value(32)
@@ -346,6 +346,7 @@ def test_pages_before_any_model_say_what_to_do(empty_ws, page):
 
 
 def test_first_start_prepares_the_demo_once_and_shows_progress(tmp_path, monkeypatch, fake_jobs):
+    from fext import registry
     from fext.workspace import Workspace
 
     monkeypatch.setenv("FEXT_WORKSPACE", str(tmp_path))
@@ -364,7 +365,7 @@ def test_first_start_prepares_the_demo_once_and_shows_progress(tmp_path, monkeyp
         other = run_page(page)
         assert not other.exception and "Preparing the demo" in texts(other), page
     assert calls == ["demo"]
-    assert Workspace(tmp_path).models() == []
+    assert registry.names(Workspace(tmp_path)) == []
 
 
 def test_a_model_without_features_offers_extraction(own_ws, fake_jobs):

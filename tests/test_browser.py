@@ -192,8 +192,8 @@ def test_features_csv_download(browser, app_url):
 
 def test_eight_concurrent_sessions_get_their_own_results(browser, app_url, app_ws):
     """Eight browser sessions upload different images at once; each gets its own image first."""
-    from fext.train import model_info
-    root = Path(model_info(app_ws, "demo")["data"]["images"])
+    from fext.registry import open_record
+    root = Path(open_record(app_ws, "demo").images)
     queries = [f"{label}/{label}_{i:03d}.png" for label in COLOURS for i in (1, 5, 9)][:8]
     assert len(queries) == 8
     contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in queries]

@@ -1,6 +1,7 @@
 """The classifier: both training phases take effect, the test split is used once, reports, predict,
 the CLI, experiments, refusals, and the app page."""
 
+import dataclasses
 import json
 import shutil
 
@@ -49,9 +50,9 @@ def classified(trained, mixed_dir):
 def _splits(ws, name, folder):
     from fext.classifier import labelled_splits
     from fext.collection import Collection
-    from fext.train import model_info
+    from fext.registry import open_record
 
-    d = model_info(ws, name)["data"]
+    d = dataclasses.asdict(open_record(ws, name).config.data)
     coll = Collection.sync(ws, folder, d["image_size"], d["fit"], d["val_fraction"],
                            d["test_fraction"])
     return (*labelled_splits(coll), coll.images)
@@ -67,7 +68,8 @@ def test_both_phases_take_effect(trained, mixed_dir):
         run_phase,
     )
     from fext.progress import report
-    from fext.train import load_model, set_seed
+    from fext.registry import load as load_model
+    from fext.train import set_seed
 
     ws, name = trained
     ae, _ = load_model(ws, name)
@@ -86,7 +88,7 @@ def test_both_phases_take_effect(trained, mixed_dir):
     cfg = ClassifierConfig(head=(8,), head_epochs=1, finetune_epochs=1, batch_size=16,
                            learning_rate=1e-2, finetune_learning_rate=1e-2)
     enc0, head0 = snapshot(encoder_layers(model)), snapshot(head_layers(model))
-    selector = Selector(cfg.monitor, use_val=True)
+    selector = Selector(cfg.monitor, use_val=True, patience=cfg.patience)
     run_phase(model, "head", images, splits["train"], splits["val"], cfg, selector, report(None))
     enc1, head1 = snapshot(encoder_layers(model)), snapshot(head_layers(model))
     assert same(enc0, enc1), "phase 1 moved the encoder"
@@ -105,7 +107,7 @@ def test_both_phases_take_effect(trained, mixed_dir):
 def test_phase_changes_need_a_recompile(trained):
     """`set_phase` recompiles: the trainable weights the optimizer sees follow the phase."""
     from fext.classifier import build_classifier, head_layers, set_phase
-    from fext.train import load_model
+    from fext.registry import load as load_model
 
     ws, name = trained
     model = build_classifier(load_model(ws, name)[0], 3, (8,), 0.0)

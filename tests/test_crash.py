@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from fext.features import Artifacts
+from fext.registry import load as load_model
+from fext.registry import open_record as model_info
 from fext.search import Searcher
-from fext.train import load_model, model_info
 from fext.workspace import Workspace
 from tests.corpus import make_shapes
 from tests.helpers import REPO, run_cli

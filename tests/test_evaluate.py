@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from fext.anomaly import distance_to_reference, isolation, ranking
-from fext.evaluate import psnr, quality, retrieval, roc_auc, ssim
+from fext.evaluate import psnr, ssim
 from fext.index import VectorIndex, l2_normalize
-from fext.train import load_model
+from fext.quality import quality, retrieval, roc_auc
+from fext.registry import load as load_model
 
 
 def test_ssim_and_psnr_basics():
@@ -53,11 +54,11 @@ def test_quality_compares_against_baselines_in_one_run(trained, tmp_path):
     from fext.collection import Collection
     from fext.workspace import Workspace
     ws, name = trained
-    model, info = load_model(ws, name)
-    d = info["data"]
+    model, record = load_model(ws, name)
+    d = record.config.data
     # a larger test split than the default 10 %, so every label has test images
-    coll = Collection.sync(Workspace(tmp_path), d["images"], d["image_size"], d["fit"], 0.1, 0.4)
-    q = quality(model, info, coll, one_class=True)
+    coll = Collection.sync(Workspace(tmp_path), d.images, d.image_size, d.fit, 0.1, 0.4)
+    q = quality(model, record, coll, one_class=True)
     assert set(q["retrieval"]) == {"autoencoder", "PCA-8", "raw pixels"}
     assert set(q["one_class_auc"]) == {"autoencoder", "PCA-8", "raw pixels"}
     for m, r in q["retrieval"].items():

@@ -5,8 +5,9 @@ import pytest
 
 from fext.features import Artifacts, StaleError, export_csv, extract
 from fext.projection import project
+from fext.registry import open_record
 from fext.search import Searcher
-from fext.train import model_info, train
+from fext.train import train
 from fext.workspace import Workspace
 from tests.corpus import shape_image
 from tests.helpers import tiny_config
@@ -19,7 +20,7 @@ def test_artefacts_are_complete_and_consistent(trained):
     assert feats.shape == (len(art.items), 8) and len(art.items) == 42
     np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
     assert art.scores().shape == (42,) and (art.scores() > 0).all()
-    assert art.meta["model"] == model_info(ws, name)["fingerprint"]
+    assert art.meta["model"] == open_record(ws, name).fingerprint
     assert art.meta["skipped"] == 2 and len(art.index()) == 42
 
 

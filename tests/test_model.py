@@ -12,7 +12,7 @@ from fext.config import ModelConfig
                                                  ("large", 4, 8), ("vgg16", 5, 13)])
 def test_presets_build_with_a_compact_bottleneck(preset, blocks, convs):
     size = 2 ** blocks * 2
-    ae = model_lib.build_autoencoder(ModelConfig(preset, 32), size)
+    ae = model_lib.build_autoencoder(ModelConfig(preset=preset, latent_dim=32), size)
     enc_convs = [lay for lay in ae.layers if lay.name.startswith("enc") and "_conv" in lay.name]
     dec_convs = [lay for lay in ae.layers if lay.name.startswith("dec") and "_conv" in lay.name]
     assert len(enc_convs) == convs == len(dec_convs)
@@ -22,18 +22,19 @@ def test_presets_build_with_a_compact_bottleneck(preset, blocks, convs):
 
 
 def test_vgg16_filters_match_vgg16():
-    ae = model_lib.build_autoencoder(ModelConfig("vgg16", 128), 32)
+    ae = model_lib.build_autoencoder(ModelConfig(preset="vgg16", latent_dim=128), 32)
     filters = [lay.filters for lay in ae.layers if lay.name.startswith("enc") and "_conv" in lay.name]
     assert filters == [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
 
 
 def test_image_size_must_fit_the_pooling_steps():
     with pytest.raises(ValueError, match="multiple of 8"):
-        model_lib.build_autoencoder(ModelConfig("medium", 16), 20)
+        model_lib.build_autoencoder(ModelConfig(preset="medium", latent_dim=16), 20)
 
 
 def test_saved_model_round_trips_in_safe_mode(tmp_path):
-    ae = model_lib.compile_autoencoder(model_lib.build_autoencoder(ModelConfig("small", 4), 8), 1e-3)
+    cfg = ModelConfig(preset="small", latent_dim=4)
+    ae = model_lib.compile_autoencoder(model_lib.build_autoencoder(cfg, 8), 1e-3)
     x = np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32)
     ae.save(tmp_path / "m.keras")
     again = model_lib.load(tmp_path / "m.keras")
@@ -49,14 +50,14 @@ def test_model_with_lambda_code_is_refused(tmp_path):
 
 
 def test_flops_are_counted():
-    ae = model_lib.build_autoencoder(ModelConfig("small", 8), 16)
+    ae = model_lib.build_autoencoder(ModelConfig(preset="small", latent_dim=8), 16)
     assert model_lib.flops_per_image(ae) > 2 * 16 * 16 * 3 * 32 * 9
 
 
 @pytest.mark.parametrize("preset,size", [("small", 16), ("medium", 32)])
 def test_inference_parts_compute_what_the_trained_model_computes(preset, size):
     keras.utils.set_random_seed(1)
-    ae = model_lib.build_autoencoder(ModelConfig(preset, 16), size)
+    ae = model_lib.build_autoencoder(ModelConfig(preset=preset, latent_dim=16), size)
     rng = np.random.default_rng(0)
     for layer in ae.layers:  # batch-norm statistics far from their initial values
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -75,7 +76,7 @@ def test_inference_parts_compute_what_the_trained_model_computes(preset, size):
 
 def test_bfloat16_inference_stays_close_to_float32():
     keras.utils.set_random_seed(2)
-    ae = model_lib.build_autoencoder(ModelConfig("medium", 32), 32)
+    ae = model_lib.build_autoencoder(ModelConfig(preset="medium", latent_dim=32), 32)
     x = np.random.default_rng(0).random((8, 32, 32, 3)).astype(np.float32)
     (e32, d32), (e16, d16) = (model_lib.inference_parts(ae, p) for p in ("float32", "bfloat16"))
     assert e16.get_layer("enc1_conv1").compute_dtype == "bfloat16"

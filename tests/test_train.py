@@ -4,7 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fext.train import load_model, model_info, train
+from fext import registry
+from fext.registry import load as load_model
+from fext.registry import open_record as model_info
+from fext.train import train
 from fext.workspace import LockedError, Workspace
 from tests.helpers import tiny_config
 
@@ -26,11 +29,11 @@ def history(ws, name):
 
 def test_model_folder_has_everything(trained):
     ws, name = trained
-    info = model_info(ws, name)
+    record = model_info(ws, name)
     d = ws.model_dir(name)
-    assert (d / info["model_file"]).is_file()
-    assert info["model"] == {"preset": "small", "latent_dim": 8}
-    assert info["data"]["image_size"] == 16 and info["train"]["seed"] == 42
+    assert (d / record.model_file).is_file() and record.path == d / record.model_file
+    assert record.to_dict()["model"] == {"preset": "small", "latent_dim": 8}
+    assert record.config.data.image_size == 16 and record.config.train.seed == 42
     assert len(history(ws, name)) == 3
     metrics = (d / "metrics.json").read_text()
     assert '"monitor": "val_loss"' in metrics  # chosen on validation, never on test
@@ -88,5 +91,5 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, shapes_dir):
 def test_files_beside_model_folders_are_not_models(trained):
     ws, name = trained
     (ws.root / "models" / "README.md").write_text("what this folder holds")  # as in the repo
-    names = ws.models()  # other tests may have added models to this shared workspace
+    names = registry.names(ws)  # other tests may have added models to this shared workspace
     assert name in names and "README.md" not in names

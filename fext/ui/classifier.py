@@ -7,23 +7,24 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from fext import jobs
+from fext import jobs, registry
 from fext.classifier import classifier_dir, parse_head, read_histories, read_result
 from fext.collection import Collection
+from fext.config import MONITORS, ClassifierConfig, DataConfig, help_of
 from fext.experiment import curves as experiment_curves
 from fext.experiment import experiments
 from fext.images import ImageError
-from fext.train import model_info
 from fext.ui.common import header, model_picker, start_job, thumb, workspace
 from fext.workspace import Workspace, read_json
 
+C = ClassifierConfig()  # the defaults, from their one source
+
 
 # -- training -----------------------------------------------------------------------------------
-def label_counts(ws: Workspace, folder: str, info: dict) -> pd.Series | None:
+def label_counts(ws: Workspace, folder: str, data: DataConfig) -> pd.Series | None:
     """Images per label of `folder` as last scanned at the model's size (None if never scanned)."""
-    d = info["data"]
     try:
-        items = Collection.open(ws, folder, d["image_size"], d["fit"]).items()
+        items = Collection.open(ws, folder, data.image_size, data.fit).items()
     except FileNotFoundError:
         return None
     return items[items["label"] != ""]["label"].value_counts().sort_index()
@@ -57,19 +58,23 @@ def classify_progress(job_id: str) -> None:
         st.rerun()
 
 
-def train_form(ws: Workspace, name: str, info: dict) -> None:
+def train_form(ws: Workspace, name: str, data: DataConfig) -> None:
     """Settings for a new classifier; starts `python -m fext classify` in the background."""
     with st.form("classify"):
         c1, c2, c3 = st.columns([3, 2, 1])
-        folder = c1.text_input("Labelled image folder (on this server)", value=info["data"]["images"],
+        folder = c1.text_input("Labelled image folder (on this server)", value=data.images,
                                help="One sub-folder per label. Images at the top level are ignored.")
-        head = c2.text_input("Head sizes", value="128", help="dense layers, e.g. 64,32; none for "
-                                                             "a softmax on the features")
-        dropout = c3.number_input("Dropout", 0.0, 0.9, 0.3, 0.05)
+        head = c2.text_input("Head sizes", value=",".join(map(str, C.head)) or "none",
+                             help=help_of(ClassifierConfig, "head"))
+        dropout = c3.number_input("Dropout", 0.0, 0.9, C.dropout, 0.05,
+                                  help=help_of(ClassifierConfig, "dropout"))
         c1, c2, c3 = st.columns(3)
-        head_epochs = c1.number_input("Phase 1 epochs (head only)", 1, 200, 10)
-        finetune_epochs = c2.number_input("Phase 2 epochs (fine-tune)", 0, 200, 10)
-        monitor = c3.selectbox("Select and stop on", ["val_accuracy", "val_loss"])
+        head_epochs = c1.number_input("Phase 1 epochs (head only)", 1, 200, C.head_epochs,
+                                      help=help_of(ClassifierConfig, "head_epochs"))
+        finetune_epochs = c2.number_input("Phase 2 epochs (fine-tune)", 0, 200, C.finetune_epochs,
+                                          help=help_of(ClassifierConfig, "finetune_epochs"))
+        monitor = c3.selectbox("Select and stop on", MONITORS, index=MONITORS.index(C.monitor),
+                               help=help_of(ClassifierConfig, "monitor"))
         submitted = st.form_submit_button("Train classifier", type="primary")
     if not submitted:
         return
@@ -81,7 +86,7 @@ def train_form(ws: Workspace, name: str, info: dict) -> None:
     if not folder or not Path(folder).expanduser().is_dir():
         st.error(f"Folder not found on the server: `{folder}`.")
         return
-    counts = label_counts(ws, str(Path(folder).expanduser()), info)
+    counts = label_counts(ws, str(Path(folder).expanduser()), data)
     if counts is not None and len(counts) < 2:
         st.error("A classifier needs at least two labelled sub-folders (one per label); "
                  f"`{folder}` has {len(counts)}.")
@@ -237,7 +242,7 @@ if name is None:
             "the classifier is built on its encoder.")
     show_experiments(ws)
     st.stop()
-info = model_info(ws, name)
+data = registry.open_record(ws, name).config.data
 running = jobs.active(ws, name, "classify")
 if running is not None:
     st.subheader(f"Training a classifier on {name}")
@@ -249,12 +254,12 @@ else:
             not committed.is_file() or last.spec.get("started", 0) > committed.stat().st_mtime):
         st.error(f"The last classifier training failed: {last.error()}")
     with st.expander("Train a classifier", expanded=read_result(ws, name) is None):
-        counts = label_counts(ws, info["data"]["images"], info)
+        counts = label_counts(ws, data.images, data)
         if counts is not None and len(counts) < 2:
             st.warning(f"The training folder of **{name}** has {len(counts)} labelled sub-folder(s): "
                        "a classifier needs at least two (one sub-folder per label). Choose a "
                        "labelled folder below.")
-        train_form(ws, name, info)
+        train_form(ws, name, data)
 
 result = read_result(ws, name)
 if result is None:

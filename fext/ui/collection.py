@@ -8,9 +8,10 @@ import plotly.express as px
 import streamlit as st
 
 from fext import images as imaging
+from fext import registry
 from fext.collection import Collection
+from fext.config import DataConfig
 from fext.ui.common import demo_job, header, image_grid, model_picker, show_demo_progress, workspace
-from fext.workspace import read_json
 
 MAX_FILE_MB = 20  # also server.maxUploadSize in .streamlit/config.toml
 
@@ -21,10 +22,9 @@ selected = model_picker(ws)
 if selected is None and (job := demo_job(ws)) is not None:
     show_demo_progress(job)
     st.stop()
-info = read_json(ws.model_dir(selected) / "config.json", {}) if selected else {}
-size = info.get("data", {}).get("image_size", 64)
-fit = info.get("data", {}).get("fit", "pad")
-folder = st.session_state.get("collection_path") or info.get("data", {}).get("images", "")
+data = registry.open_record(ws, selected).config.data if selected else DataConfig()
+size, fit = data.image_size, data.fit
+folder = st.session_state.get("collection_path") or data.images
 
 
 def safe_part(text: str) -> str:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from fext import demo, jobs
+from fext import demo, jobs, registry
+from fext.errors import BusyError
 from fext.features import Artifacts, StaleError
 from fext.images import thumbnail
-from fext.train import model_info
 from fext.workspace import Workspace
 
 
@@ -35,7 +35,7 @@ def demo_job(ws: Workspace) -> jobs.Job | None:
     a workspace that already holds a demo model is used as it is.
     """
     running = jobs.active(ws, command="demo")
-    if running is not None or "demo" in ws.models() or not demo.DEMO_DIR.is_dir():
+    if running is not None or "demo" in registry.names(ws) or not demo.DEMO_DIR.is_dir():
         return running
     if ws.is_locked(demo.DEMO_NAME):
         return None
@@ -46,7 +46,7 @@ def demo_job(ws: Workspace) -> jobs.Job | None:
             return None
     try:
         return jobs.start(ws, "demo", None, [])
-    except RuntimeError as e:  # another tab started it a moment ago
+    except BusyError as e:  # another tab started it a moment ago
         st.warning(str(e))
         return jobs.active(ws, command="demo")
 
@@ -61,7 +61,7 @@ def show_demo_progress(job: jobs.Job) -> None:
 # -- models -------------------------------------------------------------------------------------
 def model_picker(ws: Workspace) -> str | None:
     """Sidebar selector of finished models; the choice is kept across pages."""
-    names = ws.models()
+    names = registry.names(ws)
     with st.sidebar:
         if not names:
             st.info("No trained model yet.")
@@ -73,11 +73,10 @@ def model_picker(ws: Workspace) -> str | None:
         name = st.selectbox("Model", names, index=names.index(current),
                             help="Every page shows the features, map and scores of this model.")
         st.session_state["model"] = name
-        info = model_info(ws, name)
-        st.caption(f"**{info['model']['preset']}** preset · {info['model']['latent_dim']}-d "
-                   f"features · {info['data']['image_size']} px · trained "
-                   f"{info.get('trained_at', '')}")
-        st.caption(f"Images: `{info['data']['images']}`")
+        cfg = (record := registry.open_record(ws, name)).config
+        st.caption(f"**{cfg.model.preset}** preset · {cfg.model.latent_dim}-d features · "
+                   f"{cfg.data.image_size} px · trained {record.trained_at}")
+        st.caption(f"Images: `{cfg.data.images}`")
         st.caption(f"Workspace: `{ws.root}`")
     return name
 
@@ -131,7 +130,7 @@ def start_job(ws: Workspace, command: str, name: str | None, args: list) -> None
     """Start a background job and rerun so every part of the page shows it running."""
     try:
         job = jobs.start(ws, command, name, args)
-    except RuntimeError as e:
+    except BusyError as e:
         st.error(str(e))
         return
     st.session_state["last_job"] = job.id
@@ -150,8 +149,7 @@ def searcher(root: str, name: str, version: str):
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")
 def autoencoder(root: str, name: str, fingerprint: str):
     """The trained autoencoder, keyed on its fingerprint (retraining gives a new one)."""
-    from fext.train import load_model
-    return load_model(Workspace(root), name)[0]
+    return registry.load(Workspace(root), name)[0]
 
 
 @st.cache_data(max_entries=5000, show_spinner=False)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fext import evaluate, jobs
+from fext import evaluate, jobs, registry
 from fext.collection import Collection
 from fext.ui.common import autoencoder, header, job_progress, need_model, start_job, workspace
 from fext.workspace import Workspace, read_json
@@ -14,15 +14,15 @@ header("Reconstruction", "How faithfully the autoencoder redraws its images, per
 ws = workspace()
 name = need_model(ws)
 d = ws.model_dir(name)
-info, metrics = read_json(d / "config.json"), read_json(d / "metrics.json", {})
-data = info["data"]
+record, metrics = registry.open_record(ws, name), read_json(d / "metrics.json", {})
+data = record.config.data
 
 
 @st.cache_data(max_entries=4, show_spinner="Reconstructing every image…")
 def per_image(root: str, name: str, fingerprint: str) -> pd.DataFrame:
     """MSE, PSNR and SSIM of every image, computed once per model version."""
     model = autoencoder(root, name, fingerprint)
-    coll = Collection.open(Workspace(root), data["images"], data["image_size"], data["fit"])
+    coll = Collection.open(Workspace(root), data.images, data.image_size, data.fit)
     items = coll.items()
     return items.assign(**evaluate.per_image(model, coll.images, items["row"].to_numpy()))
 
@@ -35,8 +35,8 @@ def side_by_side(x: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 def show_pairs(rows: pd.DataFrame, columns: int = 4) -> None:
     """Each image beside its reconstruction, with its scores."""
-    model = autoencoder(str(ws.root), name, info["fingerprint"])
-    coll = Collection.open(ws, data["images"], data["image_size"], data["fit"])
+    model = autoencoder(str(ws.root), name, record.fingerprint)
+    coll = Collection.open(ws, data.images, data.image_size, data.fit)
     x = evaluate.to_input(coll.images, rows["row"].to_numpy())
     r = np.asarray(model.predict_on_batch(x))
     records = list(rows.itertuples(index=False))
@@ -95,10 +95,10 @@ def baselines() -> None:
 
 split_metrics()
 try:
-    table = per_image(str(ws.root), name, info["fingerprint"])
+    table = per_image(str(ws.root), name, record.fingerprint)
 except FileNotFoundError:
     st.warning("The images this model was trained on are no longer scanned in this workspace; "
-               f"rescan `{data['images']}` on the Collection page.")
+               f"rescan `{data.images}` on the Collection page.")
     st.stop()
 test_rows = table[table["split"] == "test"]
 st.subheader("Originals and reconstructions")

@@ -6,8 +6,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from fext import jobs
-from fext.config import PRESETS
+from fext import jobs, registry
+from fext.config import FITS, PRESETS, DataConfig, ModelConfig, TrainConfig, help_of
 from fext.ui.common import header, job_label, job_progress, model_picker, start_job, workspace
 from fext.workspace import NAME_RE, read_json
 
@@ -15,7 +15,7 @@ header("Train", "Train an autoencoder on a folder of images; features, index and
                 "automatically. Jobs run in the background: reloading the page does not stop them.")
 ws = workspace()
 selected = model_picker(ws)
-models = ws.models()
+models = registry.names(ws)
 
 
 def running_jobs() -> None:
@@ -49,11 +49,14 @@ def default_name() -> str:
     return f"model-{n}"
 
 
+D, M, T = DataConfig(), ModelConfig(), TrainConfig()  # the defaults, from their one source
+
+
 def settings_form() -> dict | None:
     """The new-model form; returns its values when submitted."""
     images = st.session_state.get("collection_path")
     if not images and selected:
-        images = read_json(ws.model_dir(selected) / "config.json", {}).get("data", {}).get("images", "")
+        images = registry.open_record(ws, selected).images
     with st.form("train", border=True):
         st.subheader("New model")
         c1, c2, c3 = st.columns(3)
@@ -63,21 +66,23 @@ def settings_form() -> dict | None:
              "name": c2.text_input("Model name", value=default_name(),
                                    help="letters, digits, _ - . — an existing name is replaced "
                                         "when the new model is ready"),
-             "preset": c3.selectbox("Preset", list(PRESETS), index=1,
-                                    help="VGG-style blocks of 3x3 convolutions: small 2 blocks, "
-                                         "medium 3, large 4, vgg16 VGG16's 5 blocks")}
+             "preset": c3.selectbox("Preset", list(PRESETS), index=list(PRESETS).index(M.preset),
+                                    help=help_of(ModelConfig, "preset"))}
         c1, c2, c3, c4 = st.columns(4)
         v["size"] = c1.select_slider("Image size (px)", [16, 32, 48, 64, 96, 128, 160, 192, 224, 256],
-                                     value=64)
+                                     value=D.image_size, help=help_of(DataConfig, "image_size"))
         v["latent"] = c2.select_slider("Feature size", [8, 16, 32, 64, 96, 128, 192, 256, 512],
-                                       value=128, help="length of each image's feature vector")
-        v["epochs"] = c3.number_input("Epochs", 1, 500, 30)
-        v["batch"] = c4.select_slider("Batch size", [8, 16, 32, 64, 128, 256], value=64)
+                                       value=M.latent_dim, help=help_of(ModelConfig, "latent_dim"))
+        v["epochs"] = c3.number_input("Epochs", 1, 500, T.epochs, help=help_of(TrainConfig, "epochs"))
+        v["batch"] = c4.select_slider("Batch size", [8, 16, 32, 64, 128, 256], value=T.batch_size,
+                                      help=help_of(TrainConfig, "batch_size"))
         c1, c2, c3 = st.columns(3)
-        v["lr"] = c1.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3], value=1e-3)
-        v["fit"] = c2.radio("Keep aspect ratio by", ["pad", "crop"], horizontal=True,
-                            help="pad to a square with white, or centre-crop")
-        v["patience"] = c3.number_input("Early-stopping patience (epochs)", 1, 50, 5)
+        v["lr"] = c1.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3], value=T.learning_rate,
+                                   help=help_of(TrainConfig, "learning_rate"))
+        v["fit"] = c2.radio("Keep aspect ratio by", list(FITS), index=FITS.index(D.fit),
+                            horizontal=True, help=help_of(DataConfig, "fit"))
+        v["patience"] = c3.number_input("Early-stopping patience (epochs)", 1, 50, T.patience,
+                                        help=help_of(TrainConfig, "patience"))
         submitted = st.form_submit_button("Start training", type="primary",
                                           icon=":material/play_arrow:")
     return v if submitted else None
@@ -111,14 +116,14 @@ def runs() -> None:
     rows, curves = [], []
     for model in models:
         d = ws.model_dir(model)
-        info, metrics = read_json(d / "config.json", {}), read_json(d / "metrics.json", {})
-        test = metrics.get("splits", {}).get("test", {})
-        rows.append({"model": model, "preset": info["model"]["preset"],
-                     "features": info["model"]["latent_dim"], "px": info["data"]["image_size"],
+        record, metrics = registry.open_record(ws, model), read_json(d / "metrics.json", {})
+        cfg, test = record.config, metrics.get("splits", {}).get("test", {})
+        rows.append({"model": model, "preset": cfg.model.preset,
+                     "features": cfg.model.latent_dim, "px": cfg.data.image_size,
                      "epochs": metrics.get("epochs_run"), "best epoch": metrics.get("best_epoch"),
                      "test loss": test.get("loss"), "test PSNR": test.get("psnr"),
-                     "test SSIM": test.get("ssim"), "trained": info.get("trained_at"),
-                     "images": info["data"]["images"]})
+                     "test SSIM": test.get("ssim"), "trained": record.trained_at,
+                     "images": cfg.data.images})
         if (d / "history.csv").is_file():
             h = pd.read_csv(d / "history.csv")
             y = "val_loss" if "val_loss" in h else "loss"

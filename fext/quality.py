@@ -1,0 +1,194 @@
+"""The feature-quality study: the product's own paths against raw pixels and PCA, in one run.
+
+Retrieval: test-split queries against the training split, relevant = same label, for the
+model's bottleneck vectors and for the baselines on exactly the same rows.
+
+One-class anomaly detection runs what a user runs, not a parallel protocol: for each label,
+`train` a model with this model's settings on a folder holding that label's training images
+only, `extract --images` a folder of every label's *test* images (never an image the model
+was trained on), and read the ranking `anomalies` would print. The baselines are fitted on the
+same normal images and score the same test images. The figures are the ones a user gets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .feed import iter_batches
+from .progress import ProgressFn, report
+
+
+def _flat(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return np.concatenate([x.reshape(len(x), -1) for _, x in iter_batches(images, rows, 512)])
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def retrieval(db: np.ndarray, db_labels, queries: np.ndarray, q_labels, k: int = 10) -> dict:
+    """precision@k and mAP of cosine search: each query against the whole database."""
+    db, queries = _unit(db), _unit(queries)
+    db_labels, q_labels = np.asarray(db_labels), np.asarray(q_labels)
+    precision, ap = [], []
+    for start in range(0, len(queries), 256):
+        sims = queries[start:start + 256] @ db.T
+        order = np.argsort(-sims, axis=1, kind="stable")
+        rel = db_labels[order] == q_labels[start:start + 256, None]
+        precision.extend(rel[:, :k].mean(axis=1))
+        hits = np.cumsum(rel, axis=1)
+        ranks = np.arange(1, rel.shape[1] + 1)
+        ap.extend((hits / ranks * rel).sum(axis=1) / np.maximum(rel.sum(axis=1), 1))
+    return {f"precision@{k}": float(np.mean(precision)), "map": float(np.mean(ap))}
+
+
+def roc_auc(scores: np.ndarray, is_anomaly: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+    return float(roc_auc_score(np.asarray(is_anomaly, bool), np.asarray(scores, np.float64)))
+
+
+class RawPixels:
+    """Baseline: the pixels at the model's input size; anomaly = distance to the nearest training image."""
+
+    name = "raw pixels"
+
+    def fit(self, images, rows):
+        self.db = _unit(_flat(images, rows))
+        return self
+
+    def features(self, images, rows):
+        return _flat(images, rows)
+
+    def anomaly(self, images, rows):
+        q = _unit(_flat(images, rows))
+        return 1.0 - (q @ self.db.T).max(axis=1)
+
+
+class PCABaseline:
+    """Baseline: PCA of the pixels at the model's feature size; anomaly = PCA reconstruction error."""
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self.name = f"PCA-{dim}"
+
+    def fit(self, images, rows):
+        from sklearn.decomposition import PCA
+        x = _flat(images, rows)
+        self.pca = PCA(n_components=min(self.dim, len(x), x.shape[1]), random_state=0).fit(x)
+        return self
+
+    def features(self, images, rows):
+        return self.pca.transform(_flat(images, rows))
+
+    def anomaly(self, images, rows):
+        x = _flat(images, rows)
+        r = self.pca.inverse_transform(self.pca.transform(x))
+        return ((x - r) ** 2).mean(axis=1)
+
+
+class EncoderFeatures:
+    """The method under test: the autoencoder's bottleneck vectors."""
+
+    name = "autoencoder"
+
+    def __init__(self, model):
+        from .model import encoder_of
+        self.encoder = encoder_of(model)
+
+    def features(self, images, rows):
+        return np.concatenate([np.asarray(self.encoder.predict_on_batch(x))
+                               for _, x in iter_batches(images, rows, 256)])
+
+
+def _labelled(coll, split: str, limit: int | None = None):
+    items = coll.items(split)
+    items = items[items["label"] != ""]
+    if limit and len(items) > limit:  # a deterministic sample keeps evaluation time bounded
+        items = items.sort_values("sha1").head(limit)
+    return items
+
+
+def quality(model, record, coll, one_class: bool = False, progress: ProgressFn | None = None,
+            max_queries: int = 2000) -> dict:
+    """Retrieval (and optionally one-class anomaly detection) of the model against baselines."""
+    progress = report(progress)
+    train_items, test_items = _labelled(coll, "train"), _labelled(coll, "test", max_queries)
+    tr_rows, tr_labels = train_items["row"].to_numpy(), train_items["label"].to_numpy()
+    te_rows, te_labels = test_items["row"].to_numpy(), test_items["label"].to_numpy()
+    labels = sorted(set(tr_labels))
+    if len(labels) < 2 or len(te_rows) == 0:
+        return {"note": "retrieval and anomaly figures need at least two labelled sub-folders "
+                        "with images in the training and test splits"}
+    dim, images = record.config.model.latent_dim, coll.images
+    methods = [EncoderFeatures(model), PCABaseline(dim).fit(images, tr_rows), RawPixels()]
+    out = {"labels": len(labels), "queries": int(len(te_rows)), "database": int(len(tr_rows)),
+           "retrieval": {}}
+    for i, m in enumerate(methods):
+        progress("retrieval", i, len(methods))
+        out["retrieval"][m.name] = retrieval(m.features(images, tr_rows), tr_labels,
+                                             m.features(images, te_rows), te_labels)
+    progress("retrieval", len(methods), len(methods))
+    if one_class:
+        out["one_class_auc"] = one_class_auc(record, coll, train_items, test_items, progress)
+    return out
+
+
+def _link_folder(src_root: Path, items, dest: Path) -> Path:
+    """A folder of `items` (hard links, or copies across file systems), keeping label sub-folders."""
+    for rel in items["path"]:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src_root / rel, target)
+        except OSError:
+            shutil.copyfile(src_root / rel, target)
+    return dest
+
+
+def one_class_auc(record, coll, train_items, test_items, progress: ProgressFn) -> dict:
+    """Per-label and mean ROC AUC, trained on one label through `train` + `extract` + `anomalies`.
+
+    Each label gets a model trained with this model's settings (in a scratch workspace) on a
+    folder of that label's training images; a folder of every label's test images is extracted
+    with it and ranked by the extraction's default anomaly score, as `fext anomalies` ranks it.
+    """
+    from .features import Artifacts, extract
+    from .train import train
+    from .workspace import Workspace
+
+    labels = sorted(set(train_items["label"]))
+    dim = record.config.model.latent_dim
+    per_label: dict[str, dict] = {"autoencoder": {}, f"PCA-{dim}": {}, "raw pixels": {}}
+    with tempfile.TemporaryDirectory(prefix="fext-one-class-") as tmp:
+        tmp = Path(tmp)
+        mixed = _link_folder(coll.root, test_items, tmp / "inspect")
+        ws = Workspace(tmp / "ws")
+        for i, label in enumerate(labels):
+            progress("one-class", i, len(labels), label=label)
+            normal = train_items[train_items["label"] == label]
+            truth_by_path = dict(zip(test_items["path"], test_items["label"] != label))
+            if all(truth_by_path.values()) or not any(truth_by_path.values()):
+                continue  # AUC needs normal and anomalous test images
+            folder = _link_folder(coll.root, normal, tmp / f"normal-{i}")
+            cfg = dataclasses.replace(record.config, data=dataclasses.replace(
+                record.config.data, images=str(folder)))
+            name = f"one-class-{i}"
+            train(ws, name, cfg)
+            extract(ws, name, str(mixed))
+            art = Artifacts.open(ws, name)
+            truth = art.items["path"].map(truth_by_path).to_numpy(bool)
+            per_label["autoencoder"][label] = roc_auc(art.scores(), truth)
+            rows = test_items.set_index("path").loc[art.items["path"], "row"].to_numpy()
+            for method in (PCABaseline(dim), RawPixels()):
+                scores = method.fit(coll.images, normal["row"].to_numpy()).anomaly(coll.images, rows)
+                per_label[method.name][label] = roc_auc(scores, truth)
+    progress("one-class", len(labels), len(labels))
+    return {m: {"mean": float(np.mean(list(v.values()))) if v else None, "per_label": v}
+            for m, v in per_label.items()}
