@@ -114,27 +114,40 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
                    help="of the forward passes; auto (default): bfloat16 where the CPU computes "
                         "it natively (AVX512_BF16, AMX: about 2x faster), else float32")
+    c.add_argument("--reference", default="auto", choices=["auto", "model", "none"],
+                   help="what anomaly scores compare against: auto (default): a folder other "
+                        "than the training folder is also scored against the model's training "
+                        "collection (the 'reference' score, ranked first); model: any folder "
+                        "is; none: only odd ones out within the folder")
     store_options(c)
     c.add_argument("--json", action="store_true")
 
     c = cmd("search", "find the images most similar to a query image")
     c.add_argument("query", help="query image file")
     c.add_argument("-k", type=int, default=10, help="number of results")
+    c.add_argument("--images", default=None,
+                   help="which extraction: that of this folder (default: the most recent)")
     store_options(c)
     c.add_argument("--json", action="store_true")
 
     c = cmd("anomalies", "rank images by anomaly score (most unusual first)")
     c.add_argument("--top", type=int, default=20, help="how many to show (0: all)")
     c.add_argument("--score", default=None,
-                   choices=["combined", "isolation", "reconstruction"],
-                   help="combined (default; isolation for extractions made with --scores "
-                        "isolation): isolation + reconstruction, each relative to its "
-                        "median; isolation: distance to the nearest images in feature space; "
-                        "reconstruction: the autoencoder's reconstruction error")
+                   choices=["reference", "combined", "isolation", "reconstruction"],
+                   help="reference (default where the extraction has it: a folder other than "
+                        "the training folder): unlike the training collection; combined "
+                        "(default otherwise): odd ones out of the folder, isolation + "
+                        "reconstruction, each relative to its median; isolation: distance to "
+                        "the nearest images of the folder; reconstruction: the autoencoder's "
+                        "reconstruction error")
+    c.add_argument("--images", default=None,
+                   help="which extraction: that of this folder (default: the most recent)")
     c.add_argument("--json", action="store_true")
 
     c = cmd("export", "write the features CSV: path,label,f0,f1,...")
     c.add_argument("--csv", required=True, help="output CSV file")
+    c.add_argument("--images", default=None,
+                   help="which extraction: that of this folder (default: the most recent)")
 
     c = cmd("evaluate", "reconstruction per split; retrieval (and anomaly detection) against "
                         "raw-pixel and PCA baselines")
@@ -143,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
 
     c = cmd("project", "compute (or reuse) the 2-D UMAP map of the collection")
+    c.add_argument("--images", default=None,
+                   help="which extraction: that of this folder (default: the most recent)")
     c.add_argument("--n-neighbors", type=int, default=15)
     c.add_argument("--min-dist", type=float, default=0.1)
     c.add_argument("--json", action="store_true")
@@ -273,11 +288,13 @@ def cmd_extract(args, progress):
         encoder = None
     meta = extract(_ws(args), args.name, args.images, progress, index_kind=args.index,
                    encoder=encoder, scores=getattr(args, "scores", "all"),
+                   reference=getattr(args, "reference", "auto"),
                    precision=getattr(args, "precision", "auto"),
                    store_url=args.url if getattr(args, "store", "faiss") == "qdrant" else None)
     _out(args, meta, f"extracted {meta['count']} images ({meta['encoded']} encoded, "
                      f"{meta['reused']} reused, {meta['skipped']} skipped) from {meta['images']}: "
-                     f"{meta['dim']}-d features, {meta['index']['kind']} index")
+                     f"{meta['dim']}-d features, {meta['index']['kind']} index; anomaly scores: "
+                     f"{meta['reference']['text']}")
     return {"count": meta["count"]}
 
 
@@ -289,7 +306,7 @@ def cmd_search(args, progress):
     if args.store == "qdrant":
         searcher = qdrant_searcher(_ws(args), args.name, args.url)
     else:
-        searcher = Searcher.open(_ws(args), args.name)
+        searcher = Searcher.open(_ws(args), args.name, args.images)
     results = searcher.search(args.query, args.k)
     for r in results:
         r.pop("id")
@@ -318,19 +335,30 @@ def cmd_anomalies(args, progress):
     from .anomaly import ranking
     from .features import Artifacts
 
-    art = Artifacts.open(_ws(args), args.name)
-    df = ranking(art.items, art.scores(args.score), args.top or None)
-    results = [{"rank": int(r.rank), "path": r.path, "label": r.label, "score": float(r.score)}
-               for r in df.itertuples()]
-    text = "\n".join(f"{r['rank']:4d}  {r['score']:.5f}  {r['path']}" for r in results)
-    _out(args, {"model": args.name, "score": args.score or art.score_kinds[0],
-                "results": results}, text)
+    art = Artifacts.open(_ws(args), args.name, images=args.images)
+    kind = args.score or art.score_kinds[0]
+    scores = art.scores(kind)
+    threshold = art.threshold(kind)
+    df = ranking(art.items, scores, args.top or None)
+    results = [{"rank": int(r.rank), "path": r.path, "label": r.label, "score": float(r.score),
+                "flagged": bool(r.score > threshold["value"])} for r in df.itertuples()]
+    reference = art.reference if kind == "reference" else {
+        "kind": "folder", "text": "odd ones out of this folder"}
+    flagged = int((scores > threshold["value"]).sum())
+    text = [f"{kind} scores of {art.root}: {reference['text']}",
+            f"threshold {threshold['value']:.5f} ({threshold['text']}): {flagged} of "
+            f"{len(scores)} images flagged"]
+    text += [f"{r['rank']:4d}  {r['score']:.5f}{' !' if r['flagged'] else '  '}  {r['path']}"
+             for r in results]
+    _out(args, {"model": args.name, "images": str(art.root), "score": kind,
+                "reference": reference, "threshold": threshold, "flagged": flagged,
+                "results": results}, "\n".join(text))
 
 
 def cmd_export(args, progress):
     from .features import export_csv
 
-    n = export_csv(_ws(args), args.name, args.csv)
+    n = export_csv(_ws(args), args.name, args.csv, args.images)
     print(f"wrote {n} rows to {args.csv}")
 
 
@@ -369,7 +397,8 @@ def evaluation_table(result: dict) -> list[str]:
 def cmd_project(args, progress):
     from .projection import project
 
-    coords = project(_ws(args), args.name, args.n_neighbors, args.min_dist, progress=progress)
+    coords = project(_ws(args), args.name, args.n_neighbors, args.min_dist, progress=progress,
+                     images=getattr(args, "images", None))
     _out(args, {"model": args.name, "points": int(len(coords))},
          f"UMAP map of {len(coords)} images ready")
 

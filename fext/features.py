@@ -29,9 +29,10 @@ from .registry import ModelRecord, open_record
 from .workspace import Workspace, atomic_path, read_json, write_json
 
 ITEM_COLUMNS = ["id", "path", "label", "split", "sha1", "row"]
-SCORE_FILES = {"combined": "scores.npy", "isolation": "isolation.npy",
+SCORE_FILES = {"reference": "reference.npy", "combined": "scores.npy", "isolation": "isolation.npy",
                "reconstruction": "recon.npy"}
 SCORE_MODES = ("all", "isolation")  # extract's `scores`: everything, or no decoder pass
+REFERENCES = ("auto", "model", "none")  # extract's `reference`: see `extract`
 BATCH_PIXELS = 256 * 64 * 64  # images per forward pass x pixels per image (bench/ingest.py)
 
 
@@ -55,11 +56,19 @@ class Artifacts:
     items: pd.DataFrame
 
     @classmethod
-    def open(cls, ws: Workspace, name: str, check: bool = True) -> Artifacts:
-        version = ws.current_index(name)
+    def open(cls, ws: Workspace, name: str, check: bool = True,
+             images: str | Path | None = None) -> Artifacts:
+        """The most recent extraction of model `name`, or the one of folder `images`."""
+        if images is None:
+            version = ws.current_index(name)
+        else:
+            root = str(Path(images).expanduser().resolve())
+            version = next((v for v in ws.index_versions(name)
+                            if read_json(v / "meta.json", {}).get("images") == root), None)
         if version is None or not (version / "meta.json").is_file():
-            raise NotFoundError(
-                f"model {name!r} has no features yet; run: python -m fext extract --name {name}")
+            where = "" if images is None else f" --images {images}"
+            raise NotFoundError(f"model {name!r} has no features{' of ' + str(images) if images else ''}"
+                                f" yet; run: python -m fext extract --name {name}{where}")
         meta = read_json(version / "meta.json")
         if check:
             if meta.get("model") != open_record(ws, name).fingerprint:
@@ -89,16 +98,42 @@ class Artifacts:
         return tuple(self.meta.get("scores", anomaly.SCORES))
 
     def scores(self, kind: str | None = None) -> np.ndarray:
-        """Anomaly scores, one per item: "combined" (default), "isolation" or "reconstruction"."""
+        """Anomaly scores, one per item: "reference" (against the training collection, where
+        the extraction has it), "combined", "isolation" or "reconstruction"."""
         kind = kind or self.score_kinds[0]
-        if kind not in anomaly.SCORES:
-            raise UsageError(f"unknown score {kind!r}; use one of {', '.join(anomaly.SCORES)}")
+        if kind not in anomaly.REFERENCE_SCORES:
+            raise UsageError(f"unknown score {kind!r}; use one of "
+                             f"{', '.join(anomaly.REFERENCE_SCORES)}")
+        if kind == "reference" and kind not in self.score_kinds:
+            raise UsageError(f"this extraction of {self.name!r} was not scored against the "
+                             f"training collection: {self.reference['text']}")
         if kind not in self.score_kinds:
             raise UsageError(
                 f"the features of {self.name!r} were extracted without reconstruction errors "
                 f"(--scores isolation), so only {', '.join(self.score_kinds)} can be ranked; "
                 f"for the others run: python -m fext extract --name {self.name}")
         return np.load(self.dir / SCORE_FILES[kind])
+
+    @property
+    def reference(self) -> dict:
+        """What the scores were measured against (meta's "reference"; extractions made before
+        it existed ranked the folder against itself)."""
+        return self.meta.get("reference") or {"kind": "folder", "text": "odd ones out of this folder",
+                                              "share": anomaly.FOLDER_SHARE}
+
+    def threshold(self, kind: str | None = None) -> dict:
+        """Where flagging starts for score `kind`: calibrated on the model's validation images
+        for the reference score, a stated share of the folder for the others."""
+        kind = kind or self.score_kinds[0]
+        if kind == "reference":
+            return {"value": float(self.reference["threshold"]),
+                    "false_alarm_rate": self.reference["false_alarm_rate"],
+                    "text": f"expected false-alarm rate on normal images: "
+                            f"{self.reference['false_alarm_rate']:.0%} (calibrated on the "
+                            f"model's {self.reference['calibration']})"}
+        share = anomaly.FOLDER_SHARE
+        return {"value": float(np.quantile(self.scores(kind), 1 - share)), "share": share,
+                "text": f"the top {share:.0%} of this folder"}
 
     def index(self) -> VectorIndex:
         """The FAISS index; an IVF-PQ one re-ranks its candidates from the memory-mapped features."""
@@ -156,6 +191,32 @@ def encode_rows(parts, images: np.ndarray, rows: np.ndarray, batch_size: int,
         yield np.arange(start, start + len(x)), z, err
 
 
+def reference_of(autoencoder, images: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
+                 batch_size: int = 128) -> tuple[VectorIndex, anomaly.ReferenceStats]:
+    """What a model keeps of its training collection to score new images against it: a FAISS
+    index of its training split's features, and the reference score's medians and threshold
+    on the validation split (or, without one, on the training split leave-one-out)."""
+    from .model import inference_parts
+
+    parts = inference_parts(autoencoder)
+
+    def encode(rows):
+        feats = np.zeros((len(rows), parts[0].output.shape[-1]), np.float32)
+        recon = np.zeros(len(rows), np.float32)
+        for pos, z, err in encode_rows(parts, images, rows, batch_size):
+            feats[pos], recon[pos] = z, err
+        return feats, recon
+
+    train_feats, train_recon = encode(train_rows)
+    index = VectorIndex.build(train_feats)
+    if len(val_rows):
+        stats = anomaly.reference_stats(index, *encode(val_rows), "validation split")
+    else:
+        stats = anomaly.reference_stats(index, train_feats, train_recon,
+                                        "training split, leave-one-out", skip_self=True)
+    return index, stats
+
+
 def local_encoder(job: EncodeJob):
     """Encode in this process, batch after batch (the default engine)."""
     from .model import inference_parts, load  # Keras only where a model runs: reading stays fast
@@ -177,14 +238,15 @@ def resolve_precision(precision: str) -> str:
 
 
 def _previous(ws: Workspace, name: str, fingerprint: str, reconstruct: bool,
-              precision: str) -> dict[str, tuple[np.ndarray, float]]:
-    """sha1 -> (feature, reconstruction error) from the live extraction when it came from the
-    same model at the same precision (and has reconstruction errors, if they are wanted)."""
+              precision: str, images: Path) -> dict[str, tuple[np.ndarray, float]]:
+    """sha1 -> (feature, reconstruction error) from the extraction of the same folder when it
+    came from the same model at the same precision (and has reconstruction errors, if wanted)."""
     try:
-        prev = Artifacts.open(ws, name, check=False)
+        prev = Artifacts.open(ws, name, check=False, images=images)
     except FileNotFoundError:
         return {}
-    has_recon = "reconstruction" in prev.score_kinds
+    has_recon = ("reconstruction" in prev.score_kinds
+                 and prev.meta.get("reconstruction") == anomaly.RECONSTRUCTION)
     if (prev.meta.get("model") != fingerprint or (reconstruct and not has_recon)
             or prev.meta.get("precision", "float32") != precision):
         return {}
@@ -196,8 +258,14 @@ def _previous(ws: Workspace, name: str, fingerprint: str, reconstruct: bool,
 def extract(ws: Workspace, name: str, images: str | Path | None = None,
             progress: ProgressFn | None = None, batch_size: int | None = None,
             index_kind: str = "auto", encoder: Encoder | None = None,
-            store_url: str | None = None, scores: str = "all", precision: str = "auto") -> dict:
+            store_url: str | None = None, scores: str = "all", precision: str = "auto",
+            reference: str = "auto") -> dict:
     """Features, index and anomaly scores of `images` (default: the training folder).
+
+    Each folder's extraction is kept (the most recent one is what pages and commands show by
+    default). `reference`: "auto" scores a folder other than the training folder against the
+    model's training collection (the `reference` score, the default ranking there) as well as
+    within itself; "model" does so for any folder; "none" only within the folder.
 
     `encoder` runs the encoding step (default: in this process; fext.scaleout.RayEncoder on a
     Ray cluster). `store_url` also serves the vectors from a Qdrant store (fext.stores).
@@ -208,6 +276,8 @@ def extract(ws: Workspace, name: str, images: str | Path | None = None,
     """
     if scores not in SCORE_MODES:
         raise UsageError(f"unknown scores {scores!r}; use one of {', '.join(SCORE_MODES)}")
+    if reference not in REFERENCES:
+        raise UsageError(f"unknown reference {reference!r}; use one of {', '.join(REFERENCES)}")
     reconstruct = scores == "all"
     precision = resolve_precision(precision)
     progress = report(progress)
@@ -218,14 +288,16 @@ def extract(ws: Workspace, name: str, images: str | Path | None = None,
         if len(items) == 0:
             raise UsageError(f"no readable images in {coll.root} ({len(coll.skipped())} skipped)")
         items = items.assign(id=np.arange(len(items)))[ITEM_COLUMNS]
-        reuse = _previous(ws, name, record.fingerprint, reconstruct, precision)
+        reuse = _previous(ws, name, record.fingerprint, reconstruct, precision, coll.root)
+        other_folder = str(coll.root) != str(Path(record.images).resolve())
+        use_reference = reference == "model" or (reference == "auto" and other_folder)
         version = ws.new_index_version(name)
         try:
             job = EncodeJob(record.path, coll.store / "images.u8",
                             coll.image_size, np.empty(0, np.int64),
                             batch_size or batch_for(coll.image_size), reconstruct, precision)
             meta = _encode(name, record, coll, items, reuse, version, progress, index_kind, job,
-                           encoder or local_encoder)
+                           encoder or local_encoder, use_reference)
             if store_url:
                 from .stores import publish_to_store
 
@@ -234,12 +306,13 @@ def extract(ws: Workspace, name: str, images: str | Path | None = None,
         except BaseException:
             shutil.rmtree(version, ignore_errors=True)
             raise
-        ws.publish_index(name, version)
+        ws.publish_index(name, version, replaces=lambda old: read_json(
+            old / "meta.json", {}).get("images") == meta["images"])
         return meta
 
 
 def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, index_kind,
-            job: EncodeJob, encoder: Encoder) -> dict:
+            job: EncodeJob, encoder: Encoder, use_reference: bool) -> dict:
     n, latent = len(items), record.config.model.latent_dim
     feats = np.lib.format.open_memmap(version / ".features.npy", "w+", np.float32, (n, latent))
     recon = np.zeros(n, np.float32)
@@ -277,20 +350,54 @@ def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, in
     written = {"isolation": isolation}
     if job.reconstruct:
         written["combined"] = anomaly.combined(isolation, recon)
+    ref = record.extras.get("reference") if use_reference else None
+    if ref and job.reconstruct:
+        written["reference"] = _reference_scores(record, ref, feats, recon)
     for kind, values in written.items():
         with atomic_path(version / SCORE_FILES[kind], ".npy") as tmp:
             np.save(tmp, values)
     progress("anomaly scores", 1, 1)
+    kinds = [k for k in anomaly.REFERENCE_SCORES if (version / SCORE_FILES[k]).is_file()]
     meta = {"name": name, "model": record.fingerprint, "collection": coll.fingerprint,
             "images": str(coll.root), "image_size": coll.image_size, "fit": coll.fit,
             "count": n, "dim": latent, "encoded": int(len(todo)), "reused": int(known.sum()),
             "skipped": int(len(coll.skipped())),
             "index": {"kind": index.kind, "nprobe": index.nprobe, "recall": index.recall},
-            "scores": list(anomaly.SCORES) if job.reconstruct else ["isolation"],
-            "precision": job.precision,
+            "scores": kinds, "reference": _reference_label(record, ref if "reference" in written
+                                                           else None, use_reference, job),
+            "precision": job.precision, "reconstruction": anomaly.RECONSTRUCTION,
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_json(version / "meta.json", meta)
     return meta
+
+
+def extractions(ws: Workspace, name: str) -> list[dict]:
+    """The kept extractions of model `name` (one per folder), newest first: folder, count, when."""
+    return [{"images": m["images"], "count": m["count"], "created": m["created"],
+             "version": v.name} for v in ws.index_versions(name)
+            if (m := read_json(v / "meta.json", {})).get("images")]
+
+
+def _reference_scores(record: ModelRecord, ref: dict, feats: np.ndarray,
+                      recon: np.ndarray) -> np.ndarray:
+    """Scores against the model's training collection (anomaly.reference_score)."""
+    index = VectorIndex.load(record.dir / ref["file"], ref["kind"], ref.get("nprobe", 0),
+                             ref.get("recall", 1.0))
+    stats = anomaly.ReferenceStats.from_dict(ref)
+    return anomaly.reference_score(anomaly.distance_to_index(index, feats), recon, stats)
+
+
+def _reference_label(record: ModelRecord, ref: dict | None, wanted: bool, job) -> dict:
+    """What the extraction's anomaly scores were measured against, said in every output."""
+    if ref is not None:
+        return {"kind": "model", "text": f"unlike the training collection of {record.name!r} "
+                f"({ref['count']} images, {record.images})", "threshold": ref["threshold"],
+                "false_alarm_rate": anomaly.FALSE_ALARMS, "calibration": ref["calibration"]}
+    why = ("" if not wanted else " (the model was trained before reference statistics existed: "
+           "retrain it to score new images against it)" if job.reconstruct else
+           " (--scores isolation skips the reconstruction the reference score needs)")
+    return {"kind": "folder", "text": f"odd ones out of this folder{why}",
+            "share": anomaly.FOLDER_SHARE}
 
 
 def write_csv(art: Artifacts, out) -> int:
@@ -307,9 +414,10 @@ def write_csv(art: Artifacts, out) -> int:
     return len(art.items)
 
 
-def export_csv(ws: Workspace, name: str, dest: str | Path) -> int:
-    """The features CSV of model `name` written atomically to `dest`; returns the row count."""
-    art = Artifacts.open(ws, name)
+def export_csv(ws: Workspace, name: str, dest: str | Path, images: str | Path | None = None) -> int:
+    """The features CSV of model `name` (its most recent extraction, or that of folder `images`)
+    written atomically to `dest`; returns the row count."""
+    art = Artifacts.open(ws, name, images=images)
     if not Path(dest).expanduser().parent.is_dir():
         raise NotFoundError(f"folder for the CSV not found: {Path(dest).parent}")
     with atomic_path(Path(dest).expanduser()) as tmp, open(tmp, "w", newline="") as f:

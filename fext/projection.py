@@ -11,6 +11,8 @@ seeded, spectral and reproducible.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .features import Artifacts
@@ -43,10 +45,12 @@ def umap_2d(features: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1,
 
 
 def project(ws: Workspace, name: str, n_neighbors: int = 15, min_dist: float = 0.1,
-            seed: int | None = 42, progress: ProgressFn | None = None) -> np.ndarray:
-    """The cached map of model `name`'s live extraction, computing it if missing or stale."""
+            seed: int | None = 42, progress: ProgressFn | None = None,
+            images: str | Path | None = None) -> np.ndarray:
+    """The cached map of model `name`'s most recent extraction (or that of folder `images`),
+    computing it if missing or stale."""
     progress = report(progress)
-    art = Artifacts.open(ws, name)
+    art = Artifacts.open(ws, name, images=images)
     params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "seed": seed,
               "count": int(len(art.items))}
     cached = load_cached(art)

@@ -157,14 +157,27 @@ def publish(folder: Path, prefix: str, save: Callable[[Path], None], record_file
 
 
 def publish_autoencoder(ws: Workspace, name: str, best_file: Path, cfg: RunConfig, coll,
-                        history: list[dict], metrics: dict) -> ModelRecord:
-    """Publish a finished training run of model `name` (its best checkpoint)."""
+                        history: list[dict], metrics: dict, reference=None) -> ModelRecord:
+    """Publish a finished training run of model `name` (its best checkpoint).
+
+    `reference` (index, stats) is the training collection new images are scored against; its
+    index file is named after the model's fingerprint, so it always matches its model.
+    """
     folder = ws.model_dir(name)
     fingerprint = uuid.uuid4().hex[:16]
     manifest = lambda tmp: coll.items()[["path", "label", "sha1", "split"]].to_csv(tmp, index=False)
-    write_metrics = lambda tmp: write_json(tmp, metrics)
+    files = [("manifest.csv", manifest), ("metrics.json", lambda tmp: write_json(tmp, metrics))]
+    extras = {}
+    if reference is not None:
+        index, stats = reference
+        ref_file = f"reference-{fingerprint}.faiss"
+        files.append((ref_file, lambda tmp: index.save(tmp)))
+        extras["reference"] = {**stats.to_dict(), "file": ref_file, "kind": index.kind,
+                               "nprobe": index.nprobe, "recall": index.recall}
     d = publish(folder, "model", lambda tmp: shutil.copyfile(best_file, tmp), RECORD,
-                {**cfg.to_dict(), "fingerprint": fingerprint, "collection": coll.fingerprint},
-                {"history.csv": history},
-                [("manifest.csv", manifest), ("metrics.json", write_metrics)])
+                {**cfg.to_dict(), "fingerprint": fingerprint, "collection": coll.fingerprint,
+                 "extras": extras}, {"history.csv": history}, files)
+    for old in folder.glob("reference-*.faiss"):
+        if old.name != extras.get("reference", {}).get("file"):
+            old.unlink(missing_ok=True)
     return ModelRecord.from_dict(name, folder, d)

@@ -25,8 +25,9 @@ class Searcher:
     encoder: object  # keras.Model, image -> features: fext.model.inference_parts(...)[0]
 
     @classmethod
-    def open(cls, ws: Workspace, name: str) -> Searcher:
-        art = Artifacts.open(ws, name)
+    def open(cls, ws: Workspace, name: str, images: str | Path | None = None) -> Searcher:
+        """Model and index of `name`'s most recent extraction, or of folder `images`'."""
+        art = Artifacts.open(ws, name, images=images)
         ae, _ = registry.load(ws, name)
         return cls(art, art.index(), inference_parts(ae, art.precision)[0])
 

@@ -23,6 +23,7 @@ from .collection import Collection
 from .config import RunConfig
 from .errors import UsageError
 from .evaluate import reconstruction_metrics
+from .features import reference_of
 from .feed import epoch_order, iter_batches, prefetch
 from .progress import ProgressFn, report
 from .workspace import Workspace, atomic_path, read_json, write_json
@@ -203,8 +204,11 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
             "skipped": int(len(coll.skipped())),
         }
         progress("evaluate", 1, 1)
+        progress("reference", 0, 1)
+        reference = reference_of(best, coll.images, train_rows, val_rows, tc.batch_size)
+        progress("reference", 1, 1)
         registry.publish_autoencoder(ws, name, run_dir / "best.keras", cfg, coll, state["history"],
-                                     metrics)
+                                     metrics, reference)
         state["finished"] = True
         write_json(run_dir / "state.json", state)
         return metrics

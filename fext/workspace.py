@@ -2,11 +2,13 @@
 
 Layout under the workspace root (the repository root by default, or ``FEXT_WORKSPACE``)::
 
-    models/<name>/          model-<id>.keras, config.json (names the model file; written last),
-                            history.csv, metrics.json, manifest.csv
+    models/<name>/          model-<id>.keras, config.json (the model's record, fext.registry: names
+                            the model file; written last), history.csv, metrics.json,
+                            manifest.csv, reference-<id>.faiss (its training vectors)
     models/<name>/run/      checkpoints of an unfinished training run (resume)
-    index/<name>/CURRENT    names the live version folder below
-    index/<name>/v-*/       features.npy, items.csv, faiss.index, scores.npy, meta.json, umap.npy
+    index/<name>/CURRENT    names the most recent version folder below
+    index/<name>/v-*/       one per extracted folder: features.npy, items.csv, faiss.index,
+                            scores.npy (and reference.npy, ...), meta.json, umap.npy
     index/_collections/     per-folder manifests and decoded-image caches
     jobs/<id>/              background jobs started by the app
 """
@@ -80,12 +82,20 @@ class Workspace:
         root.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=time.strftime("v-%Y%m%d-%H%M%S-"), dir=root))
 
-    def publish_index(self, name: str, version: Path) -> None:
-        """Make `version` the live index in one atomic step, then drop older versions."""
+    def index_versions(self, name: str) -> list[Path]:
+        """Every published version of `name`'s index (one per extracted folder), newest first."""
+        root = self.index_root(name)
+        found = [p for p in root.glob("v-*") if (p / "meta.json").is_file()] if root.is_dir() else []
+        return sorted(found, key=lambda p: (p / "meta.json").stat().st_mtime_ns, reverse=True)
+
+    def publish_index(self, name: str, version: Path, replaces=lambda old: True) -> None:
+        """Make `version` the live index in one atomic step, then drop the older versions it
+        replaces (`replaces(old)`: those of the same image folder) and any unfinished one."""
         root = self.index_root(name)
         write_text(root / "CURRENT", version.name)
         for old in root.glob("v-*"):
-            if old.is_dir() and old.name != version.name:
+            if old.is_dir() and old.name != version.name and (
+                    not (old / "meta.json").is_file() or replaces(old)):
                 shutil.rmtree(old, ignore_errors=True)
 
     # -- locking --------------------------------------------------------------------------

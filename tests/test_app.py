@@ -255,8 +255,8 @@ def test_reconstruction_shows_metrics_pairs_and_worst(on_demo):
 
 def test_map_colours_by_every_option(on_demo):
     at = run_page("map")
-    assert at.get("plotly_chart")
-    for option in ("folder", "anomaly score"):
+    assert at.get("plotly_chart") and "anomaly (odd ones out)" in at.radio[0].options
+    for option in at.radio[0].options[1:]:  # folder and each anomaly score
         at.radio[0].set_value(option).run()
         assert not at.exception
     assert "Click a point" in texts(at)

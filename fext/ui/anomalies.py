@@ -1,6 +1,5 @@
 """Anomalies page: every image ranked by anomaly score, a histogram with a threshold, a CSV."""
 
-import numpy as np
 import plotly.express as px
 import streamlit as st
 
@@ -14,9 +13,20 @@ name = need_model(ws)
 art = need_artifacts(ws, name)
 
 kind = st.radio("Score", art.score_kinds, horizontal=True,
-                help="combined (default): isolation + reconstruction error, each relative to its "
-                     "median; isolation: mean distance to the 5 most similar images in feature "
-                     "space; reconstruction: the autoencoder's reconstruction error")
+                help="reference (where the folder is not the training folder): unlike the "
+                     "model's training collection, distance to its 5 nearest training images + "
+                     "reconstruction error, each relative to its median on validation images; "
+                     "combined: odd ones out of this folder, isolation + reconstruction error, "
+                     "each relative to its median; isolation: mean distance to the 5 most "
+                     "similar images of the folder; reconstruction: the autoencoder's "
+                     "reconstruction error")
+calibrated = art.threshold(kind)
+if kind == "reference":
+    st.info(f"**Unlike what the model learned**: {art.reference['text']}. The suggested "
+            f"threshold's {calibrated['text']}.", icon=":material/verified:")
+else:
+    st.info(f"**Odd ones out of this folder** (`{art.root}`): each image against the others. "
+            f"The suggested threshold flags {calibrated['text']}.", icon=":material/groups:")
 if "reconstruction" not in art.score_kinds:
     st.caption("These features were extracted without the decoder pass (`--scores isolation`), "
                "so only isolation scores exist. For reconstruction scores run "
@@ -24,9 +34,10 @@ if "reconstruction" not in art.score_kinds:
 ranked = ranking(art.items, art.scores(kind))
 scores = ranked["score"].to_numpy()
 lo, hi = float(scores.min()), float(scores.max())
-default = float(np.quantile(scores, 0.98)) if len(scores) > 1 else hi
+default = min(max(calibrated["value"], lo), hi)
 threshold = st.slider("Threshold", lo, max(hi, lo + 1e-9), default, format="%.4f",
-                      help="Images scoring at or above it count as anomalies.")
+                      help="Images scoring at or above it count as anomalies. It starts at the "
+                           "suggested threshold: " + calibrated["text"] + ".")
 above = ranked[ranked["score"] >= threshold]
 
 a, b, c, d = st.columns(4, border=True)

@@ -104,10 +104,28 @@ def running_for(ws: Workspace, name: str) -> jobs.Job | None:
     return job
 
 
+def extraction_picker(ws: Workspace, name: str) -> str | None:
+    """Sidebar choice of which folder's extraction the pages show, where the model has several
+    (the most recent first); None: the most recent."""
+    from fext.features import extractions
+
+    kept = extractions(ws, name)
+    if len(kept) < 2:
+        return None
+    folders = [e["images"] for e in kept]
+    key = f"extraction:{name}"
+    if st.session_state.get(key) not in folders:
+        st.session_state[key] = folders[0]
+    with st.sidebar:
+        return st.selectbox("Image folder", folders, key=key,
+                            help="This model has extracted several folders; every page shows "
+                                 "the one chosen here (the most recent first).")
+
+
 def need_artifacts(ws: Workspace, name: str) -> Artifacts:
-    """The live extraction of `name`, or a clear message (and a way to build it), then stop."""
+    """The chosen extraction of `name`, or a clear message (and a way to build it), then stop."""
     try:
-        return Artifacts.open(ws, name)
+        return Artifacts.open(ws, name, images=extraction_picker(ws, name))
     except (FileNotFoundError, StaleError) as e:
         running = running_for(ws, name)
         if running is not None:
@@ -140,10 +158,10 @@ def start_job(ws: Workspace, command: str, name: str | None, args: list) -> None
 
 # -- cached loaders ---------------------------------------------------------------------------
 @st.cache_resource(max_entries=4, show_spinner="Loading model and index…")
-def searcher(root: str, name: str, version: str):
+def searcher(root: str, name: str, version: str, images: str):
     """Model + index in memory, keyed on the extraction version (a new extraction reloads)."""
     from fext.search import Searcher
-    return Searcher.open(Workspace(root), name)
+    return Searcher.open(Workspace(root), name, images)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model…")

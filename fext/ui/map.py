@@ -33,16 +33,21 @@ if coords is None:
     st.info("The map of this extraction has not been computed yet (about half a minute for a few "
             "thousand images).")
     if st.button("Compute the map", type="primary", icon=":material/scatter_plot:"):
-        start_job(ws, "project", name, [])
+        start_job(ws, "project", name, ["--images", str(art.root)])
     st.stop()
 
+# the folder's own ranking, and the score against the training collection where there is one
+ANOMALY = {"combined": "anomaly (odd ones out)", "reference": "anomaly (unlike training)",
+           "isolation": "anomaly (odd ones out)"}
+shown = [k for k in art.score_kinds if k in ("reference", "combined")] or [art.score_kinds[0]]
 df = art.items.assign(x=coords[:, 0], y=coords[:, 1], anomaly=art.scores(),
-                      folder=[p.rsplit("/", 1)[0] if "/" in p else "." for p in art.items["path"]])
+                      folder=[p.rsplit("/", 1)[0] if "/" in p else "." for p in art.items["path"]],
+                      **{ANOMALY[k]: art.scores(k) for k in shown})
 df["label"] = df["label"].replace("", "(none)")
 left, right = st.columns([3, 1], vertical_alignment="bottom")
-colour = left.radio("Colour by", ["label", "folder", "anomaly score"], horizontal=True)
+colour = left.radio("Colour by", ["label", "folder"] + [ANOMALY[k] for k in shown], horizontal=True)
 right.caption(f"{len(df):,} images · {art.meta['dim']}-d features")
-column = {"label": "label", "folder": "folder", "anomaly score": "anomaly"}[colour]
+column = colour
 fig = px.scatter(df, x="x", y="y", color=column, custom_data=["path"], height=620,
                  hover_name="path",
                  hover_data={"label": True, "anomaly": ":.4f", "x": False, "y": False,

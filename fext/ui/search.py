@@ -13,7 +13,7 @@ header("Search", "Find the images most similar to a query image (cosine similari
 ws = workspace()
 name = need_model(ws)
 art = need_artifacts(ws, name)
-engine = searcher(str(ws.root), name, art.dir.name)
+engine = searcher(str(ws.root), name, art.dir.name, str(art.root))
 
 
 def query_panel() -> tuple[str | bytes | None, str, int]:

@@ -1,0 +1,114 @@
+"""The two anomaly questions through the product's own paths: odd ones out of a folder, and new
+images unlike what the model learned (scored against the training collection kept with the model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fext import registry
+from fext.features import Artifacts, extract, extractions
+from fext.quality import roc_auc
+from fext.train import train
+from fext.workspace import Workspace
+from tests.corpus import make_shapes, shape_image
+from tests.helpers import run_cli, tiny_config
+
+
+@pytest.fixture(scope="module")
+def one_class(tmp_path_factory):
+    """A tiny model trained on red shapes only, and an inspection folder of new images:
+    red shapes it never saw (normal) and green and blue ones (anomalies)."""
+    root = tmp_path_factory.mktemp("one-class")
+    make_shapes(root / "normal", per_label=24, labels=("red",))
+    inspect = root / "inspect"
+    for label in ("red", "green", "blue"):
+        (inspect / label).mkdir(parents=True)
+        for i in range(100, 110):  # indices the training folder does not have
+            shape_image(label, i).save(inspect / label / f"{label}_{i:03d}.png")
+    ws = Workspace(root / "ws")
+    train(ws, "red", tiny_config(root / "normal", epochs=6))
+    extract(ws, "red")
+    extract(ws, "red", str(inspect))
+    return ws, "red", root / "normal", inspect
+
+
+def test_the_reference_is_made_at_training_and_stored_with_the_model(one_class):
+    ws, name, _, _ = one_class
+    record = registry.open_record(ws, name)
+    ref = record.extras["reference"]
+    assert (record.dir / ref["file"]).is_file() and record.fingerprint in ref["file"]
+    from fext.collection import Collection
+
+    train_split = Collection.for_data(ws, record.config.data).items("train")
+    assert ref["count"] == len(train_split) > 0  # the training split's vectors
+    assert ref["median_distance"] > 0 and ref["median_reconstruction"] > 0
+    assert ref["threshold"] > 0 and ref["calibration"]
+
+
+def test_a_new_folder_is_ranked_against_the_training_collection(one_class):
+    ws, name, _, inspect = one_class
+    art = Artifacts.open(ws, name)  # the most recent extraction: the inspection folder
+    assert art.root == inspect.resolve()
+    assert art.score_kinds[0] == "reference" and art.reference["kind"] == "model"
+    truth = (art.items["label"] != "red").to_numpy()
+    assert roc_auc(art.scores(), truth) >= 0.9
+    threshold = art.threshold()
+    assert "false-alarm rate" in threshold["text"] and threshold["false_alarm_rate"] == 0.01
+
+
+def test_the_training_folder_keeps_its_own_extraction_and_ranks_itself(one_class):
+    ws, name, normal, inspect = one_class
+    kept = {e["images"] for e in extractions(ws, name)}
+    assert kept == {str(normal.resolve()), str(inspect.resolve())}
+    own = Artifacts.open(ws, name, images=normal)
+    assert own.score_kinds[0] == "combined" and own.reference["kind"] == "folder"
+    assert own.threshold()["share"] == 0.02
+    with pytest.raises(ValueError, match="not scored against the training collection"):
+        own.scores("reference")
+
+
+def test_cli_says_which_reference_and_flags_above_the_threshold(one_class):
+    ws, name, normal, inspect = one_class
+    out = json.loads(run_cli("anomalies", "--name", name, "--top", "0", "--json",
+                             workspace=ws.root).stdout)
+    assert out["score"] == "reference" and out["reference"]["kind"] == "model"
+    assert out["images"] == str(inspect.resolve()) and len(out["results"]) == 30
+    value = out["threshold"]["value"]
+    assert all(r["flagged"] == (r["score"] > value) for r in out["results"])
+    assert out["flagged"] == sum(r["flagged"] for r in out["results"])
+    # the most anomalous half is mostly the other colours
+    top = [r["label"] for r in out["results"][:15]]
+    assert sum(lab != "red" for lab in top) >= 12
+    own = json.loads(run_cli("anomalies", "--name", name, "--images", str(normal), "--json",
+                             workspace=ws.root).stdout)
+    assert own["score"] == "combined" and own["reference"]["kind"] == "folder"
+    text = run_cli("anomalies", "--name", name, workspace=ws.root).stdout
+    assert "unlike the training collection" in text and "threshold" in text
+
+
+def test_reference_none_ranks_a_new_folder_against_itself(one_class, tmp_path):
+    import shutil
+
+    ws, name, _, inspect = one_class
+    copy = Workspace(tmp_path / "ws")
+    shutil.copytree(ws.model_dir(name), copy.model_dir(name))
+    meta = extract(copy, name, str(inspect), reference="none")
+    assert meta["scores"][0] == "combined" and meta["reference"]["kind"] == "folder"
+    assert np.isfinite(Artifacts.open(copy, name).scores()).all()
+
+
+def test_reconstruction_error_is_relative_to_the_image_contrast():
+    """A reconstruction that explains nothing (the image's own mean) scores ~1 whether the image
+    holds a thin stroke or a thick one; plain MSE would call the thin one 'normal'."""
+    from fext.anomaly import reconstruction_error
+
+    thin, thick = np.ones((1, 16, 16, 3), np.float32), np.ones((1, 16, 16, 3), np.float32)
+    thin[0, 8, 2:14] = 0.0  # one dark line
+    thick[0, 4:12, 2:14] = 0.0  # a dark block
+    flat = lambda x: np.full_like(x, x.mean())  # noqa: E731
+    errors = [float(reconstruction_error(x, flat(x))[0]) for x in (thin, thick)]
+    assert all(0.9 < e <= 1.0 for e in errors), errors
+    assert float(reconstruction_error(thin, thin)[0]) == 0.0

@@ -1,0 +1,48 @@
+"""Seeded photo edits: the same seed gives the same bytes, each edit stays within its range."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from fext.edits import EditRanges, edit, edited_copies, shift
+
+
+def photo() -> Image.Image:
+    from sklearn.datasets import load_sample_image
+
+    return Image.fromarray(load_sample_image("china.jpg")).resize((160, 120))
+
+
+def test_an_edit_is_a_pure_function_of_the_seed():
+    a, b, c = edit(photo(), 7), edit(photo(), 7), edit(photo(), 8)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert not (a.size == c.size and np.array_equal(np.asarray(a), np.asarray(c)))
+
+
+def test_crop_and_resize_stay_within_their_ranges():
+    for seed in range(20):
+        cropped = edit(photo(), seed, kinds=("crop",))
+        assert 0.9 * 160 <= cropped.width <= 160 and 0.9 * 120 <= cropped.height <= 120
+        resized = edit(photo(), seed, kinds=("resize",), ranges=EditRanges(resize=(0.5, 0.75)))
+        assert 80 <= resized.width <= 120
+
+
+def test_shift_moves_content_by_whole_pixels():
+    img = Image.fromarray(np.arange(20 * 30 * 3, dtype=np.uint8).reshape(20, 30, 3))
+    moved = np.asarray(shift(img, 3, -2))
+    assert np.array_equal(moved[0:18, 3:30], np.asarray(img)[2:20, 0:27])
+
+
+def test_brightness_and_jpeg_edits_change_pixels_but_not_the_picture():
+    src = np.asarray(photo(), np.float32)
+    for kinds in (("brightness/contrast",), ("jpeg",)):
+        out = np.asarray(edit(photo(), 3, kinds=kinds), np.float32)
+        assert out.shape == src.shape and 0 < np.abs(out - src).mean() < 40, kinds
+
+
+def test_edited_copies_are_seeded_by_position():
+    imgs = [photo(), photo()]
+    a, b = edited_copies(imgs, seed=1), edited_copies(imgs, seed=1)
+    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b))
+    assert not np.array_equal(np.asarray(a[0]), np.asarray(a[1])) or a[0].size != a[1].size
