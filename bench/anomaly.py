@@ -27,25 +27,15 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import REPO, machine, table
+from common import REPO, fext, machine, table
 from PIL import Image
 
 PLANTED = {"another label": 0.02, "photo crop": 0.01, "noise frame": 0.01}  # shares of the folder
-
-
-def fext(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "fext", *args], cwd=REPO, text=True,
-                          stdout=subprocess.PIPE)
-    if proc.returncode:
-        sys.exit(f"fext {args[0]} failed")
-    return proc.stdout
 
 
 def link(files: list[Path], dest: Path, names: list[str] | None = None) -> Path:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -43,6 +45,15 @@ def photo(seed: int, width: int = 640, height: int = 480) -> Image.Image:
     noise = rng.integers(-10, 11, (height, width, 3), dtype=np.int16)
     noisy = np.asarray(pil, np.int16) + noise
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+def fext(*args: str) -> str:
+    """Run `python -m fext ...` as a user does; its stdout (progress goes to the terminal)."""
+    proc = subprocess.run([sys.executable, "-m", "fext", *args], cwd=REPO, text=True,
+                          stdout=subprocess.PIPE)
+    if proc.returncode:
+        sys.exit(f"fext {args[0]} failed")
+    return proc.stdout
+
 
 def machine() -> str:
     """One line naming the machine the figures come from."""

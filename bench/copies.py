@@ -18,24 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import REPO, machine, table
+from common import fext, machine, table
 from photos import write_collection
 from PIL import Image
-
-
-def fext(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "fext", *args], cwd=REPO, text=True,
-                          stdout=subprocess.PIPE)
-    if proc.returncode:
-        sys.exit(f"fext {args[0]} failed")
-    return proc.stdout
 
 
 def recall(ranked: np.ndarray, truth: np.ndarray, k: int) -> float:

@@ -15,21 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def fext(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "fext", *args], cwd=REPO, text=True,
-                          stdout=subprocess.PIPE)
-    if proc.returncode:
-        sys.exit(f"fext {args[0]} failed")
-    return proc.stdout
+from common import REPO, fext
 
 
 def main() -> None:
