@@ -28,6 +28,7 @@ RECONSTRUCTION = "mse/variance"  # how reconstruction errors are measured (recor
 RELATIVE_FLOOR = 1e-3  # added to an image's pixel variance, so a flat image's error stays finite
 FOLDER_SHARE = 0.02  # without a reference, the top 2 % of a folder are flagged
 FALSE_ALARMS = 0.01  # with one, the threshold flags about 1 % of normal images
+MIN_CALIBRATION = 100  # fewer validation images than this: the training images help calibrate
 
 
 @dataclass(frozen=True)
@@ -72,15 +73,14 @@ def distance_to_index(index, features: np.ndarray, k: int = NEIGHBOURS, skip_sel
     return out
 
 
-def reference_stats(index, calib_features: np.ndarray, calib_recon: np.ndarray,
-                    calibration: str, skip_self: bool = False) -> ReferenceStats:
-    """Medians and threshold of the reference score over normal images the model did not train
-    on (the validation split), or, without any, over the training images leave-one-out."""
-    dist = distance_to_index(index, calib_features, skip_self=skip_self)
-    med_d = float(max(np.median(dist), 1e-12))
-    med_r = float(max(np.median(calib_recon), 1e-12))
-    scores = combined(dist, calib_recon, (med_d, med_r))
-    return ReferenceStats(len(index), med_d, med_r, float(np.quantile(scores, 1 - FALSE_ALARMS)),
+def reference_stats(count: int, distances: np.ndarray, recon: np.ndarray,
+                    calibration: str) -> ReferenceStats:
+    """Medians and threshold of the reference score over normal images (`distances` to the
+    `count` training vectors and reconstruction errors of each)."""
+    med_d = float(max(np.median(distances), 1e-12))
+    med_r = float(max(np.median(recon), 1e-12))
+    scores = combined(distances, recon, (med_d, med_r))
+    return ReferenceStats(count, med_d, med_r, float(np.quantile(scores, 1 - FALSE_ALARMS)),
                           calibration)
 
 

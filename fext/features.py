@@ -129,8 +129,8 @@ class Artifacts:
             return {"value": float(self.reference["threshold"]),
                     "false_alarm_rate": self.reference["false_alarm_rate"],
                     "text": f"expected false-alarm rate on normal images: "
-                            f"{self.reference['false_alarm_rate']:.0%} (calibrated on the "
-                            f"model's {self.reference['calibration']})"}
+                            f"{self.reference['false_alarm_rate']:.0%} (calibrated on "
+                            f"{self.reference['calibration']})"}
         share = anomaly.FOLDER_SHARE
         return {"value": float(np.quantile(self.scores(kind), 1 - share)), "share": share,
                 "text": f"the top {share:.0%} of this folder"}
@@ -195,7 +195,9 @@ def reference_of(autoencoder, images: np.ndarray, train_rows: np.ndarray, val_ro
                  batch_size: int = 128) -> tuple[VectorIndex, anomaly.ReferenceStats]:
     """What a model keeps of its training collection to score new images against it: a FAISS
     index of its training split's features, and the reference score's medians and threshold
-    on the validation split (or, without one, on the training split leave-one-out)."""
+    on the validation split. Below MIN_CALIBRATION validation images (a 99th percentile of a
+    handful is no threshold), the training images join in, each leaving itself out of the
+    neighbours it is measured against."""
     from .model import inference_parts
 
     parts = inference_parts(autoencoder)
@@ -209,12 +211,14 @@ def reference_of(autoencoder, images: np.ndarray, train_rows: np.ndarray, val_ro
 
     train_feats, train_recon = encode(train_rows)
     index = VectorIndex.build(train_feats)
-    if len(val_rows):
-        stats = anomaly.reference_stats(index, *encode(val_rows), "validation split")
-    else:
-        stats = anomaly.reference_stats(index, train_feats, train_recon,
-                                        "training split, leave-one-out", skip_self=True)
-    return index, stats
+    val_feats, val_recon = encode(val_rows)
+    dist, recon = anomaly.distance_to_index(index, val_feats), val_recon
+    calibration = f"{len(val_rows)} validation images"
+    if len(val_rows) < anomaly.MIN_CALIBRATION and len(train_rows) > 1:
+        dist = np.concatenate([dist, anomaly.distance_to_index(index, train_feats, skip_self=True)])
+        recon = np.concatenate([recon, train_recon])
+        calibration += f" and {len(train_rows)} training images (leave-one-out)"
+    return index, anomaly.reference_stats(len(index), dist, recon, calibration)
 
 
 def local_encoder(job: EncodeJob):
