@@ -107,12 +107,18 @@ def one_class(a, parts, tmp: Path) -> dict:
         fext("extract", "--name", name, "--images", str(inspect), "--workspace", ws)
         out = json.loads(fext("anomalies", "--name", name, "--top", "0", "--json",
                               "--workspace", ws))
+        recon = json.loads(fext("anomalies", "--name", name, "--top", "0", "--json",
+                                "--score", "reconstruction", "--workspace", ws))
         seconds = time.time() - t0
-        score = {r["path"]: r["score"] for r in out["results"]}
         truth = [lab != label for _, lab in test]
-        ours = [score[f"{lab}/{f.name}"] for f, lab in test]
+
+        def ranked(result):
+            score = {r["path"]: r["score"] for r in result["results"]}
+            return [score[f"{lab}/{f.name}"] for f, lab in test]
+
         normal_x = pixels(normal, a.image_size)
-        rows[label] = {"fext": auc(ours, truth),
+        rows[label] = {"fext": auc(ranked(out), truth),
+                       "fext reconstruction part": auc(ranked(recon), truth),
                        f"PCA-{a.dim}": auc(pca_error(normal_x, test_x, a.dim), truth),
                        "raw pixels kNN": auc(knn_distance(normal_x, test_x, 1), truth),
                        "score": out["score"], "seconds": seconds}
@@ -162,8 +168,10 @@ def odd_ones_out(a, parts, tmp: Path) -> dict:
         paths = [r["path"] for r in out["results"]]
         ours = np.array([r["score"] for r in out["results"]])
         x = pixels([folder / p for p in paths], a.image_size)
+        # PCA at the feature size nearly memorises a folder of a few hundred images, planted ones
+        # included (their error is then the lowest); a small PCA is the fair baseline here
         methods = {"fext": ours, f"PCA-{a.dim}": pca_error(x, x, a.dim),
-                   "raw pixels isolation": knn_distance(x, None, 5)}
+                   "PCA-16": pca_error(x, x, 16), "raw pixels isolation": knn_distance(x, None, 5)}
         kind = np.array([kinds[p] for p in paths])
         planted = kind != "normal"
         rows[label] = {}
@@ -201,13 +209,13 @@ def main() -> None:
         if a.task in ("both", "one-class"):
             print("\none-class: train on one label, rank every label's test images")
             rows = one_class(a, parts, tmp)
-            methods = ["fext", f"PCA-{a.dim}", "raw pixels kNN"]
+            methods = ["fext", "fext reconstruction part", f"PCA-{a.dim}", "raw pixels kNN"]
             body = [[lab] + [r[m] for m in methods] for lab, r in rows.items()]
             means = [float(np.mean([r[m] for r in rows.values()])) for m in methods]
             body.append(["mean"] + means)
             body.append(["min"] + [float(np.min([r[m] for r in rows.values()])) for m in methods])
             print(table(["label"] + [f"{m} AUC" for m in methods], body))
-            print(f"fext / best baseline (mean AUC): {means[0] / max(means[1:]):.3f}")
+            print(f"fext / best baseline (mean AUC): {means[0] / max(means[2:]):.3f}")
             shutil.rmtree(tmp / "ws", ignore_errors=True)
         if a.task in ("both", "odd-ones-out"):
             print("\nodd ones out: planted images in one label's folder "
