@@ -19,6 +19,7 @@ leave-one-out through FAISS: nothing N x N).
     .venv/bin/python bench/anomaly.py                       # both, every demo digit
     .venv/bin/python bench/anomaly.py --task one-class --labels 0,1,2
     .venv/bin/python bench/anomaly.py --images DIR --image-size 32
+    .venv/bin/python bench/anomaly.py --photos 600 --task one-class   # scenes of photographs
 """
 
 from __future__ import annotations
@@ -192,6 +193,9 @@ def odd_ones_out(a, parts, tmp: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", default=str(REPO / "data" / "demo"), help="labelled folder")
+    p.add_argument("--photos", type=int, default=0,
+                   help="instead, a labelled photo collection of this many crops (bench/photos.py: "
+                        "one label per source photograph, six photographs)")
     p.add_argument("--task", choices=["both", "one-class", "odd-ones-out"], default="both")
     p.add_argument("--labels", default=None, help="one-class labels (default: every label)")
     p.add_argument("--odd-labels", default="0,3,7", help="labels of the odd-ones-out folders")
@@ -201,9 +205,14 @@ def main() -> None:
     a = p.parse_args()
     a.train_args = [x for x in a.train_args if x != "--"]
     print(machine())
+    if a.photos:
+        from photos import write_labelled
+
+        a.images = str(write_labelled(Path(tempfile.mkdtemp(prefix="fext-photos-")), a.photos))
+        print(f"labelled photo collection: {a.photos} crops of six photographs in {a.images}")
     parts = splits(Path(a.images).resolve(), a.image_size)
     a.labels = a.labels.split(",") if a.labels else sorted({lab for _, lab in parts["train"]})
-    a.odd_labels = a.odd_labels.split(",")
+    a.odd_labels = a.labels[:3] if a.photos else a.odd_labels.split(",")
     with tempfile.TemporaryDirectory(prefix="fext-anomaly-") as tmp:
         tmp = Path(tmp)
         if a.task in ("both", "one-class"):

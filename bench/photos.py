@@ -73,6 +73,21 @@ def crops(count: int, seed: int = 0, sizes: tuple[int, int] = (96, 256)) -> list
     return out
 
 
+def write_labelled(folder: Path, count: int, sources: int = 6, seed: int = 0,
+                   quality: int = 92) -> Path:
+    """`count` crops of the first `sources` photographs, one sub-folder (label) per photograph:
+    a labelled photo collection where "another label" means another scene."""
+    names = sorted(photographs())[:sources]
+    for i, (name, img) in enumerate(c for c in crops(count * len(photographs()) // sources, seed)
+                                    if c[0] in names):
+        if i >= count:
+            break
+        sub = folder / Path(name).stem
+        sub.mkdir(parents=True, exist_ok=True)
+        img.save(sub / f"crop_{i:05d}.jpg", quality=quality)
+    return folder
+
+
 def write_collection(folder: Path, count: int, seed: int = 0, quality: int = 92) -> list[Path]:
     """The crops as JPEG files (photo_00000.jpg, ...) in `folder`; returns their paths."""
     folder.mkdir(parents=True, exist_ok=True)
