@@ -16,6 +16,7 @@ PAGES = {
         st.Page("fext/ui/map.py", title="Map", icon=":material/scatter_plot:"),
         st.Page("fext/ui/search.py", title="Search", icon=":material/image_search:"),
         st.Page("fext/ui/anomalies.py", title="Anomalies", icon=":material/report:"),
+        st.Page("fext/ui/duplicates.py", title="Duplicates", icon=":material/content_copy:"),
     ],
     "Learn": [
         st.Page("fext/ui/classifier.py", title="Classifier", icon=":material/category:"),

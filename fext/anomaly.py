@@ -58,19 +58,28 @@ def distance_to_index(index, features: np.ndarray, k: int = NEIGHBOURS, skip_sel
                       chunk: int = 4096) -> np.ndarray:
     """Mean cosine distance of each vector to its k nearest vectors of `index` (a VectorIndex);
     `skip_self`: the vectors are the index's own rows 0..n-1, each leaving itself out."""
+    if skip_self:
+        from .index import nearest_others
+
+        return isolation_of(nearest_others(index, features, k)[1])
     n = len(features)
     out = np.zeros(n, np.float32)
-    k = max(1, min(k, len(index) - (1 if skip_self else 0)))
+    k = max(1, min(k, len(index)))
     for start in range(0, n, chunk):
         q = np.ascontiguousarray(features[start:start + chunk], np.float32)
-        sims, ids = index.search(q, k + 1 if skip_self else k)
-        if skip_self:  # drop the vector itself (or, for exact duplicates, the last of the k+1)
-            own = ids == np.arange(start, start + len(q))[:, None]
-            keep = np.where(own.any(axis=1, keepdims=True), ~own, np.arange(k + 1) < k)
-            sims = np.where(keep, sims, np.nan)
+        sims, ids = index.search(q, k)
         sims = np.where(ids < 0, np.nan, sims)
         out[start:start + len(q)] = 1.0 - np.nanmean(sims, axis=1)
     return out
+
+
+def isolation_of(similarities: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
+    """Mean cosine distance to the k nearest other images, from their similarities (n, >= k)."""
+    sims = np.asarray(similarities, np.float32)[:, :k]
+    if sims.shape[1] == 0 or np.isnan(sims).all():
+        return np.zeros(len(sims), np.float32)
+    with np.errstate(invalid="ignore"):
+        return (1.0 - np.nanmean(sims, axis=1)).astype(np.float32)
 
 
 def reference_stats(count: int, distances: np.ndarray, recon: np.ndarray,

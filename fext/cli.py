@@ -144,13 +144,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which extraction: that of this folder (default: the most recent)")
     c.add_argument("--json", action="store_true")
 
+    c = cmd("duplicates", "groups of exact and near-duplicate images (FEXT never deletes or moves "
+                          "files: it suggests which to keep)")
+    c.add_argument("--threshold", default="auto",
+                   help="cosine similarity from which two images are copies; auto (default): the "
+                        "threshold calibrated on this collection's own edited copies at extract")
+    c.add_argument("--images", default=None,
+                   help="which extraction: that of this folder (default: the most recent)")
+    c.add_argument("--csv", default=None, help="also write the suggested removals to this CSV")
+    c.add_argument("--top", type=int, default=20, help="groups to print (0: all; JSON has all)")
+    c.add_argument("--json", action="store_true")
+
     c = cmd("export", "write the features CSV: path,label,f0,f1,...")
     c.add_argument("--csv", required=True, help="output CSV file")
     c.add_argument("--images", default=None,
                    help="which extraction: that of this folder (default: the most recent)")
 
-    c = cmd("evaluate", "reconstruction per split; retrieval (and anomaly detection) against "
-                        "raw-pixel and PCA baselines")
+    c = cmd("evaluate", "reconstruction per split; copy detection on the collection's own "
+                        "images, retrieval (and anomaly detection) against raw-pixel, PCA "
+                        "(and pHash) baselines")
     c.add_argument("--one-class", action="store_true",
                    help="also measure one-class anomaly detection (trains one model per label)")
     c.add_argument("--json", action="store_true")
@@ -192,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON or TOML file with images, base, grid and/or configs")
     add_settings(c, ModelConfig, fixed=True)
     add_settings(c, DataConfig, only=("image_size",), fixed=True)
-    add_settings(c, TrainConfig, only=("epochs", "batch_size", "seed"), fixed=True)
+    add_settings(c, TrainConfig, only=("epochs", "epoch_steps", "batch_size", "seed"), fixed=True)
     add_settings(c, ClassifierConfig, only=("head", "dropout", "head_epochs", "finetune_epochs"),
                  fixed=True)
     c.add_argument("--json", action="store_true")
@@ -355,6 +367,34 @@ def cmd_anomalies(args, progress):
                 "results": results}, "\n".join(text))
 
 
+def cmd_duplicates(args, progress):
+    from .duplicates import find, removals
+    from .features import Artifacts
+    from .workspace import atomic_path
+
+    result = find(Artifacts.open(_ws(args), args.name, images=args.images), args.threshold)
+    if args.csv:
+        dest = Path(args.csv).expanduser()
+        if not dest.parent.is_dir():
+            raise NotFoundError(f"folder for the CSV not found: {dest.parent}")
+        with atomic_path(dest) as tmp:
+            removals(result["groups"]).to_csv(tmp, index=False)
+    cal, found = result["calibration"], result["groups"]
+    text = [f"duplicates in {result['images']} ({result['count']} images): threshold "
+            f"{result['threshold']:.4f}" + (f" ({cal['text']}; estimated: {cal['copies_kept']:.0%} "
+                                            f"of edited copies found, {cal['false_grouping']:.2%} of "
+                                            "images falsely grouped)"
+                                            if args.threshold == "auto" else " (given)"),
+            f"{len(found)} groups, {result['removable']} files could be removed"
+            + (f"; suggested removals written to {args.csv}" if args.csv else "")]
+    for i, g in enumerate(found[:args.top or None], 1):
+        text.append(f"group {i}: keep {g['keeper']}")
+        text += [f"    {m['similarity']:.4f}{' =' if m['exact'] else '  '}  {m['path']}"
+                 + ("  (representative)" if m["path"] == g["representative"] else "")
+                 for m in g["members"]]
+    _out(args, {"model": args.name, **result}, "\n".join(text))
+
+
 def cmd_export(args, progress):
     from .features import export_csv
 
@@ -366,13 +406,14 @@ def cmd_evaluate(args, progress):
     from . import registry
     from .collection import Collection
     from .evaluate import reconstruction_metrics
-    from .quality import quality
+    from .quality import copy_detection, quality
     from .workspace import write_json
 
     ws = _ws(args)
     model, record = registry.load(ws, args.name)
     coll = Collection.for_data(ws, record.config.data, progress=progress)
     result = {"model": args.name, "reconstruction": reconstruction_metrics(model, coll),
+              "copies": copy_detection(model, record, coll, progress=progress),
               **quality(model, record, coll, one_class=args.one_class, progress=progress)}
     write_json(ws.model_dir(args.name) / "evaluation.json", result)
     _out(args, result, "\n".join(evaluation_table(result)))
@@ -384,6 +425,13 @@ def evaluation_table(result: dict) -> list[str]:
         if s.get("images"):
             lines.append(f"{split:6s} {s['images']:7d} {s['loss']:9.5f} {s['psnr']:7.2f} "
                          f"{s['ssim']:6.3f}")
+    copies = result.get("copies", {})
+    if "methods" in copies:
+        lines += ["", f"copy detection: {copies['queries']} edited copies of the collection's own "
+                      f"images among {copies['database']} images (no labels needed)",
+                  f"{'method':14s} {'recall@1':>9s} {'recall@5':>9s}"]
+        lines += [f"{m:14s} {r['recall@1']:9.3f} {r['recall@5']:9.3f}"
+                  for m, r in copies["methods"].items()]
     if "note" in result:
         return lines + ["", result["note"]]
     auc = result.get("one_class_auc", {})
@@ -508,6 +556,7 @@ def experiment_table(summary: dict) -> list[str]:
 
 
 COMMANDS = {"train": cmd_train, "build": cmd_build, "extract": cmd_extract, "search": cmd_search,
-            "anomalies": cmd_anomalies, "export": cmd_export, "evaluate": cmd_evaluate,
+            "anomalies": cmd_anomalies, "duplicates": cmd_duplicates, "export": cmd_export,
+            "evaluate": cmd_evaluate,
             "project": cmd_project, "scan": cmd_scan, "demo": cmd_demo,
             "classify": cmd_classify, "predict": cmd_predict, "experiment": cmd_experiment}

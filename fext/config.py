@@ -23,7 +23,9 @@ PRESETS: dict[str, tuple[tuple[int, int], ...]] = {
 }
 FITS = ("pad", "crop")
 PRECISIONS = ("float32", "bfloat16")  # of inference; training is always float32 on CPU
-MONITORS = ("val_accuracy", "val_loss")  # what the classifier selects and stops on
+MONITORS = ("val_accuracy", "val_loss")
+AUGMENTS = ("edits", "none")  # of the autoencoder's training inputs
+READOUTS = ("whiten", "raw")  # of the published features  # what the classifier selects and stops on
 
 
 def setting(default, help: str, choices: tuple | None = None):
@@ -99,13 +101,21 @@ class ModelConfig:
 class TrainConfig:
     """How the autoencoder is trained; the run is a pure function of these and the images."""
 
-    epochs: int = setting(30, "most epochs (early stopping usually ends sooner)")
-    batch_size: int = setting(64, "images per optimiser step")
+    epochs: int = setting(6, "most epochs (early stopping usually ends sooner)")
+    epoch_steps: int = setting(100, "optimiser steps per epoch, the same for any folder size "
+                                    "(0: one pass over the training images)")
+    batch_size: int = setting(64, "inputs per optimiser step")
     learning_rate: float = setting(1e-3, "Adam learning rate")
     patience: int = setting(5, "early-stopping patience in epochs (on the validation loss)")
     seed: int = setting(42, "seed of initialisation, batch order and input noise")
     noise: float = setting(0.0, "std of Gaussian noise added to the inputs (a denoising "
                                 "autoencoder; 0: none)")
+    augment: str = setting("edits", "train on edited inputs (re-saves, resizes, small crops and "
+                                    "shifts, blur, colour) to reconstruct the clean image", AUGMENTS)
+    invariance: float = setting(0.1, "weight of the term that makes two edited views of an image "
+                                     "find each other (0: none)")
+    readout: str = setting("whiten", "features as published: whitened on the training images, "
+                                     "or the raw bottleneck", READOUTS)
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -116,6 +126,19 @@ class TrainConfig:
             raise UsageError("learning rate must be in (0, 1)")
         if self.patience < 1:
             raise UsageError("patience must be at least 1")
+        if self.epoch_steps < 0:
+            raise UsageError("epoch steps must be 0 (one pass) or more")
+        if self.augment not in AUGMENTS or self.readout not in READOUTS:
+            raise UsageError(f"augment must be one of {AUGMENTS} and readout one of {READOUTS}")
+        if self.invariance < 0:
+            raise UsageError("invariance weight must be 0 or more")
+        if self.invariance and self.batch_size < 4:
+            raise UsageError("an invariance term needs a batch size of at least 4 (two views "
+                             "of at least two images)")
+
+
+# What models trained before a setting existed did (RunConfig.from_dict).
+BEFORE_SETTING = {"epoch_steps": 0, "augment": "none", "invariance": 0.0, "readout": "raw"}
 
 
 @dataclass
@@ -135,8 +158,10 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
+        """A saved config; settings it lacks are taken as they were before they existed, so an
+        older model is described as it was trained."""
         return cls(data=DataConfig(**d.get("data", {})), model=ModelConfig(**d.get("model", {})),
-                   train=TrainConfig(**d.get("train", {})))
+                   train=TrainConfig(**{**BEFORE_SETTING, **d.get("train", {})}))
 
     @classmethod
     def load(cls, path: Path) -> RunConfig:

@@ -17,7 +17,7 @@ from .workspace import REPO_ROOT, Workspace
 
 DEMO_DIR = REPO_ROOT / "data" / "demo"
 DEMO_NAME = "demo"
-DEMO_CONFIG = dict(image_size=32, preset="medium", latent_dim=64, epochs=12, batch_size=64,
+DEMO_CONFIG = dict(image_size=32, preset="medium", latent_dim=64, epochs=4, batch_size=64,
                    patience=3)
 
 

@@ -74,3 +74,70 @@ def edited_copies(images: list[Image.Image], seed: int = 0, kinds: tuple[str, ..
     """One edited copy of each image, seeded by (seed, position)."""
     return [edit(img, int(np.random.default_rng([seed, i]).integers(2 ** 31)), kinds, ranges)
             for i, img in enumerate(images)]
+
+
+# Training augmentation: the same edits, at the model's input size, where a few pixels weigh
+# more than at a photo's own size (a 3 px shift of a 200 px photo is 1 px at 64 px).
+TRAINING = EditRanges(brightness=0.25, contrast=0.25, shift=(0, 2), blur=0.6, jpeg=(50, 95),
+                      resize=(0.5, 1.0), crop=0.08)
+TRAINING_ODDS = 0.6  # each kind of edit is applied to a training view with this probability
+
+
+def augment(batch: np.ndarray, seed) -> np.ndarray:
+    """An edited view of each uint8 image of `batch` (N, s, s, 3), back at s x s pixels.
+
+    Each image gets a random subset of the edits (each with TRAINING_ODDS), so views range
+    from untouched to heavily edited; a resize is a round trip through a smaller size (lost
+    detail). A pure function of (batch, seed): training stays exactly resumable."""
+    rng = np.random.default_rng(seed)
+    out = np.empty_like(batch)
+    side = batch.shape[1]
+    for i, a in enumerate(batch):
+        kinds = tuple(k for k in KINDS if rng.random() < TRAINING_ODDS)
+        img = edit(Image.fromarray(a), int(rng.integers(2 ** 31)), kinds, TRAINING)
+        if img.size != (side, side):
+            img = img.resize((side, side), Image.Resampling.BILINEAR)
+        out[i] = np.asarray(img)
+    return out
+
+
+def working_copy(path, side: int) -> Image.Image:
+    """The photo decoded at no more than `side` pixels (JPEG draft decoding): large enough
+    for the edits to act as they do at full size, small enough to edit 500 in seconds."""
+    from PIL import ImageOps
+
+    from .images import open_image, to_rgb
+
+    img = open_image(path)
+    if img.format == "JPEG":
+        img.draft("RGB", (side, side))
+    img = to_rgb(ImageOps.exif_transpose(img))
+    img.thumbnail((side, side), Image.Resampling.BILINEAR)
+    return img
+
+
+def copy_queries(coll, items, fit: str, seed: int = 0, limit: int = 500, progress=None):
+    """(positions into `items`, uint8 model inputs): edited copies of a seeded sample of up
+    to `limit` of a collection's images, loaded as a query is. Each is edited on a working
+    copy of up to 4x the model's input size. Files that cannot be read any more are passed
+    over (others stand in). What the label-free copy figure and the duplicate threshold use."""
+    from .images import ImageError, load
+
+    rng = np.random.default_rng(seed)
+    size, want = coll.image_size, min(limit, len(items))
+    positions, copies = [], []
+    for pos in rng.permutation(len(items)):
+        if len(copies) >= want:
+            break
+        try:
+            img = working_copy(coll.root / items["path"].iat[pos], 4 * size)
+        except (ImageError, OSError):
+            continue
+        buf = io.BytesIO()
+        edit(img, int(rng.integers(2 ** 31))).save(buf, "PNG")
+        copies.append(load(buf.getvalue(), size, fit))
+        positions.append(int(pos))
+        if progress:
+            progress("copies", len(copies), want)
+    empty = np.zeros((0, size, size, 3), np.uint8)
+    return np.array(positions, np.int64), (np.stack(copies) if copies else empty)

@@ -34,7 +34,8 @@ from .workspace import Workspace, check_name, read_json, write_json
 SETTINGS = {
     "preset": (str, "ae"), "image_size": (int, "ae"), "latent_dim": (int, "ae"),
     "fit": (str, "ae"), "epochs": (int, "ae"), "learning_rate": (float, "ae"),
-    "noise": (float, "ae"),
+    "noise": (float, "ae"), "epoch_steps": (int, "ae"), "augment": (str, "ae"),
+    "invariance": (float, "ae"), "readout": (str, "ae"),
     "head": (parse_head, "clf"), "dropout": (float, "clf"), "head_epochs": (int, "clf"),
     "finetune_epochs": (int, "clf"), "head_learning_rate": (float, "clf"),
     "finetune_learning_rate": (float, "clf"), "monitor": (str, "clf"),
@@ -121,8 +122,7 @@ def split_settings(images: str, settings: dict) -> tuple[RunConfig, ClassifierCo
         clf["learning_rate"] = clf.pop("head_learning_rate")
     data = {k: ae[k] for k in ("image_size", "fit") if k in ae}
     model = {k: ae[k] for k in ("preset", "latent_dim") if k in ae}
-    train = {k: ae[k] for k in ("epochs", "batch_size", "learning_rate", "patience", "seed", "noise")
-             if k in ae}
+    train = {f.name: ae[f.name] for f in dataclasses.fields(TrainConfig) if f.name in ae}
     run = RunConfig(data=DataConfig(images=images, **data), model=ModelConfig(**model),
                     train=TrainConfig(**train))
     return run.validate(), ClassifierConfig(**clf).validate()

@@ -18,20 +18,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import anomaly
+from . import anomaly, duplicates
 from .collection import Collection
 from .config import PRECISIONS
 from .errors import FextError, NotFoundError, UsageError
 from .feed import iter_batches, prefetch
-from .index import VectorIndex, l2_normalize
+from .images import to_model_input
+from .index import VectorIndex, l2_normalize, nearest_others
 from .progress import ProgressFn, report
 from .registry import ModelRecord, open_record
 from .workspace import Workspace, atomic_path, read_json, write_json
 
-ITEM_COLUMNS = ["id", "path", "label", "split", "sha1", "row"]
+ITEM_COLUMNS = ["id", "path", "label", "split", "sha1", "row", "width", "height", "mtime_ns"]
 SCORE_FILES = {"reference": "reference.npy", "combined": "scores.npy", "isolation": "isolation.npy",
                "reconstruction": "recon.npy"}
 SCORE_MODES = ("all", "isolation")  # extract's `scores`: everything, or no decoder pass
+NEIGHBOUR_FILES = ("neighbours.npy", "neighbour_sims.npy")  # each image's nearest others
 REFERENCES = ("auto", "model", "none")  # extract's `reference`: see `extract`
 BATCH_PIXELS = 256 * 64 * 64  # images per forward pass x pixels per image (bench/ingest.py)
 
@@ -135,6 +137,16 @@ class Artifacts:
         return {"value": float(np.quantile(self.scores(kind), 1 - share)), "share": share,
                 "text": f"the top {share:.0%} of this folder"}
 
+    def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, similarities) of each image's nearest other images, memory-mapped; extractions
+        made before duplicate detection existed have none."""
+        if not (self.dir / NEIGHBOUR_FILES[0]).is_file():
+            raise StaleError(
+                f"this extraction of {self.name!r} was made before duplicate detection existed; "
+                f"refresh it with: python -m fext extract --name {self.name}"
+                + (f" --images {self.root}" if self.meta.get("images") else ""))
+        return tuple(np.load(self.dir / f, mmap_mode="r") for f in NEIGHBOUR_FILES)
+
     def index(self) -> VectorIndex:
         """The FAISS index; an IVF-PQ one re-ranks its candidates from the memory-mapped features."""
         ix = self.meta["index"]
@@ -191,13 +203,48 @@ def encode_rows(parts, images: np.ndarray, rows: np.ndarray, batch_size: int,
         yield np.arange(start, start + len(x)), z, err
 
 
+SHRINKAGE = 0.1  # of the whitening: eigenvalues + SHRINKAGE x their mean, so tiny ones do not blow up
+
+
+def whitening(feats: np.ndarray, shrinkage: float = SHRINKAGE) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, transform) of PCA whitening with shrinkage, fitted on `feats` (n, d).
+
+    Raw bottleneck vectors are dominated by a few high-variance directions, so cosine search
+    among them mostly compares those; whitening weighs every direction alike (Jegou & Chum,
+    ECCV 2012). Shrinkage keeps directions of almost no variance (fewer images than
+    dimensions, or noise) from being blown up. Full rank, so it is invertible."""
+    feats = np.asarray(feats, np.float64)
+    mean = feats.mean(axis=0)
+    cov = np.cov(feats - mean, rowvar=False, bias=True).reshape(feats.shape[1], feats.shape[1])
+    values, vectors = np.linalg.eigh(cov)
+    values = np.clip(values, 0, None)
+    scale = 1.0 / np.sqrt(values + shrinkage * max(values.mean(), 1e-12))
+    return mean.astype(np.float32), (vectors * scale).astype(np.float32)
+
+
+def readout_of(autoencoder, images: np.ndarray, train_rows: np.ndarray, batch_size: int = 128,
+               kind: str = "whiten"):
+    """The model to publish: `autoencoder` with its features whitened on the training split's
+    own vectors ("whiten"), or as it is ("raw"). Fitted once per model, so every extraction,
+    query, reference and map of the model lives in one vector space."""
+    from .model import inference_parts, with_readout
+
+    if kind == "raw" or len(train_rows) < 2:
+        return autoencoder
+    encoder = inference_parts(autoencoder)[0]
+    raw = np.concatenate([np.asarray(encoder.predict_on_batch(x))
+                          for _, x in iter_batches(images, train_rows, batch_size)])
+    return with_readout(autoencoder, *whitening(raw))
+
+
 def reference_of(autoencoder, images: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
-                 batch_size: int = 128) -> tuple[VectorIndex, anomaly.ReferenceStats]:
+                 batch_size: int = 128) -> tuple[VectorIndex, anomaly.ReferenceStats] | None:
     """What a model keeps of its training collection to score new images against it: a FAISS
     index of its training split's features, and the reference score's medians and threshold
     on the validation split. Below MIN_CALIBRATION validation images (a 99th percentile of a
     handful is no threshold), the training images join in, each leaving itself out of the
-    neighbours it is measured against."""
+    neighbours it is measured against. None where there is nothing to calibrate on (a single
+    training image and no validation split)."""
     from .model import inference_parts
 
     parts = inference_parts(autoencoder)
@@ -218,6 +265,8 @@ def reference_of(autoencoder, images: np.ndarray, train_rows: np.ndarray, val_ro
         dist = np.concatenate([dist, anomaly.distance_to_index(index, train_feats, skip_self=True)])
         recon = np.concatenate([recon, train_recon])
         calibration += f" and {len(train_rows)} training images (leave-one-out)"
+    if len(dist) == 0:
+        return None  # a single training image and no validation split: nothing to calibrate on
     return index, anomaly.reference_stats(len(index), dist, recon, calibration)
 
 
@@ -227,6 +276,13 @@ def local_encoder(job: EncodeJob):
 
     parts = inference_parts(load(job.model_path), job.precision)
     yield from encode_rows(parts, job.images(), job.rows, job.batch_size, job.reconstruct)
+
+
+def _query_encoder(record: ModelRecord, precision: str):
+    """The model's encoder in this process, as a query is encoded (whatever engine extracted)."""
+    from .model import inference_parts, load
+
+    return inference_parts(load(record.path), precision)[0]
 
 
 def resolve_precision(precision: str) -> str:
@@ -349,8 +405,17 @@ def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, in
     index = VectorIndex.build(feats, items["id"].to_numpy(), kind=index_kind)
     index.save(version / "faiss.index")
     progress("index", 1, 1, kind=index.kind)
+    nearest, similarity = nearest_others(index, feats, duplicates.K, progress)
+    for file, values in ((NEIGHBOUR_FILES[0], nearest), (NEIGHBOUR_FILES[1], similarity)):
+        with atomic_path(version / file, ".npy") as tmp:
+            np.save(tmp, values)
+    progress("duplicate threshold", 0, 1)
+    encoder = _query_encoder(record, job.precision)
+    calibration = duplicates.calibrate(lambda x: encode_batch(encoder, to_model_input(x))[0], coll,
+                                       items, feats, similarity[:, 0], coll.fit, progress=progress)
+    progress("duplicate threshold", 1, 1)
     progress("anomaly scores", 0, 1)
-    isolation = anomaly.isolation(index, feats)
+    isolation = anomaly.isolation_of(similarity)
     written = {"isolation": isolation}
     if job.reconstruct:
         written["combined"] = anomaly.combined(isolation, recon)
@@ -370,6 +435,8 @@ def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, in
             "scores": kinds, "reference": _reference_label(record, ref if "reference" in written
                                                            else None, use_reference, job),
             "precision": job.precision, "reconstruction": anomaly.RECONSTRUCTION,
+            "readout": record.extras.get("readout", {}).get("kind", "raw"),
+            "duplicates": {**calibration.to_dict(), "k": duplicates.K},
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_json(version / "meta.json", meta)
     return meta
@@ -397,8 +464,9 @@ def _reference_label(record: ModelRecord, ref: dict | None, wanted: bool, job) -
         return {"kind": "model", "text": f"unlike the training collection of {record.name!r} "
                 f"({ref['count']} images, {record.images})", "threshold": ref["threshold"],
                 "false_alarm_rate": anomaly.FALSE_ALARMS, "calibration": ref["calibration"]}
-    why = ("" if not wanted else " (the model was trained before reference statistics existed: "
-           "retrain it to score new images against it)" if job.reconstruct else
+    why = ("" if not wanted else " (the model has no reference statistics: it was trained before "
+           "they existed, or on too few images; retrain it to score new images against it)"
+           if job.reconstruct else
            " (--scores isolation skips the reconstruction the reference score needs)")
     return {"kind": "folder", "text": f"odd ones out of this folder{why}",
             "share": anomaly.FOLDER_SHARE}

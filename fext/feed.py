@@ -17,10 +17,22 @@ import numpy as np
 from .images import to_model_input
 
 
-def epoch_order(rows: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+def epoch_order(rows: np.ndarray, seed: int, epoch: int, length: int | None = None) -> np.ndarray:
     """The training order of an epoch: a pure function of (seed, epoch), so a resumed run
-    sees exactly the batches an uninterrupted run would have seen."""
-    return np.random.default_rng([seed, epoch]).permutation(np.asarray(rows, np.int64))
+    sees exactly the batches an uninterrupted run would have seen.
+
+    An epoch is one pass (a permutation of `rows`), or, given `length`, the epoch-th stretch
+    of `length` rows of an endless stream of passes: training counted in optimiser steps,
+    the same for a folder of 300 images as for one of a million."""
+    rows = np.asarray(rows, np.int64)
+    if length is None:
+        return np.random.default_rng([seed, epoch]).permutation(rows)
+    n = len(rows)
+    start, stop = epoch * length, (epoch + 1) * length
+    passes = [np.random.default_rng([seed, k]).permutation(rows)
+              for k in range(start // n, (stop - 1) // n + 1)]
+    first = (start // n) * n
+    return np.concatenate(passes)[start - first:stop - first]
 
 
 def iter_batches(images: np.ndarray, rows: np.ndarray, batch_size: int):

@@ -241,3 +241,35 @@ def exact_knn(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 200
         order = np.argsort(-s, axis=1)[:, :k]
         best_s, best_i = np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)
     return best_i
+
+
+NEIGHBOUR_CHUNK = 8192  # queries per search when every vector looks for its neighbours
+
+
+def nearest_others(index, features: np.ndarray, k: int, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, similarities), each (n, k): every indexed vector's k nearest *other* vectors,
+    best first (-1 / nan where the collection has fewer). `index` holds `features` under
+    ids 0..n-1; for exact duplicates the image itself may come after its twin, so "other"
+    is decided by id, not by rank."""
+    n = len(features)
+    k_eff = max(0, min(k, n - 1))
+    ids = np.full((n, k), -1, np.int32)
+    sims = np.full((n, k), np.nan, np.float32)
+    if k_eff == 0:
+        return ids, sims
+    for start in range(0, n, NEIGHBOUR_CHUNK):
+        q = np.ascontiguousarray(features[start:start + NEIGHBOUR_CHUNK], np.float32)
+        s, i = index.search(q, k_eff + 1)
+        own = i == np.arange(start, start + len(q))[:, None]
+        # drop the vector itself, or, where it is not among the results, the last result
+        keep = np.where(own.any(axis=1, keepdims=True), ~own, np.arange(k_eff + 1) < k_eff)
+        keep &= i >= 0
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :k_eff]  # kept first, in rank order
+        got_i = np.take_along_axis(i, order, axis=1)
+        got_s = np.take_along_axis(s, order, axis=1)
+        valid = np.take_along_axis(keep, order, axis=1)
+        ids[start:start + len(q), :k_eff] = np.where(valid, got_i, -1)
+        sims[start:start + len(q), :k_eff] = np.where(valid, got_s, np.nan)
+        if progress:
+            progress("neighbours", min(start + NEIGHBOUR_CHUNK, n), n)
+    return ids, sims

@@ -16,6 +16,9 @@ from .errors import UsageError
 
 BOTTLENECK = "bottleneck"
 RECONSTRUCTION = "reconstruction"
+READOUT = "readout"  # the whitening of the features, stored in the published model
+READOUT_INVERSE = "readout_inverse"  # its inverse, so the decoder still sees the bottleneck
+TEMPERATURE = 0.1  # of the invariance term's softmax over cosine similarities
 
 
 def conv_block(x, filters: int, convs: int, prefix: str):
@@ -57,6 +60,65 @@ def encoder_of(autoencoder: keras.Model) -> keras.Model:
     return keras.Model(autoencoder.input, autoencoder.get_layer(BOTTLENECK).output, name="encoder")
 
 
+@keras.saving.register_keras_serializable(package="fext")
+def invariance_loss(_, pairs):
+    """Two edited views of each image, made to find each other among the batch (InfoNCE).
+
+    `pairs` holds, for a batch of 2h inputs ordered (view 1 of images 1..h, view 2 of images
+    1..h), each input's bottleneck; each view's partner must have the highest cosine
+    similarity among the other 2h-1 views. This is what finding an edited photo's source
+    asks of the features, learnt from the user's own images (a SimCLR-style objective).
+    """
+    z = pairs / (keras.ops.norm(pairs, axis=1, keepdims=True) + 1e-8)
+    n = keras.ops.shape(z)[0]
+    h = n // 2
+    logits = keras.ops.matmul(z, keras.ops.transpose(z)) / TEMPERATURE
+    logits = logits - 1e9 * keras.ops.eye(n, dtype=logits.dtype)  # a view is not its own partner
+    partner = keras.ops.concatenate([keras.ops.arange(h, n), keras.ops.arange(0, h)])
+    return keras.losses.sparse_categorical_crossentropy(partner, logits, from_logits=True)
+
+
+def build_trainer(autoencoder: keras.Model, invariance: float, learning_rate: float) -> keras.Model:
+    """The autoencoder with its bottleneck as a second output, compiled with the reconstruction
+    loss plus `invariance` x `invariance_loss`. It shares every layer (and weight) with
+    `autoencoder`; only the autoencoder is published."""
+    z = autoencoder.get_layer(BOTTLENECK).output
+    trainer = keras.Model(autoencoder.input, [autoencoder.output, z], name="trainer")
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                    loss=["mse", invariance_loss], loss_weights=[1.0, invariance])
+    return trainer
+
+
+def autoencoder_of(trainer: keras.Model) -> keras.Model:
+    """The autoencoder inside a (loaded) trainer: same layers, reconstruction output only."""
+    return keras.Model(trainer.input, trainer.outputs[0], name="fext_ae")
+
+
+def with_readout(autoencoder: keras.Model, mean: np.ndarray, transform: np.ndarray) -> keras.Model:
+    """The autoencoder with a linear read-out after the bottleneck, (z - mean) @ transform, and
+    its inverse before the decoder: the encoder then gives read-out features and the
+    reconstruction is unchanged. Stored in the model file, so every extraction and every
+    query of the model computes features in the same space."""
+    chain = [layer for layer in autoencoder.layers[1:] if layer.name not in (READOUT, READOUT_INVERSE)]
+    d = len(mean)
+    inverse = np.linalg.inv(transform.astype(np.float64))
+    readout = layers.Dense(d, name=READOUT, dtype="float32")
+    back = layers.Dense(d, name=READOUT_INVERSE, dtype="float32")
+    image = keras.Input(autoencoder.input.shape[1:], name="image")
+    x = image
+    for layer in chain:
+        x = layer(x)
+        if layer.name == BOTTLENECK:
+            x = back(readout(x))
+    readout.set_weights([transform.astype(np.float32), (-mean @ transform).astype(np.float32)])
+    back.set_weights([inverse.astype(np.float32), mean.astype(np.float32)])
+    return keras.Model(image, x, name=autoencoder.name)
+
+
+def has_readout(autoencoder: keras.Model) -> bool:
+    return any(layer.name == READOUT for layer in autoencoder.layers)
+
+
 def inference_parts(autoencoder: keras.Model,
                     precision: str = "float32") -> tuple[keras.Model, keras.Model]:
     """(encoder: image -> features, decoder: features -> reconstruction) for inference.
@@ -71,7 +133,8 @@ def inference_parts(autoencoder: keras.Model,
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     chain = autoencoder.layers[1:]  # the builders make a chain: image -> ... -> reconstruction
-    cut = next(i for i, layer in enumerate(chain) if layer.name == BOTTLENECK) + 1
+    last = READOUT if has_readout(autoencoder) else BOTTLENECK
+    cut = next(i for i, layer in enumerate(chain) if layer.name == last) + 1
     image = keras.Input(autoencoder.input.shape[1:], name="image")
     encoder = keras.Model(image, _folded(chain[:cut], image, precision), name="encoder")
     z = keras.Input((chain[cut - 1].units,), name="features")

@@ -157,17 +157,19 @@ def publish(folder: Path, prefix: str, save: Callable[[Path], None], record_file
 
 
 def publish_autoencoder(ws: Workspace, name: str, best_file: Path, cfg: RunConfig, coll,
-                        history: list[dict], metrics: dict, reference=None) -> ModelRecord:
+                        history: list[dict], metrics: dict, reference=None,
+                        readout: dict | None = None) -> ModelRecord:
     """Publish a finished training run of model `name` (its best checkpoint).
 
     `reference` (index, stats) is the training collection new images are scored against; its
     index file is named after the model's fingerprint, so it always matches its model.
+    `readout` says what the model's features are (whitened or the raw bottleneck).
     """
     folder = ws.model_dir(name)
     fingerprint = uuid.uuid4().hex[:16]
     manifest = lambda tmp: coll.items()[["path", "label", "sha1", "split"]].to_csv(tmp, index=False)
     files = [("manifest.csv", manifest), ("metrics.json", lambda tmp: write_json(tmp, metrics))]
-    extras = {}
+    extras = {"readout": readout} if readout else {}
     if reference is not None:
         index, stats = reference
         ref_file = f"reference-{fingerprint}.faiss"

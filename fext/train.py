@@ -21,10 +21,12 @@ from . import model as model_lib
 from . import registry
 from .collection import Collection
 from .config import RunConfig
+from .edits import augment
 from .errors import UsageError
 from .evaluate import reconstruction_metrics
-from .features import reference_of
+from .features import readout_of, reference_of
 from .feed import epoch_order, iter_batches, prefetch
+from .images import to_model_input
 from .progress import ProgressFn, report
 from .workspace import Workspace, atomic_path, read_json, write_json
 
@@ -37,10 +39,11 @@ def set_seed(seed: int) -> None:
 
 
 def mean_loss(model, images: np.ndarray, rows: np.ndarray, batch_size: int) -> float:
-    """Reconstruction loss over `rows` in inference mode (batch-size weighted mean)."""
+    """Reconstruction loss (MSE) over `rows` in inference mode."""
     total = 0.0
     for _, x in iter_batches(images, rows, batch_size):
-        total += float(model.test_on_batch(x, x, return_dict=True)["loss"]) * len(x)
+        r = np.asarray(model.predict_on_batch(x), np.float32)
+        total += float(((r - x) ** 2).mean()) * len(x)
     return total / len(rows)
 
 
@@ -51,6 +54,27 @@ def corrupt(x: np.ndarray, tcfg, epoch: int, step: int) -> np.ndarray:
         return x
     rng = np.random.default_rng([tcfg.seed, epoch, step, 1])
     return np.clip(x + rng.normal(0, noise, x.shape).astype(np.float32), 0.0, 1.0)
+
+
+def views(x: np.ndarray, tcfg, epoch: int, step: int):
+    """(inputs, targets) of one step from a batch of clean images `x`.
+
+    The model reconstructs the clean image from an edited view of it (fext.edits.augment: the
+    re-saves, resizes, small crops and shifts, blur and colour changes users make), so its
+    features learn to ignore those edits. With an invariance weight, each image comes as two
+    differently edited views (inputs: views 1 then views 2) whose features must find each
+    other (`fext.model.invariance_loss`); the second target is a placeholder for that term.
+    Seeded by (seed, epoch, step): resume stays exact."""
+    def edited(which: int) -> np.ndarray:
+        if tcfg.augment == "none":
+            return x
+        pixels = np.rint(x * 255).astype(np.uint8)
+        return to_model_input(augment(pixels, [tcfg.seed, epoch, step, 2, which]))
+
+    if not tcfg.invariance:
+        return corrupt(edited(0), tcfg, epoch, step), x
+    inputs = corrupt(np.concatenate([edited(0), edited(1)]), tcfg, epoch, step)
+    return inputs, [np.concatenate([x, x]), np.zeros((2 * len(x), 1), np.float32)]
 
 
 class EarlyStopping:
@@ -91,25 +115,28 @@ def lower_loss(monitor: str) -> Callable[[dict], tuple]:
 
 def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batch_size: int,
                seed: int, on_epoch: Callable[[dict], bool], progress: ProgressFn,
-               targets: np.ndarray | None = None, make_input=None, validate=None,
-               start_epoch: int = 0, stage: str = "train", first_epoch: int = 1) -> None:
+               targets: np.ndarray | None = None, make_batch=None, validate=None,
+               start_epoch: int = 0, stage: str = "train", first_epoch: int = 1,
+               epoch_steps: int = 0) -> None:
     """The training loop of every model: epochs from `start_epoch` until `on_epoch(row)` says stop.
 
     Explicit `train_on_batch` over an order that is a pure function of (seed, epoch): no epoch
     counters or shuffling state, so a resumed run sees exactly the batches it would have seen.
-    The next batch (and its `make_input(x, epoch, step)` corruption) is prepared in a background
-    thread, in that same order, while the model trains on the current one. Targets are the
-    images themselves (an autoencoder) unless `targets` (one per row) are given. The epoch's
-    row holds the mean of every training log, then `validate(model)`'s figures.
+    An epoch is one pass over `rows`, or `epoch_steps` optimiser steps when that is set. The
+    next batch (and `make_batch(x, epoch, step)` -> (inputs, targets), its edits) is prepared
+    in a background thread, in that same order, while the model trains on the current one.
+    Targets are the images themselves (an autoencoder) unless `targets` (one per row) are
+    given. The epoch's row holds the mean of every training log, then `validate(model)`'s.
     """
-    steps = math.ceil(len(rows) / batch_size)
+    length = epoch_steps * batch_size if epoch_steps else None
+    steps = epoch_steps or math.ceil(len(rows) / batch_size)
     positions = np.arange(len(rows))
     for epoch in range(start_epoch, epochs):
         t0, seen, sums = time.time(), 0, {}
-        order = epoch_order(positions, seed, epoch)
+        order = epoch_order(positions, seed, epoch, length)
         ordered, ys = rows[order], (targets[order] if targets is not None else None)
-        batches = ((step, x, make_input(x, epoch, step) if make_input else x,
-                    x if ys is None else ys[start:start + len(x)])
+        batches = ((step, x, *(make_batch(x, epoch, step) if make_batch else
+                               (x, x if ys is None else ys[start:start + len(x)])))
                    for step, (start, x) in enumerate(iter_batches(images, ordered, batch_size)))
         for step, x, x_in, y in prefetch(batches):
             logs = model.train_on_batch(x_in, y, return_dict=True)
@@ -128,17 +155,29 @@ def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batc
             break
 
 
-def end_epoch(model, run_dir: Path, state: dict, stopper: EarlyStopping, row: dict) -> None:
+def readout_label(model) -> dict:
+    """What a published model's features are, for its record and every extraction's meta."""
+    from .features import SHRINKAGE
+
+    if model_lib.has_readout(model):
+        return {"kind": "whitened", "text": "whitened on the training images (PCA whitening, "
+                f"shrinkage {SHRINKAGE})"}
+    return {"kind": "raw", "text": "the raw bottleneck"}
+
+
+def end_epoch(model, trainer, run_dir: Path, state: dict, stopper: EarlyStopping,
+              row: dict) -> None:
     """Record an epoch: history, best checkpoint (on the monitored loss), last checkpoint, patience.
 
     Everything is on disk before the next epoch starts, so a killed run resumes from the last
-    completed epoch with the same best score and patience counter.
+    completed epoch (the trainer, with its optimiser state) with the same best score and
+    patience counter. The best checkpoint is the model alone.
     """
     if stopper.offer(row):
         with atomic_path(run_dir / "best.keras", ".keras") as tmp:
             model.save(tmp)
     with atomic_path(run_dir / "last.keras", ".keras") as tmp:
-        model.save(tmp)
+        trainer.save(tmp)
     state["history"].append(row)
     state["epoch"] = row["epoch"]
     state["stopping"] = stopper.state()
@@ -169,32 +208,43 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
             run_dir.mkdir(parents=True)
             state = {"key": run_key, "epoch": 0, "history": []}
         set_seed(cfg.train.seed)
+        tc = cfg.train
         if resumable:
-            ae = model_lib.load(run_dir / "last.keras")
+            trainer = model_lib.load(run_dir / "last.keras")
         else:
-            ae = model_lib.compile_autoencoder(
-                model_lib.build_autoencoder(cfg.model, cfg.data.image_size), cfg.train.learning_rate)
+            ae = model_lib.build_autoencoder(cfg.model, cfg.data.image_size)
+            trainer = (model_lib.build_trainer(ae, tc.invariance, tc.learning_rate)
+                       if tc.invariance else model_lib.compile_autoencoder(ae, tc.learning_rate))
+        # the autoencoder itself (validated, checkpointed as best, published); with an
+        # invariance term the trainer wraps it and holds the optimiser state
+        ae = model_lib.autoencoder_of(trainer) if tc.invariance else trainer
 
         monitor = "val_loss" if len(val_rows) else "loss"
         stopper = EarlyStopping(lower_loss(monitor), cfg.train.patience, state.get("stopping"))
 
-        tc = cfg.train
-
         def on_epoch(row: dict) -> bool:
-            end_epoch(ae, run_dir, state, stopper, row)
+            end_epoch(ae, trainer, run_dir, state, stopper, row)
             return stopper.stop
 
-        def validate(model) -> dict:
-            return {"val_loss": mean_loss(model, coll.images, val_rows, tc.batch_size)}
+        def validate(_) -> dict:
+            return {"val_loss": mean_loss(ae, coll.images, val_rows, tc.batch_size)}
 
         if not stopper.stop:
-            run_epochs(ae, coll.images, train_rows, epochs=tc.epochs, batch_size=tc.batch_size,
+            # with two views per image, a step holds batch_size inputs from batch_size/2 images
+            per_step = max(1, tc.batch_size // 2) if tc.invariance else tc.batch_size
+            run_epochs(trainer, coll.images, train_rows, epochs=tc.epochs, batch_size=per_step,
                        seed=tc.seed, on_epoch=on_epoch, progress=progress,
-                       make_input=lambda x, epoch, step: corrupt(x, tc, epoch, step),
-                       validate=validate if len(val_rows) else None, start_epoch=state["epoch"])
+                       make_batch=lambda x, epoch, step: views(x, tc, epoch, step),
+                       validate=validate if len(val_rows) else None, start_epoch=state["epoch"],
+                       epoch_steps=tc.epoch_steps)
         state["stopped_early"] = state["epoch"] < cfg.train.epochs
 
         best = model_lib.load(run_dir / "best.keras")
+        progress("readout", 0, 1)
+        best = readout_of(best, coll.images, train_rows, tc.batch_size, tc.readout)
+        with atomic_path(run_dir / "published.keras", ".keras") as tmp:
+            best.save(tmp)
+        progress("readout", 1, 1)
         progress("evaluate", 0, 1)
         metrics = {
             "splits": reconstruction_metrics(best, coll, cfg.train.batch_size),
@@ -207,8 +257,8 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         progress("reference", 0, 1)
         reference = reference_of(best, coll.images, train_rows, val_rows, tc.batch_size)
         progress("reference", 1, 1)
-        registry.publish_autoencoder(ws, name, run_dir / "best.keras", cfg, coll, state["history"],
-                                     metrics, reference)
+        registry.publish_autoencoder(ws, name, run_dir / "published.keras", cfg, coll, state["history"],
+                                     metrics, reference, readout_label(best))
         state["finished"] = True
         write_json(run_dir / "state.json", state)
         return metrics

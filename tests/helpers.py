@@ -7,19 +7,22 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = dict(preset="small", image_size=16, latent_dim=8, epochs=3, batch_size=16)
+TINY = dict(preset="small", image_size=16, latent_dim=8, epochs=3, batch_size=16, epoch_steps=4)
 
 
 def tiny_config(images: Path, **overrides):
-    """A RunConfig for a tiny, fast model on `images`; any TINY key or train setting overridable."""
+    """A RunConfig for a tiny, fast model on `images`: the shipped training recipe (edited
+    views, invariance term, whitened read-out), a few steps of it. Any TINY key or train
+    setting can be overridden."""
+    import dataclasses
+
     from fext.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
     c = {**TINY, **overrides}
+    train = {f.name: c[f.name] for f in dataclasses.fields(TrainConfig) if f.name in c}
     return RunConfig(data=DataConfig(images=str(images), image_size=c["image_size"]),
                      model=ModelConfig(preset=c["preset"], latent_dim=c["latent_dim"]),
-                     train=TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"],
-                                       patience=c.get("patience", 5), seed=c.get("seed", 42),
-                                       noise=c.get("noise", 0.0)))
+                     train=TrainConfig(**train))
 
 
 def run_cli(*args: str, workspace: Path | None = None, check: bool = True):

@@ -19,7 +19,8 @@ from tests.app_fixtures import DIM, REPO, app_workspace
 from tests.corpus import BROKEN, READABLE, bomb_png, png
 from tests.corpus import shape_image as shape
 
-PAGES = ["collection", "train", "reconstruction", "map", "search", "anomalies", "features"]
+PAGES = ["collection", "train", "reconstruction", "map", "search", "anomalies", "duplicates",
+         "features"]
 
 
 @pytest.fixture(scope="session")
@@ -271,6 +272,20 @@ def test_anomaly_threshold_counts_images(on_demo):
     at.radio[0].set_value("reconstruction").run()
     assert not at.exception
     assert at.get("download_button")
+
+
+def test_duplicates_page_groups_at_the_calibrated_threshold_and_regroups(on_demo):
+    at = run_page("duplicates")
+    assert "Suggested threshold" in texts(at) and "edited copies" in texts(at)
+    threshold = widget(at.slider, "Similarity threshold")
+    threshold.set_value(threshold.min).run()  # the loosest threshold: the shapes group up
+    assert not at.exception
+    m = metrics(at)
+    assert int(m["Duplicate groups"]) > 0 and int(m["Files that could be removed"]) > 0
+    assert "Group 1" in texts(at) and at.get("download_button")
+    threshold.set_value(1.0).run()
+    assert not at.exception
+    assert int(metrics(at)["Files that could be removed"]) < int(m["Files that could be removed"])
 
 
 def test_features_page_offers_the_csv(on_demo):

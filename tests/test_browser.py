@@ -24,7 +24,8 @@ from tests.corpus import shape_image as shape
 CHROMIUM = "/usr/bin/chromium"
 SCREENS = REPO / "tests" / "artifacts" / "screens"
 PAGES = {"collection": "", "train": "train", "reconstruction": "reconstruction", "map": "map",
-         "search": "search", "anomalies": "anomalies", "features": "features",
+         "search": "search", "anomalies": "anomalies", "duplicates": "duplicates",
+         "features": "features",
          "classifier": "classifier"}
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

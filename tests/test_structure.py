@@ -64,6 +64,7 @@ def test_no_import_cycle_in_the_package():
 
 @pytest.mark.parametrize("command", [["anomalies", "--name", "shapes", "--top", "2"],
                                      ["export", "--name", "shapes", "--csv", "OUT"],
+                                     ["duplicates", "--name", "shapes", "--json"],
                                      ["scan", "--images", "IMAGES", "--image-size", "16"]])
 def test_read_only_commands_never_import_keras_or_tensorflow(trained, shapes_dir, tmp_path, command):
     ws, _ = trained
@@ -165,5 +166,8 @@ def test_extras_are_stored_with_the_model_and_survive_reading(trained, tmp_path)
     ws, name = trained
     copy = Workspace(tmp_path / "copy")
     shutil.copytree(ws.model_dir(name), copy.model_dir(name))
+    before = registry.open_record(copy, name).extras
+    assert set(before) == {"reference", "readout"}  # what training stores with every model
     record = registry.update_extras(registry.open_record(copy, name), reference={"median": 0.5})
-    assert registry.open_record(copy, name).extras == {"reference": {"median": 0.5}} == record.extras
+    assert registry.open_record(copy, name).extras == {**before, "reference": {"median": 0.5}} \
+        == record.extras

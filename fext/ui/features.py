@@ -35,8 +35,12 @@ d.metric("Skipped files", art.meta.get("skipped", 0))
 st.download_button("Download features CSV", features_csv(str(ws.root), name, art.dir.name),
                    file_name=f"{name}-features.csv", mime="text/csv", type="primary",
                    icon=":material/download:")
+whitened = art.meta.get("readout") == "whitened"
 st.caption(f"Columns: `path,label,f0,…,f{dim - 1}`, one row per readable image; paths relative "
-           f"to `{art.root}`. Built {art.meta['created']} from the model's current version.")
+           f"to `{art.root}`. Built {art.meta['created']} from the model's current version. "
+           + ("Vectors are whitened (PCA whitening fitted on the model's training images, the "
+              "same for every folder and query) and L2-normalised." if whitened else
+              "Vectors are the raw bottleneck, L2-normalised (the model predates whitening)."))
 st.subheader("Preview")
 preview = pd.DataFrame(art.features()[:PREVIEW_ROWS], columns=[f"f{i}" for i in range(dim)])
 preview.insert(0, "label", art.items["label"].head(PREVIEW_ROWS).values)

@@ -73,7 +73,10 @@ def settings_form() -> dict | None:
                                      value=D.image_size, help=help_of(DataConfig, "image_size"))
         v["latent"] = c2.select_slider("Feature size", [8, 16, 32, 64, 96, 128, 192, 256, 512],
                                        value=M.latent_dim, help=help_of(ModelConfig, "latent_dim"))
-        v["epochs"] = c3.number_input("Epochs", 1, 500, T.epochs, help=help_of(TrainConfig, "epochs"))
+        v["epochs"] = c3.number_input(f"Epochs ({T.epoch_steps} steps each)", 1, 500, T.epochs,
+                                      help=f"{help_of(TrainConfig, 'epochs')}; an epoch is "
+                                           f"{T.epoch_steps} optimiser steps whatever the "
+                                           "folder's size")
         v["batch"] = c4.select_slider("Batch size", [8, 16, 32, 64, 128, 256], value=T.batch_size,
                                       help=help_of(TrainConfig, "batch_size"))
         c1, c2, c3 = st.columns(3)

@@ -1,0 +1,81 @@
+"""Duplicates page: groups of exact and near-duplicate images, largest first, with a keeper each.
+
+Reads the neighbour lists and the calibrated threshold stored at extraction: moving the
+threshold regroups them in memory, it never searches the index again.
+"""
+
+import pandas as pd
+import streamlit as st
+
+from fext.duplicates import find, removals
+from fext.features import StaleError
+from fext.ui.common import header, need_artifacts, need_model, start_job, thumb, workspace
+
+GROUPS_PER_PAGE = 10
+
+header("Duplicates", "Copies of the same picture: identical files, and images re-saved, resized, "
+                     "cropped a little or recoloured. FEXT suggests a keeper for each group and "
+                     "never deletes, moves or changes a file.")
+ws = workspace()
+name = need_model(ws)
+art = need_artifacts(ws, name)
+
+
+@st.cache_data(max_entries=16, show_spinner="Grouping…")
+def grouped(root: str, name: str, version: str, images: str, threshold: float) -> dict:
+    """Groups at one threshold, per extraction version (a new extraction regroups)."""
+    from fext.features import Artifacts
+    from fext.workspace import Workspace
+
+    return find(Artifacts.open(Workspace(root), name, images=images), threshold)
+
+
+try:
+    calibrated = grouped(str(ws.root), name, art.dir.name, str(art.root), "auto")
+except StaleError as e:
+    st.warning(str(e), icon=":material/warning:")
+    if st.button("Extract features again", type="primary"):
+        start_job(ws, "extract", name, ["--images", str(art.root)])
+    st.stop()
+
+cal = calibrated["calibration"]
+st.info(f"Suggested threshold **{cal['threshold']:.4f}**, {cal['text']}: on {cal['sample']} "
+        f"edited copies of this collection's own images, {cal['copies_kept']:.0%} are found; an "
+        f"estimated {cal['false_grouping']:.2%} of images would be grouped with an image that is "
+        "not a copy.", icon=":material/tune:")
+threshold = st.slider("Similarity threshold", 0.50, 1.0, float(min(max(cal["threshold"], 0.5), 1.0)),
+                      step=0.001, format="%.3f",
+                      help="Two images whose feature vectors are at least this similar (cosine) "
+                           "are copies. Lower finds more, and more false matches.")
+result = calibrated if threshold == cal["threshold"] else grouped(
+    str(ws.root), name, art.dir.name, str(art.root), threshold)
+found = result["groups"]
+
+a, b, c = st.columns(3, border=True)
+a.metric("Images", f"{result['count']:,}")
+b.metric("Duplicate groups", f"{len(found):,}")
+c.metric("Files that could be removed", f"{result['removable']:,}")
+st.download_button("Download suggested removals (CSV)", removals(found).to_csv(index=False),
+                   file_name=f"{name}-duplicates.csv", mime="text/csv", type="primary",
+                   icon=":material/download:", disabled=not found)
+st.caption("Each group: its members are each similar to the group's representative (the image "
+           "most others match); the keeper is the file with the most pixels, then the oldest, "
+           "then the shortest path. Exact copies (identical content) are marked =.")
+
+if not found:
+    st.success("No duplicates at this threshold.", icon=":material/check_circle:")
+    st.stop()
+pages = (len(found) + GROUPS_PER_PAGE - 1) // GROUPS_PER_PAGE
+page = st.number_input(f"Page (of {pages}, largest groups first)", 1, pages, 1) if pages > 1 else 1
+start = (page - 1) * GROUPS_PER_PAGE
+for i, group in enumerate(found[start:start + GROUPS_PER_PAGE], start + 1):
+    members = pd.DataFrame(group["members"])
+    with st.container(border=True):
+        st.markdown(f"**Group {i}** · {len(members)} files · keep `{group['keeper']}`")
+        cols = st.columns(min(len(members), 6))
+        for j, m in enumerate(members.itertuples(index=False)):
+            role = ("keep" if m.path == group["keeper"] else "remove") + (
+                " · representative" if m.path == group["representative"] else "")
+            with cols[j % len(cols)]:
+                st.image(thumb(str(art.root / m.path)), width="stretch",
+                         caption=f"{'= ' if m.exact else ''}{m.similarity:.3f} · {role} · {m.path}")

@@ -1,0 +1,156 @@
+"""Duplicate groups: the grouping rule, the keeper, the calibrated threshold, the command and
+the page, and bad input (one image, all identical, an extraction from before the feature)."""
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fext.duplicates import choose_threshold, groups, removals
+from tests.corpus import make_shapes
+from tests.helpers import run_cli
+
+
+def items_of(n, sha1=None, pixels=None, mtimes=None, paths=None):
+    return pd.DataFrame({"path": paths or [f"img_{i}.png" for i in range(n)],
+                         "sha1": sha1 or [f"h{i}" for i in range(n)],
+                         "width": pixels or [10] * n, "height": [10] * n,
+                         "mtime_ns": mtimes or [0] * n})
+
+
+def graph(n, edges, k=4):
+    """Neighbour arrays (ids, similarities) from {(i, j): similarity}, both directions."""
+    ids, sims = np.full((n, k), -1, np.int32), np.full((n, k), np.nan, np.float32)
+    lists = {i: [] for i in range(n)}
+    for (i, j), s in edges.items():
+        lists[i].append((s, j))
+        lists[j].append((s, i))
+    for i, found in lists.items():
+        for c, (s, j) in enumerate(sorted(found, reverse=True)[:k]):
+            ids[i, c], sims[i, c] = j, s
+    return ids, sims
+
+
+def test_a_string_of_similar_images_is_not_chained_into_one_group():
+    # 0-1-2-3-4: each image like the next, the ends unlike each other
+    ids, sims = graph(5, {(0, 1): 0.95, (1, 2): 0.95, (2, 3): 0.95, (3, 4): 0.95,
+                          (0, 2): 0.5, (2, 4): 0.5})
+    found = groups(ids, sims, items_of(5), 0.9)
+    assert all(len(g["members"]) <= 3 for g in found)
+    for g in found:  # every member passes the threshold with its representative
+        assert all(m["similarity"] >= 0.9 for m in g["members"])
+    paths = [{m["path"] for m in g["members"]} for g in found]
+    assert not any({"img_0.png", "img_4.png"} <= p for p in paths)
+    assert sum(len(p) for p in paths) == len(set().union(*paths))  # each image once
+
+
+def test_exact_copies_join_the_group_of_their_content_and_the_keeper_is_chosen_by_rule():
+    sha1 = ["a", "a", "b", "c", "d"]
+    items = items_of(5, sha1=sha1, pixels=[10, 10, 20, 10, 10], mtimes=[5, 1, 9, 0, 0],
+                     paths=["x/long_name.png", "x/b.png", "big.png", "c.png", "d.png"])
+    ids, sims = graph(5, {(0, 2): 0.97, (3, 4): 0.2})
+    found = groups(ids, sims, items, 0.9)
+    assert len(found) == 1
+    g = found[0]
+    assert {m["path"] for m in g["members"]} == {"x/long_name.png", "x/b.png", "big.png"}
+    assert g["keeper"] == "big.png"  # most pixels first
+    exact = {m["path"]: m["exact"] for m in g["members"]}
+    assert exact == {"x/long_name.png": True, "x/b.png": True, "big.png": False}
+    # without the near copy, the two identical files are still a group; the older one is kept
+    found = groups(ids, sims, items, 0.99)
+    assert len(found) == 1 and found[0]["keeper"] == "x/b.png"
+    assert removals(found)["path"].tolist() == ["x/long_name.png"]
+
+
+def test_threshold_keeps_the_copies_unless_too_many_images_would_be_grouped():
+    rng = np.random.default_rng(0)
+    copies, others = rng.uniform(0.9, 1.0, 500), rng.uniform(0.3, 0.8, 500)
+    cal = choose_threshold(copies, others)
+    assert cal.copies_kept >= 0.95 and cal.false_grouping == 0.0 and 0.9 <= cal.threshold < 0.91
+    crowded = rng.uniform(0.85, 0.95, 500)  # a collection of near-identical images
+    cal = choose_threshold(copies, crowded)
+    assert cal.false_grouping <= 0.005 and cal.copies_kept < 0.95 and "raised" in cal.text
+
+
+def digest(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """A workspace whose collection holds an exact copy and an edited copy of one image."""
+    root = tmp_path_factory.mktemp("dups")
+    folder = root / "images"
+    make_shapes(folder, per_label=10)
+    src = sorted((folder / "red").glob("*.png"))[0]
+    shutil.copyfile(src, folder / "red" / "exact_copy.png")
+    with Image.open(src) as img:
+        img.convert("RGB").resize((img.width * 2, img.height * 2)).save(
+            folder / "blue" / "bigger_copy.jpg", quality=90)
+    ws = root / "ws"
+    run_cli("build", "--images", str(folder), "--name", "d", "--preset", "small", "--image-size", "16",
+            "--latent-dim", "8", "--epochs", "2", "--epoch-steps", "10", "--batch-size", "16",
+            workspace=ws)
+    return ws, folder, src.relative_to(folder).as_posix()
+
+
+def test_duplicates_command_finds_the_planted_copies_and_changes_no_file(planted, tmp_path):
+    ws, folder, source = planted
+    before = digest(folder)
+    out = run_cli("duplicates", "--name", "d", "--json", "--csv", str(tmp_path / "rm.csv"),
+                  workspace=ws)
+    result = json.loads(out.stdout)
+    assert {"threshold", "groups", "calibration"} <= set(result)
+    cal = result["calibration"]
+    assert 0 < cal["sample"] <= 500 and 0 <= cal["false_grouping"] <= 1
+    group = next(g for g in result["groups"] if source in {m["path"] for m in g["members"]})
+    paths = {m["path"] for m in group["members"]}
+    assert "red/exact_copy.png" in paths
+    assert group["keeper"] == "blue/bigger_copy.jpg" or "blue/bigger_copy.jpg" not in paths
+    csv = pd.read_csv(tmp_path / "rm.csv")
+    assert list(csv.columns) == ["path", "keeper", "similarity", "exact", "group"]
+    assert len(csv) == result["removable"] and group["keeper"] not in set(csv["path"])
+    # a stricter threshold only ever finds fewer files in groups
+    strict = json.loads(run_cli("duplicates", "--name", "d", "--threshold", "0.9999", "--json",
+                                workspace=ws).stdout)
+    assert strict["removable"] <= result["removable"] and strict["threshold"] == 0.9999
+    assert digest(folder) == before  # FEXT never changes the user's files
+
+
+def test_bad_thresholds_and_old_extractions_get_a_clear_message(planted):
+    ws, _, _ = planted
+    bad = run_cli("duplicates", "--name", "d", "--threshold", "most", workspace=ws, check=False)
+    assert bad.returncode == 1 and "auto or a number" in bad.stderr
+    version = next((ws / "index" / "d").glob("*/neighbours.npy")).parent
+    moved = version / "neighbours.npy.bak"
+    (version / "neighbours.npy").rename(moved)
+    try:
+        old = run_cli("duplicates", "--name", "d", workspace=ws, check=False)
+        assert old.returncode == 1 and "fext extract --name d" in old.stderr
+    finally:
+        moved.rename(version / "neighbours.npy")
+
+
+@pytest.mark.parametrize("kind", ["one image", "all identical"])
+def test_tiny_and_identical_collections_give_clear_results(tmp_path, kind):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    img = Image.new("RGB", (20, 20), (200, 30, 30))
+    for i in range(1 if kind == "one image" else 6):
+        img.save(folder / f"same_{i}.png")
+    ws = tmp_path / "ws"
+    run_cli("train", "--images", str(folder), "--name", "t", "--preset", "small", "--image-size", "16",
+            "--latent-dim", "8", "--epochs", "1", "--epoch-steps", "2", "--batch-size", "4",
+            "--val-fraction", "0", "--test-fraction", "0", workspace=ws)
+    run_cli("extract", "--name", "t", workspace=ws)
+    result = json.loads(run_cli("duplicates", "--name", "t", "--json", workspace=ws).stdout)
+    if kind == "one image":
+        assert result["groups"] == [] and result["removable"] == 0
+    else:
+        assert len(result["groups"]) == 1 and result["removable"] == 5
+        assert all(m["exact"] for m in result["groups"][0]["members"])
