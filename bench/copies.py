@@ -104,9 +104,10 @@ def run(size: int, a, tmp: Path) -> list[list]:
         r1, r5 = recall(ranked, truth, 1), recall(ranked, truth, 5)
         rows.append([size, method, r1, r5, f"{r1 / best_base:.3f}" if method.startswith("FEXT")
                      else ""])
-    print(f"\n{size} photos: trained in {trained:.0f} s (best epoch {info['best_epoch']} of "
-          f"{info['epochs_run']}, test SSIM {info['splits']['test'].get('ssim', float('nan')):.3f}); "
-          f"{len(picks)} edited queries")
+    print(f"\n{size} photos: trained in {trained:.0f} s ({info.get('steps_run', '?')} steps; best "
+          f"epoch {info['best_epoch']} of {info['epochs_run']}; features "
+          f"{searcher.artifacts.meta.get('readout', 'raw')}; test SSIM "
+          f"{info['splits']['test'].get('ssim', float('nan')):.3f}); {len(picks)} edited queries")
     print(table(["photos", "method", "recall@1", "recall@5", "FEXT / best baseline"], rows))
     return rows
 

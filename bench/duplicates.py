@@ -36,6 +36,9 @@ from common import fext, machine, table
 from photos import crops
 from PIL import Image
 
+SCALE_COLUMNS = ["vectors", "index", "build s", "neighbours s", "grouping s", "total s",
+                 "peak RSS MiB (process)", "recall (planted pairs above threshold)",
+                 "recall (all planted)", "groups"]
 IMAGEDEDUP_DEFAULT = 10  # imagededup's default max Hamming distance for perceptual hashes
 
 
@@ -174,7 +177,6 @@ def scale(a, copy_sims: np.ndarray) -> None:
     rows = []
     for n in (int(s) for s in a.sizes.split(",")):
         vectors, pairs, target = synthetic(n, a.dim, copy_sims, a.seed)
-        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         t0 = time.time()
         index = VectorIndex.build(vectors)
         t1 = time.time()
@@ -193,15 +195,11 @@ def scale(a, copy_sims: np.ndarray) -> None:
         above = target >= threshold
         same = np.array([group_of.get(int(s), -1) == group_of.get(int(c), -2) for s, c in pairs])
         rows.append([f"{len(vectors):,}", index.kind, f"{t1 - t0:.1f}", f"{t2 - t1:.1f}",
-                     f"{t3 - t2:.1f}", f"{t3 - t0:.1f}", f"{rss:,.0f} (+{rss - rss0:,.0f})",
+                     f"{t3 - t2:.1f}", f"{t3 - t0:.1f}", f"{rss:,.0f}",
                      f"{same[above].mean():.3f}", f"{same.mean():.3f}", len(found)])
         del vectors, ids, sims, index, items, found
-        print(table(["vectors", "index", "build s", "neighbours s", "grouping s", "total s",
-                     "peak RSS MiB", "recall (planted pairs above threshold)", "recall (all planted)",
-                     "groups"], rows[-1:]), flush=True)
-    print(table(["vectors", "index", "build s", "neighbours s", "grouping s", "total s",
-                 "peak RSS MiB", "recall (planted pairs above threshold)", "recall (all planted)",
-                 "groups"], rows))
+        print(table(SCALE_COLUMNS, rows[-1:]), flush=True)
+    print(table(SCALE_COLUMNS, rows))
 
 
 def main() -> None:

@@ -229,9 +229,9 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         def validate(_) -> dict:
             return {"val_loss": mean_loss(ae, coll.images, val_rows, tc.batch_size)}
 
+        # with two views per image, a step holds batch_size inputs from batch_size/2 images
+        per_step = max(1, tc.batch_size // 2) if tc.invariance else tc.batch_size
         if not stopper.stop:
-            # with two views per image, a step holds batch_size inputs from batch_size/2 images
-            per_step = max(1, tc.batch_size // 2) if tc.invariance else tc.batch_size
             run_epochs(trainer, coll.images, train_rows, epochs=tc.epochs, batch_size=per_step,
                        seed=tc.seed, on_epoch=on_epoch, progress=progress,
                        make_batch=lambda x, epoch, step: views(x, tc, epoch, step),
@@ -249,6 +249,7 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         metrics = {
             "splits": reconstruction_metrics(best, coll, cfg.train.batch_size),
             "best_epoch": stopper.best_epoch, "epochs_run": state["epoch"],
+            "steps_run": state["epoch"] * (tc.epoch_steps or math.ceil(len(train_rows) / per_step)),
             "stopped_early": bool(state.get("stopped_early")), "monitor": monitor,
             "images": {s: int(len(coll.items(s))) for s in ("train", "val", "test")},
             "skipped": int(len(coll.skipped())),
