@@ -210,14 +210,19 @@ def main() -> None:
     p.add_argument("--sizes", default="100000,1000000", help="vector counts of the scale run")
     p.add_argument("--dim", type=int, default=128, help="vector size (the default feature size)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep", default=None, help="folder for the quality run's photos and workspace "
+                   "(kept afterwards; default: a temporary folder)")
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="more `fext train` options after --")
     a = p.parse_args()
     a.train_args = [x for x in a.train_args if x != "--"]
     print(machine())
     copy_sims = np.linspace(0.90, 0.99, 100)
     if a.task in ("both", "quality"):
-        with tempfile.TemporaryDirectory(prefix="fext-dups-") as tmp:
-            measured = quality(a, Path(tmp))
+        if a.keep:
+            measured = quality(a, Path(a.keep))
+        else:
+            with tempfile.TemporaryDirectory(prefix="fext-dups-") as tmp:
+                measured = quality(a, Path(tmp))
         if measured:
             copy_sims = np.array(measured)
             print(f"edited copies' similarity to their source: median {np.median(copy_sims):.3f}, "

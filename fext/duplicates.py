@@ -47,25 +47,38 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray) -> Calibr
     """The threshold from edited copies' similarities to their sources (`copy_sims`) and the
     same images' similarity to their nearest other image of the collection (`nearest_other`).
 
-    The highest threshold that keeps KEEP_COPIES of the copies; raised if more than
-    FALSE_GROUPING of the images would then pass with their nearest other image (which
-    estimates false groupings from above: a real duplicate in the collection counts too)."""
-    copy_sims = np.asarray(copy_sims, np.float64)
+    The highest threshold that keeps KEEP_COPIES of the copies, raised if the estimated share
+    of images falsely grouped passes FALSE_GROUPING. An image's nearest other is either a real
+    copy already in the collection or not; in a folder full of duplicates most are real copies,
+    and counting them as false groupings would push the threshold above every copy. So the
+    share of images with a real copy is estimated from the top: nearest others at least as
+    similar as the median edited copy are taken as copies (the share `dup` = that share / 0.5),
+    and at a threshold t the false share is what passes beyond `dup` x (copies kept at t)."""
+    copy_sims = np.sort(np.asarray(copy_sims, np.float64))
     other = np.asarray(nearest_other, np.float64)
-    other = np.sort(other[np.isfinite(other)])[::-1]
-    t = float(np.quantile(copy_sims, 1 - KEEP_COPIES)) if len(copy_sims) else 1.0
-    t = np.floor(t * 1e6) / 1e6  # stated with 6 decimals, never above what was measured
-    false = float((other >= t).mean()) if len(other) else 0.0
+    other = np.sort(other[np.isfinite(other)])
+
+    def share(values: np.ndarray, t: np.ndarray | float) -> np.ndarray:  # share of values >= t
+        return 1.0 - np.searchsorted(values, t, side="left") / max(len(values), 1)
+
+    if not len(copy_sims):
+        return Calibration(1.0, 0.0, 0.0, 0, "no edited copy to calibrate on")
+    dup = min(1.0, float(share(other, np.median(copy_sims))) / 0.5) if len(other) else 0.0
+
+    def false(t: np.ndarray | float) -> np.ndarray:
+        return np.clip(share(other, t) - dup * share(copy_sims, t), 0.0, 1.0) if len(other) else 0.0
+
+    t = float(np.floor(np.quantile(copy_sims, 1 - KEEP_COPIES) * 1e6) / 1e6)  # never above what was measured
     why = f"keeps {KEEP_COPIES:.0%} of {len(copy_sims)} edited copies"
-    if false > FALSE_GROUPING:
-        allowed = int(np.floor(FALSE_GROUPING * len(other)))  # images that may pass, at most
-        t = float(np.floor(other[allowed] * 1e6) / 1e6 + 1e-6)  # just above the next one
-        false = float((other >= t).mean())
-        why = (f"raised so that at most {FALSE_GROUPING:.1%} of images pass with their nearest "
-               f"other image; it keeps {(copy_sims >= t).mean():.0%} of the edited copies")
-    kept = float((copy_sims >= t).mean()) if len(copy_sims) else 0.0
-    return Calibration(round(float(t), 6), kept, false, int(len(copy_sims)),
-                       f"calibrated on this collection: {why}")
+    if float(false(t)) > FALSE_GROUPING:
+        # the lowest threshold above t, just above a measured value, whose estimate is within it
+        values = np.concatenate([other, copy_sims])
+        cand = np.unique(np.floor(values[values >= t] * 1e6) / 1e6 + 1e-6)
+        t = float(cand[np.argmax(false(cand) <= FALSE_GROUPING)])
+        why = (f"raised from {KEEP_COPIES:.0%} of the edited copies so that at most an estimated "
+               f"{FALSE_GROUPING:.1%} of images are grouped with an image that is not a copy")
+    return Calibration(round(t, 6), float(share(copy_sims, t)), float(false(t)),
+                       int(len(copy_sims)), f"calibrated on this collection: {why}")
 
 
 def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, nearest_other: np.ndarray,

@@ -76,6 +76,22 @@ def test_threshold_keeps_the_copies_unless_too_many_images_would_be_grouped():
     assert cal.false_grouping <= 0.005 and cal.copies_kept < 0.95 and "raised" in cal.text
 
 
+def test_a_folder_full_of_real_copies_does_not_push_the_threshold_above_them():
+    """40 % of the images already have a copy in the folder: their nearest other is as similar
+    as an edited copy. Counted as false groupings, they would lift the threshold above every
+    copy (the duplicates benchmark once found 2 of 100 planted groups that way)."""
+    rng = np.random.default_rng(1)
+    copies = rng.uniform(0.9, 1.0, 500)
+    has_copy = rng.random(500) < 0.4
+    nearest = np.where(has_copy, rng.uniform(0.9, 1.0, 500), rng.uniform(0.3, 0.8, 500))
+    cal = choose_threshold(copies, nearest)
+    assert cal.copies_kept >= 0.9 and cal.threshold < 0.91 and cal.false_grouping <= 0.005
+    # the same folder where the other images also come close: the estimate still holds them off
+    nearest = np.where(has_copy, rng.uniform(0.9, 1.0, 500), rng.uniform(0.6, 0.95, 500))
+    cal = choose_threshold(copies, nearest)
+    assert cal.false_grouping <= 0.005 and cal.threshold > 0.92 and "raised" in cal.text
+
+
 def digest(folder):
     return {p.relative_to(folder).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
