@@ -147,8 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = cmd("duplicates", "groups of exact and near-duplicate images (FEXT never deletes or moves "
                           "files: it suggests which to keep)")
     c.add_argument("--threshold", default="auto",
-                   help="cosine similarity from which two images are copies; auto (default): the "
-                        "threshold calibrated on this collection's own edited copies at extract")
+                   help="score (cosine similarity above the background, see README) from which "
+                        "two images are copies; auto (default): the threshold calibrated on this "
+                        "collection's own edited copies at extract")
     c.add_argument("--images", default=None,
                    help="which extraction: that of this folder (default: the most recent)")
     c.add_argument("--csv", default=None, help="also write the suggested removals to this CSV")

@@ -141,11 +141,14 @@ class Artifacts:
         """(ids, similarities) of each image's nearest other images, memory-mapped; extractions
         made before duplicate detection existed have none."""
         if not (self.dir / NEIGHBOUR_FILES[0]).is_file():
-            raise StaleError(
-                f"this extraction of {self.name!r} was made before duplicate detection existed; "
-                f"refresh it with: python -m fext extract --name {self.name}"
-                + (f" --images {self.root}" if self.meta.get("images") else ""))
+            raise self.stale("before duplicate detection existed")
         return tuple(np.load(self.dir / f, mmap_mode="r") for f in NEIGHBOUR_FILES)
+
+    def stale(self, when: str) -> StaleError:
+        """The error for an extraction made `when`, with the command that refreshes it."""
+        return StaleError(f"this extraction of {self.name!r} was made {when}; refresh it with: "
+                          f"python -m fext extract --name {self.name}"
+                          + (f" --images {self.root}" if self.meta.get("images") else ""))
 
     def index(self) -> VectorIndex:
         """The FAISS index; an IVF-PQ one re-ranks its candidates from the memory-mapped features."""
@@ -412,7 +415,7 @@ def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, in
     progress("duplicate threshold", 0, 1)
     encoder = _query_encoder(record, job.precision)
     calibration = duplicates.calibrate(lambda x: encode_batch(encoder, to_model_input(x))[0], coll,
-                                       items, feats, similarity[:, 0], coll.fit, progress=progress)
+                                       items, feats, nearest, similarity, coll.fit, progress=progress)
     progress("duplicate threshold", 1, 1)
     progress("anomaly scores", 0, 1)
     isolation = anomaly.isolation_of(similarity)

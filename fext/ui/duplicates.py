@@ -43,10 +43,13 @@ st.info(f"Suggested threshold **{cal['threshold']:.4f}**, {cal['text']}: on {cal
         f"edited copies of this collection's own images, {cal['copies_kept']:.0%} are found; an "
         f"estimated {cal['false_grouping']:.2%} of images would be grouped with an image that is "
         "not a copy.", icon=":material/tune:")
-threshold = st.slider("Similarity threshold", 0.50, 1.0, float(min(max(cal["threshold"], 0.5), 1.0)),
+low = min(0.0, float(cal["threshold"]))
+threshold = st.slider("Similarity threshold", low, 1.0, float(min(max(cal["threshold"], low), 1.0)),
                       step=0.001, format="%.3f",
-                      help="Two images whose feature vectors are at least this similar (cosine) "
-                           "are copies. Lower finds more, and more false matches.")
+                      help="Two images are copies when their vectors' cosine similarity, less "
+                           "what unrelated images score against them (their 8th nearest "
+                           "neighbour's), is at least this. Lower finds more, and more false "
+                           "matches.")
 result = calibrated if threshold == cal["threshold"] else grouped(
     str(ws.root), name, art.dir.name, str(art.root), threshold)
 found = result["groups"]
