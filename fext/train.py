@@ -63,7 +63,7 @@ def views(x: np.ndarray, tcfg, epoch: int, step: int):
     re-saves, resizes, small crops and shifts, blur and colour changes users make), so its
     features learn to ignore those edits. With an invariance weight, each image comes as two
     differently edited views (inputs: views 1 then views 2) whose features must find each
-    other (`fext.model.invariance_loss`); the second target is a placeholder for that term.
+    other (`fext.model.invariance_loss`); that term reads no target (Keras still wants one: zeros).
     Seeded by (seed, epoch, step): resume stays exact."""
     def edited(which: int) -> np.ndarray:
         if tcfg.augment == "none":
