@@ -199,8 +199,8 @@ def scale(a, copy_sims: np.ndarray) -> None:
         t1 = time.time()
         ids, sims = nearest_others(index, vectors, K)
         t2 = time.time()
-        scores = copy_scores(ids, sims)  # what the product groups by
         back = backgrounds(ids, sims)
+        scores = copy_scores(ids, sims, back)  # what the product groups by
         planted_scores = target - 0.5 * (back[pairs[:, 0]] + back[pairs[:, 1]])
         threshold = float(np.quantile(planted_scores, 0.05))
         items = pd.DataFrame({"path": np.arange(len(vectors)).astype(str), "sha1": np.arange(len(vectors)),

@@ -46,10 +46,11 @@ def backgrounds(ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
     return np.where(full, sims[:, -1], 0.0).astype(np.float32)
 
 
-def copy_scores(ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
-    """The N x K neighbour similarities above their pair's background (see the module docstring)."""
+def copy_scores(ids: np.ndarray, sims: np.ndarray, back: np.ndarray | None = None) -> np.ndarray:
+    """The N x K neighbour similarities above their pair's background (see the module
+    docstring); `back`: `backgrounds(ids, sims)` where the caller has it already."""
     ids, sims = np.asarray(ids), np.asarray(sims, np.float32)
-    back = backgrounds(ids, sims)
+    back = backgrounds(ids, sims) if back is None else back
     return sims - 0.5 * (back[:, None] + back[np.maximum(ids, 0)])
 
 
@@ -124,8 +125,9 @@ def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.n
     vectors = np.concatenate([encode(copies[i:i + 256]) for i in range(0, len(copies), 256)])
     sources = np.asarray(features[positions], np.float32)
     ids, sims = np.asarray(ids), np.asarray(sims)
-    copy_sims = (vectors * sources).sum(axis=1) - backgrounds(ids, sims)[positions]
-    return choose_threshold(copy_sims, copy_scores(ids, sims)[positions, 0])
+    back = backgrounds(ids, sims)
+    copy_sims = (vectors * sources).sum(axis=1) - back[positions]
+    return choose_threshold(copy_sims, copy_scores(ids, sims, back)[positions, 0])
 
 
 def groups(ids: np.ndarray, sims: np.ndarray, items: pd.DataFrame, threshold: float) -> list[dict]:
