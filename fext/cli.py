@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which extraction: that of this folder (default: the most recent)")
     c.add_argument("--n-neighbors", type=int, default=15)
     c.add_argument("--min-dist", type=float, default=0.1)
+    c.add_argument("--fresh", action="store_true",
+                   help="lay out every image again, including those a re-extraction placed next "
+                        "to their nearest neighbours")
     c.add_argument("--json", action="store_true")
 
     c = cmd("scan", "scan a folder: readable images, labels, splits and skipped files",
@@ -444,10 +447,10 @@ def evaluation_table(result: dict) -> list[str]:
 
 
 def cmd_project(args, progress):
-    from .projection import project
+    from .features import project
 
     coords = project(_ws(args), args.name, args.n_neighbors, args.min_dist, progress=progress,
-                     images=getattr(args, "images", None))
+                     images=getattr(args, "images", None), fresh=getattr(args, "fresh", False))
     _out(args, {"model": args.name, "points": int(len(coords))},
          f"UMAP map of {len(coords)} images ready")
 

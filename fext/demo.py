@@ -65,8 +65,7 @@ def is_ready(ws: Workspace) -> bool:
 
 def prepare(ws: Workspace, progress: ProgressFn | None = None, epochs: int | None = None) -> dict:
     """Train, extract and map the demo model, skipping the steps that are already done."""
-    from .features import Artifacts, StaleError, extract
-    from .projection import project
+    from .features import Artifacts, StaleError, extract, project
     from .train import train
 
     progress = report(progress)

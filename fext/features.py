@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import anomaly, duplicates
+from . import anomaly, duplicates, projection
 from .collection import Collection
 from .config import PRECISIONS
 from .errors import FextError, NotFoundError, UsageError
@@ -61,6 +61,14 @@ class Artifacts:
     def open(cls, ws: Workspace, name: str, check: bool = True,
              images: str | Path | None = None) -> Artifacts:
         """The most recent extraction of model `name`, or the one of folder `images`."""
+        art = cls.at(name, cls.locate(ws, name, images))
+        if check:
+            art.check(ws)
+        return art
+
+    @staticmethod
+    def locate(ws: Workspace, name: str, images: str | Path | None = None) -> Path:
+        """The folder of the most recent extraction of `name`, or of the one of `images`."""
         if images is None:
             version = ws.current_index(name)
         else:
@@ -71,15 +79,21 @@ class Artifacts:
             where = "" if images is None else f" --images {images}"
             raise NotFoundError(f"model {name!r} has no features{' of ' + str(images) if images else ''}"
                                 f" yet; run: python -m fext extract --name {name}{where}")
-        meta = read_json(version / "meta.json")
-        if check:
-            if meta.get("model") != open_record(ws, name).fingerprint:
-                raise StaleError(
-                    f"the index of {name!r} was built by an earlier version of the model; "
-                    f"rebuild it with: python -m fext extract --name {name}")
+        return version
+
+    def check(self, ws: Workspace) -> None:
+        """Raise StaleError if the model was retrained after this extraction."""
+        if self.meta.get("model") != open_record(ws, self.name).fingerprint:
+            raise StaleError(
+                f"the index of {self.name!r} was built by an earlier version of the model; "
+                f"rebuild it with: python -m fext extract --name {self.name}")
+
+    @classmethod
+    def at(cls, name: str, version: Path) -> Artifacts:
+        """The extraction in folder `version`, as it is (no staleness check)."""
         items = pd.read_csv(version / "items.csv", dtype={"path": str, "label": str, "sha1": str},
                             keep_default_na=False)
-        return cls(name, version, meta, items)
+        return cls(name, version, read_json(version / "meta.json"), items)
 
     @property
     def root(self) -> Path:
@@ -301,21 +315,23 @@ def resolve_precision(precision: str) -> str:
 
 
 def _previous(ws: Workspace, name: str, fingerprint: str, reconstruct: bool,
-              precision: str, images: Path) -> dict[str, tuple[np.ndarray, float]]:
-    """sha1 -> (feature, reconstruction error) from the extraction of the same folder when it
-    came from the same model at the same precision (and has reconstruction errors, if wanted)."""
+              precision: str, images: Path) -> tuple[dict[str, tuple[np.ndarray, float]], Path | None]:
+    """What a new extraction of folder `images` keeps from the one before it by the same model:
+    sha1 -> (feature, reconstruction error) when it ran at the same precision (and has
+    reconstruction errors, if wanted), and its folder (whose map the new one carries on)."""
     try:
         prev = Artifacts.open(ws, name, check=False, images=images)
     except FileNotFoundError:
-        return {}
+        return {}, None
+    if prev.meta.get("model") != fingerprint:
+        return {}, None
     has_recon = ("reconstruction" in prev.score_kinds
                  and prev.meta.get("reconstruction") == anomaly.RECONSTRUCTION)
-    if (prev.meta.get("model") != fingerprint or (reconstruct and not has_recon)
-            or prev.meta.get("precision", "float32") != precision):
-        return {}
+    if (reconstruct and not has_recon) or prev.meta.get("precision", "float32") != precision:
+        return {}, prev.dir
     feats = prev.features()
     recon = prev.scores("reconstruction") if has_recon else np.zeros(len(feats), np.float32)
-    return {s: (feats[i], recon[i]) for i, s in enumerate(prev.items["sha1"])}
+    return {s: (feats[i], recon[i]) for i, s in enumerate(prev.items["sha1"])}, prev.dir
 
 
 def extract(ws: Workspace, name: str, images: str | Path | None = None,
@@ -351,7 +367,8 @@ def extract(ws: Workspace, name: str, images: str | Path | None = None,
         if len(items) == 0:
             raise UsageError(f"no readable images in {coll.root} ({len(coll.skipped())} skipped)")
         items = items.assign(id=np.arange(len(items)))[ITEM_COLUMNS]
-        reuse = _previous(ws, name, record.fingerprint, reconstruct, precision, coll.root)
+        reuse, previous = _previous(ws, name, record.fingerprint, reconstruct, precision,
+                                    coll.root)
         other_folder = str(coll.root) != str(Path(record.images).resolve())
         use_reference = reference == "model" or (reference == "auto" and other_folder)
         version = ws.new_index_version(name)
@@ -360,7 +377,7 @@ def extract(ws: Workspace, name: str, images: str | Path | None = None,
                             coll.image_size, np.empty(0, np.int64),
                             batch_size or batch_for(coll.image_size), reconstruct, precision)
             meta = _encode(name, record, coll, items, reuse, version, progress, index_kind, job,
-                           encoder or local_encoder, use_reference)
+                           encoder or local_encoder, use_reference, previous)
             if store_url:
                 from .stores import publish_to_store
 
@@ -375,7 +392,7 @@ def extract(ws: Workspace, name: str, images: str | Path | None = None,
 
 
 def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, index_kind,
-            job: EncodeJob, encoder: Encoder, use_reference: bool) -> dict:
+            job: EncodeJob, encoder: Encoder, use_reference: bool, previous: Path | None) -> dict:
     n, latent = len(items), record.config.model.latent_dim
     feats = np.lib.format.open_memmap(version / ".features.npy", "w+", np.float32, (n, latent))
     recon = np.zeros(n, np.float32)
@@ -412,6 +429,7 @@ def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, in
     for file, values in ((NEIGHBOUR_FILES[0], nearest), (NEIGHBOUR_FILES[1], similarity)):
         with atomic_path(version / file, ".npy") as tmp:
             np.save(tmp, values)
+    projection.carry(previous, version, items, nearest, similarity)
     progress("duplicate threshold", 0, 1)
     encoder = _query_encoder(record, job.precision)
     calibration = duplicates.calibrate(lambda x: encode_batch(encoder, to_model_input(x))[0], coll,
@@ -443,6 +461,27 @@ def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, in
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_json(version / "meta.json", meta)
     return meta
+
+
+def project(ws: Workspace, name: str, n_neighbors: int = 15, min_dist: float = 0.1,
+            seed: int | None = 42, progress: ProgressFn | None = None,
+            images: str | Path | None = None, fresh: bool = False) -> np.ndarray:
+    """The map (fext.projection) of model `name`'s most recent extraction (or that of folder
+    `images`): the cached one, or computed if missing, made with other settings, or `fresh`
+    is asked for (which also lays out the images placed by neighbours since the last layout)."""
+    progress = report(progress)
+    art = Artifacts.open(ws, name, images=images)
+    params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "seed": seed}
+    cached = projection.load_cached(art)
+    stored = read_json(art.dir / projection.PARAMS, {})
+    if cached is not None and not fresh and {k: stored.get(k) for k in params} == params:
+        return cached
+    with ws.lock(name):
+        progress("umap", 0, 1)
+        coords = projection.umap_2d(art.features(), n_neighbors, min_dist, seed)
+        projection.write(art.dir, coords, None, {**params, "count": int(len(coords))})
+        progress("umap", 1, 1)
+    return coords
 
 
 def extractions(ws: Workspace, name: str) -> list[dict]:

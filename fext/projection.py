@@ -7,6 +7,12 @@ for a map computed once and cached. They also start from a PCA layout instead of
 spectral one, whose eigen-solver took a third of a 70k-point map's time (bench/layout.py: 1.8x
 faster in all, with the same share of map neighbours from the same cluster). Small maps stay
 seeded, spectral and reproducible.
+
+A new extraction of the same folder by the same model keeps the map: images already on it keep
+their place, new ones are placed at their nearest laid-out neighbours (`carry`), and deleted ones
+leave with their rows. UMAP's own `transform` would need the fitted model kept (its graph is
+gigabytes at a million points); the neighbours are already computed by extraction. The map says
+how many images were placed; recomputing the layout (`fext.features.project(..., fresh=True)`) lays out all.
 """
 
 from __future__ import annotations
@@ -14,12 +20,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from .features import Artifacts
-from .progress import ProgressFn, report
-from .workspace import Workspace, atomic_path, read_json, write_json
+from .workspace import atomic_path, read_json, write_json
 
 PARALLEL_ABOVE = 20_000  # points; above, speed beats bit-for-bit reproducibility
+LAYOUT, PLACED, PARAMS = "umap.npy", "placed.npy", "umap.json"
 
 
 def umap_2d(features: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1,
@@ -44,31 +50,70 @@ def umap_2d(features: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1,
     return reducer.fit_transform(x).astype(np.float32)
 
 
-def project(ws: Workspace, name: str, n_neighbors: int = 15, min_dist: float = 0.1,
-            seed: int | None = 42, progress: ProgressFn | None = None,
-            images: str | Path | None = None) -> np.ndarray:
-    """The cached map of model `name`'s most recent extraction (or that of folder `images`),
-    computing it if missing or stale."""
-    progress = report(progress)
-    art = Artifacts.open(ws, name, images=images)
-    params = {"n_neighbors": n_neighbors, "min_dist": min_dist, "seed": seed,
-              "count": int(len(art.items))}
-    cached = load_cached(art)
-    if cached is not None and read_json(art.dir / "umap.json") == params:
-        return cached
-    with ws.lock(name):
-        progress("umap", 0, 1)
-        coords = umap_2d(art.features(), n_neighbors, min_dist, seed)
-        with atomic_path(art.dir / "umap.npy", ".npy") as tmp:
-            np.save(tmp, coords)
-        write_json(art.dir / "umap.json", params)
-        progress("umap", 1, 1)
-    return coords
+def carry(previous: Path | None, version: Path, items: pd.DataFrame, nearest: np.ndarray,
+          similarity: np.ndarray) -> None:
+    """Keep the map of the `previous` extraction of the same folder (same model) in `version`:
+    images on it keep their place, the others are placed at the similarity-weighted mean of
+    their nearest laid-out neighbours (`nearest`/`similarity`: each image's nearest others,
+    as extraction found them). Nothing is written where there was no map."""
+    if previous is None or not (previous / LAYOUT).is_file():
+        return
+    old = pd.read_csv(previous / "items.csv", usecols=["path", "sha1"],
+                      dtype={"path": str, "sha1": str}, keep_default_na=False)
+    old_coords = np.load(previous / LAYOUT)
+    if len(old_coords) != len(old):
+        return
+    key = old["path"] + "\0" + old["sha1"]  # the same file with the same content
+    known = pd.Series(np.arange(len(old)), index=key.to_numpy()).reindex(
+        (items["path"] + "\0" + items["sha1"]).to_numpy()).to_numpy()
+    laid = ~np.isnan(known)
+    coords = np.zeros((len(items), 2), np.float32)
+    coords[laid] = old_coords[known[laid].astype(np.int64)]
+    placed = ~laid
+    old_placed = np.load(previous / PLACED) if (previous / PLACED).is_file() else None
+    if old_placed is not None and len(old_placed) == len(old):  # placed before: still placed, not laid out
+        placed[laid] = old_placed[known[laid].astype(np.int64)]
+    todo = np.flatnonzero(~laid)
+    spread = float(np.median(np.abs(np.diff(old_coords[:1000], axis=0)))) if len(old_coords) > 1 else 0
+    rng = np.random.default_rng(0)
+    for _ in range(4):  # new images next to new images are placed once those are
+        if not len(todo):
+            break
+        nbr, sim = nearest[todo], np.maximum(similarity[todo], 1e-3)
+        ok = (nbr >= 0) & laid[np.maximum(nbr, 0)]
+        has = ok.any(1)
+        w = np.where(ok, sim, 0)[has]
+        pos = (coords[np.maximum(nbr[has], 0)] * w[..., None]).sum(1) / w.sum(1, keepdims=True)
+        coords[todo[has]] = pos + rng.normal(0, 0.05 * spread, pos.shape)
+        laid[todo[has]] = True
+        todo = todo[~has]
+    coords[todo] = np.median(coords[laid], axis=0) if laid.any() else 0
+    write(version, coords, placed, {**read_json(previous / PARAMS, {}), "count": len(coords)})
 
 
-def load_cached(art: Artifacts) -> np.ndarray | None:
-    path = art.dir / "umap.npy"
+def write(folder: Path, coords: np.ndarray, placed: np.ndarray | None, params: dict) -> None:
+    """The map files of an extraction folder; `placed`: which images were placed, not laid out."""
+    (folder / PLACED).unlink(missing_ok=True)
+    if placed is not None:
+        with atomic_path(folder / PLACED, ".npy") as tmp:
+            np.save(tmp, placed)
+    with atomic_path(folder / LAYOUT, ".npy") as tmp:
+        np.save(tmp, coords.astype(np.float32))
+    write_json(folder / PARAMS, params)
+
+
+def load_cached(art) -> np.ndarray | None:
+    path = art.dir / LAYOUT
     if not path.is_file():
         return None
     coords = np.load(path)
     return coords if len(coords) == len(art.items) else None
+
+
+def placed_of(art) -> np.ndarray | None:
+    """Which images were placed by their neighbours rather than laid out (None: all laid out)."""
+    path = art.dir / PLACED
+    if not path.is_file():
+        return None
+    placed = np.load(path)
+    return placed if len(placed) == len(art.items) and placed.any() else None

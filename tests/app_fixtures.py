@@ -21,8 +21,7 @@ def app_workspace(tmp_path_factory):
     """Workspace with a tiny model "demo" trained, extracted and mapped (built once)."""
     if "ws" not in _built:
         from fext.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-        from fext.features import extract
-        from fext.projection import project
+        from fext.features import extract, project
         from fext.train import train
         from fext.workspace import Workspace
 

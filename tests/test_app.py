@@ -110,6 +110,11 @@ def button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
 
 
+def links(at: AppTest) -> dict[str, str]:
+    """Link buttons (the CSV downloads: they open the app's routes) as label -> URL."""
+    return {e.proto.label: e.proto.url for e in at.get("link_button")}
+
+
 def widget(widgets, label_start: str):
     return next(w for w in widgets if w.label.startswith(label_start))
 
@@ -124,13 +129,13 @@ def test_every_page_renders_without_exception(on_demo, page):
     assert at.sidebar.selectbox[0].value == "demo"
 
 
-def test_app_entry_opens_on_the_collection_page_and_navigates(on_demo):
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+def test_app_script_opens_on_the_collection_page_and_navigates(on_demo):
+    at = AppTest.from_file(str(REPO / "fext" / "ui" / "main.py"), default_timeout=120).run()
     assert not at.exception
     assert at.title[0].value == "Collection"
     assert "Readable images" in texts(at)
     for page in PAGES[1:]:
-        at.switch_page(f"fext/ui/{page}.py").run()
+        at.switch_page(f"{page}.py").run()
         assert not at.exception, page
         assert at.title[0].value.lower().startswith(page[:4])
 
@@ -256,7 +261,7 @@ def test_reconstruction_shows_metrics_pairs_and_worst(on_demo):
 
 def test_map_colours_by_every_option(on_demo):
     at = run_page("map")
-    assert at.get("plotly_chart") and "anomaly (odd ones out)" in at.radio[0].options
+    assert at.get("bidi_component") and "anomaly (odd ones out)" in at.radio[0].options
     for option in at.radio[0].options[1:]:  # folder and each anomaly score
         at.radio[0].set_value(option).run()
         assert not at.exception
@@ -271,7 +276,7 @@ def test_anomaly_threshold_counts_images(on_demo):
     assert len(image_captions(at)) == 18 and image_captions(at)[0].startswith("#1")
     at.radio[0].set_value("reconstruction").run()
     assert not at.exception
-    assert at.get("download_button")
+    assert links(at)["Download ranking CSV"].endswith("/ranking/reconstruction.csv")
 
 
 def test_duplicates_page_groups_at_the_calibrated_threshold_and_regroups(on_demo):
@@ -282,7 +287,8 @@ def test_duplicates_page_groups_at_the_calibrated_threshold_and_regroups(on_demo
     assert not at.exception
     m = metrics(at)
     assert int(m["Duplicate groups"]) > 0 and int(m["Files that could be removed"]) > 0
-    assert "Group 1" in texts(at) and at.get("download_button")
+    assert "Group 1" in texts(at)
+    assert "/duplicates.csv?threshold=" in links(at)["Download suggested removals (CSV)"]
     threshold.set_value(1.0).run()
     assert not at.exception
     assert int(metrics(at)["Files that could be removed"]) < int(m["Files that could be removed"])
@@ -293,7 +299,7 @@ def test_features_page_offers_the_csv(on_demo):
     m = metrics(at)
     assert m["Images"] == str(READABLE) and m["Vector size"] == str(DIM)
     assert list(at.dataframe[0].value.columns[:3]) == ["path", "label", "f0"]
-    assert at.get("download_button")
+    assert links(at)["Download features CSV"].endswith("/features.csv")
 
 
 # -- search -------------------------------------------------------------------------------------

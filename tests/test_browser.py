@@ -180,11 +180,25 @@ def test_search_by_upload_shows_the_results_grid(browser, app_url, tmp_path):
     page.close()
 
 
+def download(page, name: str, timeout: float = 60) -> tuple[str, str]:
+    """Click the download link `name` (it opens one of the app's CSV routes, in a new tab) and
+    return the file's suggested name and text, whichever tab the browser saves it from."""
+    got = []
+    page.on("download", lambda d: got.append(d))
+    page.context.on("page", lambda tab: tab.on("download", lambda d: got.append(d)))
+    page.get_by_role("link", name=name).click()
+    deadline = time.time() + timeout
+    while not got and time.time() < deadline:
+        page.wait_for_timeout(50)  # polling the download list, the condition waited on
+    assert got, f"no download from {name!r}"
+    return got[0].suggested_filename, Path(got[0].path()).read_text()
+
+
 def test_features_csv_download(browser, app_url):
     page = open_page(browser, f"{app_url}/features")
-    with page.expect_download() as info:
-        page.get_by_role("button", name="Download features CSV").click()
-    rows = list(csv.reader(io.StringIO(Path(info.value.path()).read_text())))
+    filename, text = download(page, "Download features CSV")
+    assert filename == "demo-features.csv"
+    rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["path", "label"] + [f"f{i}" for i in range(DIM)]
     assert len(rows) == 1 + READABLE and all(len(r) == 2 + DIM for r in rows[1:])
     assert {r[1] for r in rows[1:]} == set(COLOURS)
@@ -223,3 +237,80 @@ def test_eight_concurrent_sessions_get_their_own_results(browser, app_url, app_w
         assert page.locator("[data-testid='stException']").count() == 0
     for c in contexts:
         c.close()
+
+
+# -- the map ----------------------------------------------------------------------------------
+MAP_READY = ".fext-map[data-ready='1']"
+# where drawn point i sits on the screen, and the image id it stands for
+POINT = """(i) => { const gd = document.querySelector('.fext-plot'); const fl = gd._fullLayout;
+  const t = gd._fullData[0]; const r = gd.getBoundingClientRect();
+  return {x: r.left + fl._size.l + fl.xaxis.l2p(t.x[i]), y: r.top + fl._size.t + fl.yaxis.l2p(t.y[i]),
+          id: gd.__fextIds[i]}; }"""
+# ids of the drawn points inside a screen rectangle
+INSIDE = """([x0, y0, x1, y1]) => { const gd = document.querySelector('.fext-plot');
+  const fl = gd._fullLayout; const t = gd._fullData[0]; const r = gd.getBoundingClientRect();
+  const out = [];
+  for (let i = 0; i < t.x.length; i++) {
+    const x = r.left + fl._size.l + fl.xaxis.l2p(t.x[i]), y = r.top + fl._size.t + fl.yaxis.l2p(t.y[i]);
+    if (x > x0 && x < x1 && y > y0 && y < y1) out.push(gd.__fextIds[i]);
+  }
+  return out; }"""
+
+
+def open_map(browser, app_url):
+    page = open_page(browser, f"{app_url}/map")
+    page.wait_for_selector(MAP_READY, timeout=60_000)
+    return page
+
+
+def test_hovering_a_map_point_shows_its_thumbnail(browser, app_url, app_ws):
+    from fext.features import Artifacts
+    items = Artifacts.open(app_ws, "demo").items
+    page = open_map(browser, app_url)
+    for i in (0, 7):
+        point = page.evaluate(POINT, i)
+        page.mouse.move(point["x"], point["y"])
+        page.wait_for_function("""(id) => { const t = document.querySelector('.fext-tip');
+            const img = t.querySelector('img');
+            return !t.hidden && img.src.endsWith('/thumb/' + id) && img.complete
+                   && img.naturalWidth > 0; }""", arg=point["id"], timeout=10_000)
+        caption = page.locator(".fext-tip .fext-cap")
+        expect(caption).to_contain_text(items["path"].iat[point["id"]], timeout=10_000)
+    screenshot(page, "map-hover")
+    page.close()
+
+
+def test_a_lasso_on_the_map_fills_the_gallery_and_its_csv(browser, app_url, app_ws):
+    from fext.features import Artifacts
+    items = Artifacts.open(app_ws, "demo").items
+    page = open_map(browser, app_url)
+    box = page.locator(".fext-plot").bounding_box()
+    # the left half of the plot, drawn as a lasso
+    x0, y0 = box["x"] + 15, box["y"] + 15
+    x1, y1 = box["x"] + box["width"] / 2, box["y"] + box["height"] - 15
+    expected = sorted(items["path"].iloc[page.evaluate(INSIDE, [x0, y0, x1, y1])])
+    assert 0 < len(expected) < len(items)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)):
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+    captions = page.locator("[data-testid='stImageCaption']")
+    expect(page.get_by_text(f"{len(expected)} selected", exact=True)).to_be_visible(timeout=60_000)
+    expect(captions).to_have_count(min(len(expected), 48), timeout=60_000)
+    settle(page)
+    assert {c.split(" · ")[0] for c in captions.all_inner_texts()} <= set(expected)
+    filename, text = download(page, f"Download {len(expected)} as CSV")
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert filename == "demo-selection.csv" and sorted(r["path"] for r in table) == expected
+    screenshot(page, "map-lasso")
+    page.close()
+
+
+def test_ranking_csv_download(browser, app_url):
+    page = open_page(browser, f"{app_url}/anomalies")
+    filename, text = download(page, "Download ranking CSV")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert filename.startswith("demo-anomalies-") and len(rows) == READABLE
+    assert [int(r["rank"]) for r in rows] == list(range(1, READABLE + 1))
+    page.close()

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from fext.features import Artifacts, StaleError, export_csv, extract
-from fext.projection import project
+from fext.features import Artifacts, StaleError, export_csv, extract, project
+from fext.projection import load_cached, placed_of
 from fext.registry import open_record
 from fext.search import Searcher
 from fext.train import train
@@ -64,6 +64,7 @@ def test_rescan_encodes_only_new_images_and_keeps_old_vectors(tmp_path, shapes_d
     first = extract(ws, "m")
     old = Artifacts.open(ws, "m")
     old_vec = dict(zip(old.items["path"], np.array(old.features())))
+    old_xy = dict(zip(old.items["path"], project(ws, "m")))
     shape_image("red", 500).save(images / "red" / "added.png")
     (images / "blue" / "blue_000.png").unlink()
     second = extract(ws, "m")
@@ -73,12 +74,26 @@ def test_rescan_encodes_only_new_images_and_keeps_old_vectors(tmp_path, shapes_d
     for p, v in zip(art.items["path"], art.features()):
         if p in old_vec:
             np.testing.assert_allclose(v, old_vec[p], atol=1e-6)
+    # the map carries on without a new layout: old images keep their place, the deleted one
+    # leaves, the new one is placed among its nearest neighbours and marked
+    xy = load_cached(art)
+    placed = placed_of(art)
+    assert xy is not None and placed is not None and len(xy) == len(art.items)
+    assert art.items["path"][placed].tolist() == ["red/added.png"]
+    for p, point in zip(art.items["path"], xy):
+        if p != "red/added.png":
+            np.testing.assert_array_equal(point, old_xy[p])
+    nearest = art.neighbours()[0][placed][0]
+    span = xy.max(0) - xy.min(0)
+    assert (np.abs(xy[placed][0] - xy[nearest].mean(0)) <= span / 2).all()
+    fresh = project(ws, "m", fresh=True)
+    assert placed_of(art) is None and len(fresh) == len(art.items)
     # retraining makes the index stale: refused with a message, rebuilt by extract
     train(ws, "m", tiny_config(images, epochs=1, seed=3))
     with pytest.raises(StaleError, match="extract"):
         Artifacts.open(ws, "m")
     assert extract(ws, "m")["encoded"] == second["count"]
-    Artifacts.open(ws, "m")
+    assert load_cached(Artifacts.open(ws, "m")) is None  # another model: another map
 
 
 def test_isolation_only_extraction_skips_the_decoder(trained, tmp_path):

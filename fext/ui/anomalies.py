@@ -1,10 +1,14 @@
 """Anomalies page: every image ranked by anomaly score, a histogram with a threshold, a CSV."""
 
-import plotly.express as px
+import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from fext.anomaly import ranking
-from fext.ui.common import header, image_grid, need_artifacts, need_model, workspace
+from fext.ui import server
+from fext.ui.common import header, image_grid, need_artifacts, need_model, paged, workspace
+
+BINS = 60
 
 header("Anomalies", "Every image ranked by how unusual it is in its collection: the odd ones "
                     "out first. Move the threshold to see how many stand out.")
@@ -31,34 +35,46 @@ if "reconstruction" not in art.score_kinds:
     st.caption("These features were extracted without the decoder pass (`--scores isolation`), "
                "so only isolation scores exist. For reconstruction scores run "
                f"`python -m fext extract --name {name}`.")
-ranked = ranking(art.items, art.scores(kind))
-scores = ranked["score"].to_numpy()
+served = server.extraction(name, art.dir.name)
+scores = served.memo(("scores", kind), lambda: art.scores(kind))
+# the order only: a million-row ranking table is never built, a page of it is
+order = served.memo(("order", kind), lambda: np.argsort(-scores, kind="stable"))
 lo, hi = float(scores.min()), float(scores.max())
 default = min(max(calibrated["value"], lo), hi)
 threshold = st.slider("Threshold", lo, max(hi, lo + 1e-9), default, format="%.4f",
                       help="Images scoring at or above it count as anomalies. It starts at the "
                            "suggested threshold: " + calibrated["text"] + ".")
-above = ranked[ranked["score"] >= threshold]
+n_above = int((scores >= threshold).sum())
 
 a, b, c, d = st.columns(4, border=True)
-a.metric("Images", f"{len(ranked):,}")
-b.metric("Above threshold", f"{len(above):,}")
-c.metric("Share above", f"{len(above) / max(len(ranked), 1):.1%}")
+a.metric("Images", f"{len(scores):,}")
+b.metric("Above threshold", f"{n_above:,}")
+c.metric("Share above", f"{n_above / max(len(scores), 1):.1%}")
 d.metric("Highest score", f"{hi:.4f}")
-fig = px.histogram(ranked, x="score", nbins=60, height=260, color_discrete_sequence=["#2f6fdf"])
+# binned here: the browser gets BINS bars, not a million scores
+counts, edges = served.memo(("hist", kind), lambda: np.histogram(scores, BINS))
+fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges) * 0.95,
+                       marker_color="#2f6fdf", hovertemplate="%{x:.4f}: %{y} images<extra></extra>"))
 fig.add_vline(x=threshold, line_dash="dash", line_color="crimson",
-              annotation_text=f"threshold · {len(above)} above", annotation_position="top left")
+              annotation_text=f"threshold · {n_above:,} above", annotation_position="top left")
 fig.update_layout(margin=dict(l=10, r=10, t=30, b=10), xaxis_title=f"{kind} score",
-                  yaxis_title="images", bargap=0.05)
+                  yaxis_title="images", height=260)
 st.plotly_chart(fig, width="stretch")
+
+
+def ranked(rows: np.ndarray):
+    """Rows of the ranking at positions `rows` (0 = most unusual)."""
+    ids = order[rows]
+    return ranking(art.items.iloc[ids], scores[ids]).assign(rank=rows + 1)
+
 
 st.subheader("Most unusual")
 top = st.slider("Show", 6, 60, 18, step=6)
-image_grid(ranked.head(top), art.root, lambda r: f"#{r.rank} · {r.score:.3f} · {r.path}")
+image_grid(ranked(np.arange(min(top, len(scores)))), art.root,
+           lambda r: f"#{r.rank} · {r.score:.3f} · {r.path}")
 
 st.subheader("Full ranking")
-st.download_button("Download ranking CSV", ranked[["rank", "path", "label", "score"]].to_csv(index=False),
-                   file_name=f"{name}-anomalies-{kind}.csv", mime="text/csv",
-                   icon=":material/download:")
-st.dataframe(ranked[["rank", "path", "label", "split", "score"]], hide_index=True, width="stretch",
-             height=320, column_config={"score": st.column_config.NumberColumn(format="%.4f")})
+st.link_button("Download ranking CSV", f"{server.base(name, art.dir.name)}/ranking/{kind}.csv",
+               icon=":material/download:")
+paged(len(scores), lambda rows: ranked(rows)[["rank", "path", "label", "split", "score"]],
+      key=f"ranking-{kind}", column_config={"score": st.column_config.NumberColumn(format="%.4f")})

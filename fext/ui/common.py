@@ -6,6 +6,7 @@ import io
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -124,8 +125,12 @@ def extraction_picker(ws: Workspace, name: str) -> str | None:
 
 def need_artifacts(ws: Workspace, name: str) -> Artifacts:
     """The chosen extraction of `name`, or a clear message (and a way to build it), then stop."""
+    from fext.ui.server import extraction
+
     try:
-        return Artifacts.open(ws, name, images=extraction_picker(ws, name))
+        art = extraction(name, Artifacts.locate(ws, name, extraction_picker(ws, name)).name).art
+        art.check(ws)
+        return art
     except (FileNotFoundError, StaleError) as e:
         running = running_for(ws, name)
         if running is not None:
@@ -186,6 +191,16 @@ def image_grid(rows: pd.DataFrame, root: Path, caption, columns: int = 6) -> Non
         for col, row in zip(cols, records[start:start + columns]):
             with col:
                 st.image(thumb(str(root / row.path)), caption=caption(row), width="stretch")
+
+
+def paged(count: int, rows, key: str, per_page: int = 100, **table) -> None:
+    """A long table a page at a time: `rows(positions)` builds only the rows shown."""
+    pages = max((count + per_page - 1) // per_page, 1)
+    page = st.number_input(f"Page (of {pages:,}, {per_page} rows each)", 1, pages, 1,
+                           key=f"page-{key}") if pages > 1 else 1
+    start = (page - 1) * per_page
+    st.dataframe(rows(np.arange(start, min(start + per_page, count))), hide_index=True,
+                 width="stretch", **table)
 
 
 # -- jobs ---------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ threshold regroups them in memory, it never searches the index again.
 import pandas as pd
 import streamlit as st
 
-from fext.duplicates import find, removals
+from fext.duplicates import find
 from fext.features import StaleError
+from fext.ui import server
 from fext.ui.common import header, need_artifacts, need_model, start_job, thumb, workspace
 
 GROUPS_PER_PAGE = 10
@@ -58,9 +59,10 @@ a, b, c = st.columns(3, border=True)
 a.metric("Images", f"{result['count']:,}")
 b.metric("Duplicate groups", f"{len(found):,}")
 c.metric("Files that could be removed", f"{result['removable']:,}")
-st.download_button("Download suggested removals (CSV)", removals(found).to_csv(index=False),
-                   file_name=f"{name}-duplicates.csv", mime="text/csv", type="primary",
-                   icon=":material/download:", disabled=not found)
+st.link_button("Download suggested removals (CSV)",
+               f"{server.base(name, art.dir.name)}/duplicates.csv?threshold="
+               + ("auto" if threshold == cal["threshold"] else repr(threshold)),
+               type="primary", icon=":material/download:", disabled=not found)
 st.caption("Each group: its members are each similar to the group's representative (the image "
            "most others match); the keeper is the file with the most pixels, then the oldest, "
            "then the shortest path. Exact copies (identical content) are marked =.")

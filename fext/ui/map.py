@@ -1,9 +1,10 @@
-"""Map page: the collection as a 2-D UMAP scatter; select points to see their images."""
+"""Map page: the collection as a 2-D UMAP scatter; hover a point for its image, select points to
+see them, search from them or download them."""
 
-import plotly.express as px
 import streamlit as st
 
-from fext.projection import load_cached
+from fext import projection
+from fext.ui import server
 from fext.ui.common import (
     header,
     image_grid,
@@ -14,16 +15,19 @@ from fext.ui.common import (
     start_job,
     workspace,
 )
+from fext.ui.scatter import scatter
 
 MAX_SHOWN = 48
 
 header("Map", "The whole collection in 2-D (UMAP of the features): similar images sit together. "
-              "Hover a point for its file; click it, or draw a box or lasso, to see the images.")
+              "Hover a point to see its image; click it, or draw a box or lasso, to select.")
 ws = workspace()
 name = need_model(ws)
 art = need_artifacts(ws, name)
-coords = load_cached(art)
-if coords is None:
+served = server.extraction(name, art.dir.name)
+try:
+    coords = served.coords()
+except server.HTTPException:
     running = running_for(ws, name)
     if running is not None:
         st.info("The map is being computed; it appears here when it is ready.",
@@ -37,35 +41,54 @@ if coords is None:
     st.stop()
 
 # the folder's own ranking, and the score against the training collection where there is one
-ANOMALY = {"combined": "anomaly (odd ones out)", "reference": "anomaly (unlike training)",
-           "isolation": "anomaly (odd ones out)"}
-shown = [k for k in art.score_kinds if k in ("reference", "combined")] or [art.score_kinds[0]]
-df = art.items.assign(x=coords[:, 0], y=coords[:, 1], anomaly=art.scores(),
-                      folder=[p.rsplit("/", 1)[0] if "/" in p else "." for p in art.items["path"]],
-                      **{ANOMALY[k]: art.scores(k) for k in shown})
-df["label"] = df["label"].replace("", "(none)")
+ANOMALY = {"reference": "anomaly (unlike training)", "combined": "anomaly (odd ones out)",
+           "isolation": "anomaly (isolation)", "reconstruction": "anomaly (reconstruction)"}
+kinds = [k for k in art.score_kinds if k in ANOMALY]
+placed = projection.placed_of(art)
+NEW = "placed since the layout"
 left, right = st.columns([3, 1], vertical_alignment="bottom")
-colour = left.radio("Colour by", ["label", "folder"] + [ANOMALY[k] for k in shown], horizontal=True)
-right.caption(f"{len(df):,} images · {art.meta['dim']}-d features")
-column = colour
-fig = px.scatter(df, x="x", y="y", color=column, custom_data=["path"], height=620,
-                 hover_name="path",
-                 hover_data={"label": True, "anomaly": ":.4f", "x": False, "y": False,
-                             "folder": False},
-                 color_continuous_scale="Inferno")
-fig.update_traces(marker=dict(size=7, opacity=0.85, line=dict(width=0.3, color="white")))
-fig.update_layout(margin=dict(l=10, r=10, t=10, b=10), xaxis_visible=False, yaxis_visible=False,
-                  dragmode="lasso", legend_title_text=colour, plot_bgcolor="#fafafa")
-event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
-                        key="map", width="stretch")
-picked = [p["customdata"][0] for p in (event.selection.points if event else [])
-          if p.get("customdata")]
+choice = left.radio("Colour by", ["label", "folder"] + [ANOMALY[k] for k in kinds]
+                    + ([NEW] if placed is not None else []), horizontal=True)
+by = "placed" if choice == NEW else next((k for k in kinds if ANOMALY[k] == choice), choice)
+drawn = len(served.drawn())
+right.caption(f"{len(coords):,} images · {art.meta['dim']}-d features"
+              + (f" · {drawn:,} drawn (dense places thinned; selections count every image)"
+                 if drawn < len(coords) else ""))
+if placed is not None:
+    note, act = st.columns([4, 1], vertical_alignment="center")
+    note.info(f"{int(placed.sum()):,} images added since the layout was computed are placed next "
+              "to their nearest neighbours on it; recompute the layout to lay out every image.",
+              icon=":material/add_location:")
+    if act.button("Recompute the layout", icon=":material/refresh:"):
+        start_job(ws, "project", name, ["--images", str(art.root), "--fresh"])
+_, how = served.colours(by)
+base = server.base(name, art.dir.name)
+selection = scatter(base=base, plotly=server.PREFIX + "/static/plotly.min.js", colour=by,
+                    categories=how.get("categories"), value_range=how.get("range"),
+                    colour_name=choice, key=f"map-{art.dir.name}")
+
 st.subheader("Selected images")
-if not picked:
+try:
+    picked = server.selected(coords, ",".join(map(str, (selection or {}).get("poly") or [])),
+                             ",".join(map(str, (selection or {}).get("ids") or [])))
+except ValueError:
+    picked = []
+if not len(picked):
     st.caption("Click a point, or draw a box or lasso around several, to see the images here "
                "(double-click the map to clear).")
-else:
-    rows = df[df["path"].isin(picked)].sort_values("anomaly", ascending=False).head(MAX_SHOWN)
-    st.caption(f"{len(picked)} selected" + (f" (first {MAX_SHOWN} shown, most unusual first)"
-                                            if len(picked) > MAX_SHOWN else ""))
-    image_grid(rows, art.root, lambda r: f"{r.path} · {r.label} · anomaly {r.anomaly:.3f}")
+    st.stop()
+scores = served.scores()
+rows = art.items.iloc[picked].assign(anomaly=scores[picked], id=picked)
+rows = rows.sort_values("anomaly", ascending=False)
+query = "&".join(f"{k}={','.join(map(str, v))}" for k, v in (selection or {}).items() if v)
+a, b = st.columns([1, 3], vertical_alignment="center")
+a.link_button(f"Download {len(rows):,} as CSV", f"{base}/selection.csv?{query}",
+              icon=":material/download:")
+first = rows.iloc[0]
+if b.button(f"Search similar to {first.path}", icon=":material/image_search:"):
+    st.session_state["search_query"] = first.path
+    st.switch_page("search.py")
+st.caption(f"{len(rows):,} selected" + (f" (the {MAX_SHOWN} most unusual shown)"
+                                        if len(rows) > MAX_SHOWN else ""))
+image_grid(rows.head(MAX_SHOWN), art.root,
+           lambda r: " · ".join(filter(None, [r.path, r.label, f"anomaly {r.anomaly:.3f}"])))

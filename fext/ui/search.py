@@ -16,17 +16,38 @@ art = need_artifacts(ws, name)
 engine = searcher(str(ws.root), name, art.dir.name, str(art.root))
 
 
+SOURCES = ["Upload an image", "Pick from the collection"]
+MATCHES = 200  # paths offered at a time: a million would not fit in a select box
+
+
+def matching(text: str) -> list[str]:
+    """The first MATCHES paths containing `text` (case-insensitive); exact matches first."""
+    paths = art.items["path"]
+    if not text:
+        return paths.head(MATCHES).tolist()
+    exact = paths[paths == text]
+    found = paths[paths.str.contains(text, case=False, regex=False)].head(MATCHES)
+    return list(dict.fromkeys(exact.tolist() + found.tolist()))[:MATCHES]
+
+
 def query_panel() -> tuple[str | bytes | None, str, int]:
     """The query (file path or uploaded bytes), its caption, and k."""
-    source = st.radio("Query", ["Upload an image", "Pick from the collection"])
+    preset = st.session_state.pop("search_query", None)  # "search similar" on the Map page
+    if preset is not None:
+        st.session_state["search_source"], st.session_state["search_filter"] = SOURCES[1], preset
+    source = st.radio("Query", SOURCES, key="search_source")
     query, label = None, ""
-    if source == "Upload an image":
+    if source == SOURCES[0]:
         up = st.file_uploader("Query image", help="Any image file: JPEG, PNG, WebP, GIF, BMP, TIFF")
         if up is not None:
             query, label = up.getvalue(), up.name
     else:
-        paths = art.items["path"].tolist()
-        pick = st.selectbox("Image", paths, index=0 if paths else None)
+        text = st.text_input("File name contains", key="search_filter",
+                             placeholder="part of a path, e.g. 2024/beach")
+        matches = matching(text)
+        shown = f"the first {MATCHES}" if len(matches) == MATCHES else f"{len(matches)}"
+        pick = st.selectbox(f"Image ({shown} matching)" if text else "Image", matches,
+                            index=0 if len(matches) else None)
         if pick:
             query, label = str(art.root / pick), pick
     k = st.slider("Results (k)", 1, 50, 12)

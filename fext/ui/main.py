@@ -1,0 +1,28 @@
+"""The app's script: page set-up and navigation only; each page lives beside it in fext/ui/."""
+
+import streamlit as st
+
+st.set_page_config(page_title="FEXT · image features", page_icon=":material/image_search:",
+                   layout="wide")
+
+PAGES = {
+    "Data": [
+        st.Page("collection.py", title="Collection", icon=":material/photo_library:",
+                default=True),
+        st.Page("train.py", title="Train", icon=":material/model_training:"),
+    ],
+    "Explore": [
+        st.Page("reconstruction.py", title="Reconstruction", icon=":material/compare:"),
+        st.Page("map.py", title="Map", icon=":material/scatter_plot:"),
+        st.Page("search.py", title="Search", icon=":material/image_search:"),
+        st.Page("anomalies.py", title="Anomalies", icon=":material/report:"),
+        st.Page("duplicates.py", title="Duplicates", icon=":material/content_copy:"),
+    ],
+    "Learn": [
+        st.Page("classifier.py", title="Classifier", icon=":material/category:"),
+    ],
+    "Export": [
+        st.Page("features.py", title="Features", icon=":material/download:"),
+    ],
+}
+st.navigation(PAGES).run()

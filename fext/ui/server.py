@@ -1,0 +1,324 @@
+"""HTTP routes served beside the app: map points, thumbnails and CSV downloads.
+
+Everything is addressed by model name, extraction version and image id, resolved against the
+workspace's own listings; nothing in a request is ever joined into a file path, so the routes
+can serve only the workspace's artefacts and answer 404 for anything else. CSVs are written
+once per extraction to a file and streamed from it, never held in memory; map points travel
+as typed arrays (little-endian float32 / uint32), not as a JSON object per point.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from fext import anomaly, duplicates, projection
+from fext.features import Artifacts, write_csv
+from fext.workspace import NAME_RE, Workspace, atomic_path
+
+PREFIX = "/fext"
+VERSION_RE = re.compile(r"^v-[A-Za-z0-9_-]{1,80}$")
+MAX_DRAWN = 200_000  # points drawn on the map; above it the densest places are thinned
+IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}  # a version never changes
+PLOTLY_JS = Path(__import__("plotly").__file__).parent / "package_data" / "plotly.min.js"
+
+
+def base(name: str, version: str) -> str:
+    """URL prefix of one extraction's routes, for the pages."""
+    return f"{PREFIX}/{name}/{version}"
+
+
+# -- resolving an address -----------------------------------------------------------------
+class Served:
+    """One extraction as the server holds it: its artefacts and what the routes derive from
+    them, each computed on first use and kept while the extraction stays in the cache."""
+
+    def __init__(self, art: Artifacts):
+        self.art = art
+        self._memo: dict = {}
+
+    def memo(self, key, make):
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+    def coords(self) -> np.ndarray:
+        coords = self.memo("coords", lambda: projection.load_cached(self.art))
+        if coords is None:
+            raise HTTPException(404)
+        return coords
+
+    def drawn(self) -> np.ndarray:
+        return self.memo("drawn", lambda: drawn(self.coords()))
+
+    def scores(self) -> np.ndarray:
+        return self.memo("scores", self.art.scores)
+
+    def colours(self, by: str) -> tuple[np.ndarray, dict]:
+        return self.memo(("colours", by), lambda: colours(self.art, by))
+
+    def pixels(self) -> np.ndarray:
+        return self.memo("pixels", lambda: self.art.collection(Workspace()).images)
+
+
+@functools.lru_cache(maxsize=4)
+def _open(root: str, name: str, version: str, stamp: tuple) -> Served:
+    return Served(Artifacts.at(name, Path(root) / "index" / name / version))
+
+
+def extraction(name: str, version: str) -> Served:
+    """The published extraction `version` of model `name`, shared by every page and route of
+    this server (a version folder never changes once published; a new extraction is a new
+    version). Raises 404 unless both are names the workspace itself lists."""
+    ws = Workspace()
+    if not (NAME_RE.match(name) and VERSION_RE.match(version)):
+        raise HTTPException(404)
+    found = next((p for p in ws.index_versions(name) if p.name == version), None)
+    if found is None or found.is_symlink():
+        raise HTTPException(404)
+    return _open(str(ws.root), name, version, _stamp(found))
+
+
+def _stamp(version: Path) -> tuple:
+    """What changes when a published version gains or changes a file: its meta and its map
+    (computed after publishing, or again on request)."""
+    return tuple(p.stat().st_mtime_ns if p.is_file() else 0
+                 for p in (version / "meta.json", version / projection.LAYOUT,
+                           version / projection.PLACED))
+
+
+def _served(request: Request) -> Served:
+    return extraction(request.path_params["name"], request.path_params["version"])
+
+
+def _image_id(served: Served, request: Request) -> int:
+    i = request.path_params["id"]
+    if not 0 <= i < len(served.art.items):
+        raise HTTPException(404)
+    return i
+
+
+# -- map ------------------------------------------------------------------------------------
+def drawn(coords: np.ndarray, limit: int = MAX_DRAWN, cells: int = 256) -> np.ndarray:
+    """Ids of the points drawn: all of them up to `limit`; above it, the same number of points
+    kept from every cell of a cells x cells grid until `limit` is reached, so dense places are
+    thinned and sparse ones (outliers, small clusters) stay whole. Seeded: the same map always
+    draws the same points."""
+    n = len(coords)
+    if n <= limit:
+        return np.arange(n, dtype=np.uint32)
+    lo, hi = coords.min(0), coords.max(0)
+    cell = np.floor((coords - lo) / np.maximum(hi - lo, 1e-9) * (cells - 1)).astype(np.int64)
+    key = cell[:, 0] * cells + cell[:, 1]
+    order = np.lexsort((np.random.default_rng(0).random(n), key))
+    sorted_keys = key[order]
+    rank = np.arange(n) - np.searchsorted(sorted_keys, sorted_keys, side="left")
+    counts = np.bincount(key, minlength=cells * cells)
+    per_cell = _cap(np.sort(counts[counts > 0]), limit)
+    return np.sort(order[rank < per_cell]).astype(np.uint32)
+
+
+def _cap(counts: np.ndarray, limit: int) -> int:
+    """Largest c with sum(min(count, c)) <= limit, for sorted cell counts."""
+    lo, hi = 1, int(counts[-1])
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if np.minimum(counts, mid).sum() <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def points(request: Request) -> Response:
+    """The drawn points: uint32 ids, then float32 x, then float32 y (n each)."""
+    served = _served(request)
+
+    def pack() -> bytes:
+        ids = served.drawn()
+        xy = served.coords()[ids].astype("<f4")
+        return (ids.astype("<u4").tobytes() + np.ascontiguousarray(xy[:, 0]).tobytes()
+                + np.ascontiguousarray(xy[:, 1]).tobytes())
+    return Response(served.memo("points", pack), media_type="application/octet-stream",
+                    headers=IMMUTABLE)
+
+
+def colours(art: Artifacts, by: str) -> tuple[np.ndarray, dict]:
+    """Per-image colour values for the map and how to read them: category codes with their
+    names (label, folder, placed since the layout), or a score with the range its colour scale
+    spans."""
+    if by == "placed":
+        placed = projection.placed_of(art)
+        codes = np.zeros(len(art.items)) if placed is None else placed.astype(int)
+        return codes.astype("<f4"), {"categories": ["laid out", "placed by neighbours"]}
+    if by in ("label", "folder"):
+        paths = art.items["path"]
+        values = (art.items["label"].replace("", "(none)") if by == "label"
+                  else paths.str.rsplit("/", n=1).str[0].where(paths.str.contains("/"), "."))
+        codes, names = pd.factorize(values, sort=True)
+        return codes.astype("<f4"), {"categories": [str(n) for n in names]}
+    if by not in art.score_kinds:
+        raise HTTPException(404)
+    scores = art.scores(by).astype("<f4")
+    return scores, {"range": [float(np.quantile(scores, 0.01)), float(np.quantile(scores, 0.99))]}
+
+
+def colour(request: Request) -> Response:
+    """float32 colour values of the drawn points, in the order of `points`."""
+    served = _served(request)
+    by = request.path_params["by"]
+    values = served.colours(by)[0]
+    body = served.memo(("colour", by), lambda: values[served.drawn()].astype("<f4").tobytes())
+    return Response(body, media_type="application/octet-stream", headers=IMMUTABLE)
+
+
+def thumbnail(request: Request) -> Response:
+    """The image as the model sees it (its decoded-cache copy, already made at ingest), as
+    PNG: nothing is decoded from the original file, so it answers in milliseconds at any size."""
+    served = _served(request)
+    i = _image_id(served, request)
+    pixels = served.pixels()[int(served.art.items["row"].iat[i])]
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(pixels)).save(buf, "PNG", compress_level=1)
+    return Response(buf.getvalue(), media_type="image/png", headers=IMMUTABLE)
+
+
+def item(request: Request) -> JSONResponse:
+    """One image's path, label and default anomaly score (the map's hover caption)."""
+    served = _served(request)
+    i = _image_id(served, request)
+    row = served.art.items.iloc[i]
+    return JSONResponse({"id": i, "path": row["path"], "label": row["label"],
+                         "score": float(served.scores()[i])}, headers=IMMUTABLE)
+
+
+# -- CSV downloads -----------------------------------------------------------------------------
+def _written(path: Path, write) -> Path:
+    """`path`, written once (atomically) by `write(text_stream)` if it is not there yet."""
+    if path.is_symlink():
+        raise HTTPException(404)
+    if not path.is_file():
+        with atomic_path(path, ".csv") as tmp, open(tmp, "w", newline="") as f:
+            write(f)
+    return path
+
+
+def _attachment(path: Path, filename: str) -> FileResponse:
+    return FileResponse(path, media_type="text/csv", filename=filename)
+
+
+def features_csv(request: Request) -> FileResponse:
+    """`path,label,f0,...`: the features, written once per extraction."""
+    art = _served(request).art
+    path = _written(art.dir / "features.csv", lambda f: write_csv(art, f))
+    return _attachment(path, f"{art.name}-features.csv")
+
+
+def ranking_csv(request: Request) -> FileResponse:
+    """`rank,path,label,score`, most unusual first, for one score kind."""
+    art = _served(request).art
+    kind = request.path_params["kind"]
+    if kind not in art.score_kinds:
+        raise HTTPException(404)
+
+    def write(f):
+        ranked = anomaly.ranking(art.items, art.scores(kind))
+        for start in range(0, len(ranked), 100_000):
+            ranked.iloc[start:start + 100_000][["rank", "path", "label", "score"]].to_csv(
+                f, index=False, header=start == 0)
+    path = _written(art.dir / f"ranking-{kind}.csv", write)
+    return _attachment(path, f"{art.name}-anomalies-{kind}.csv")
+
+
+def duplicates_csv(request: Request) -> Response:
+    """Suggested removals at a threshold (`?threshold=auto` or a number): computed from the
+    stored neighbour lists, streamed row by row."""
+    art = _served(request).art
+    raw = request.query_params.get("threshold", "auto")
+    try:
+        threshold = raw if raw == "auto" else float(raw)
+    except ValueError:
+        raise HTTPException(404) from None
+    table = duplicates.removals(duplicates.find(art, threshold)["groups"])
+    return _stream(table, f"{art.name}-duplicates.csv")
+
+
+def selection_csv(request: Request) -> Response:
+    """The images inside a polygon of the map (`?poly=x1,y1,x2,y2,...`) or listed by id
+    (`?ids=3,17`): path, label, map position, default anomaly score."""
+    served = _served(request)
+    art, coords = served.art, served.coords()
+    try:
+        ids = selected(coords, request.query_params.get("poly"), request.query_params.get("ids"))
+    except ValueError:
+        raise HTTPException(404) from None
+    table = art.items.iloc[ids][["path", "label"]].assign(
+        x=coords[ids, 0], y=coords[ids, 1], anomaly=served.scores()[ids])
+    return _stream(table, f"{art.name}-selection.csv")
+
+
+def _stream(table: pd.DataFrame, filename: str) -> StreamingResponse:
+    def chunks():
+        for start in range(0, max(len(table), 1), 50_000):
+            yield table.iloc[start:start + 50_000].to_csv(index=False, header=start == 0,
+                                                          float_format="%.6g")
+    return StreamingResponse(chunks(), media_type="text/csv",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def selected(coords: np.ndarray, poly: str | None, ids: str | None) -> np.ndarray:
+    """Ids inside the polygon "x1,y1,x2,y2,..." (even-odd rule), or the ids "3,17" that exist."""
+    if poly:
+        xy = np.array([float(v) for v in poly.split(",")], np.float64)
+        if len(xy) < 6 or len(xy) % 2 or not np.isfinite(xy).all():
+            raise ValueError("a polygon needs three or more x,y pairs")
+        return inside(coords, xy.reshape(-1, 2))
+    picked = np.array([int(v) for v in (ids or "").split(",") if v], np.int64)
+    return np.unique(picked[(picked >= 0) & (picked < len(coords))])
+
+
+def inside(coords: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Ids of the points inside `polygon` (k x 2), by ray casting: one vectorised pass per edge,
+    so a lasso over a million points takes well under a second and memory stays O(n)."""
+    x, y = coords[:, 0].astype(np.float64), coords[:, 1].astype(np.float64)
+    box = ((x >= polygon[:, 0].min()) & (x <= polygon[:, 0].max())
+           & (y >= polygon[:, 1].min()) & (y <= polygon[:, 1].max()))
+    cand = np.flatnonzero(box)
+    x, y = x[cand], y[cand]
+    odd = np.zeros(len(cand), bool)
+    for (x1, y1), (x2, y2) in zip(polygon, np.roll(polygon, -1, axis=0)):
+        crosses = (y1 > y) != (y2 > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+        odd ^= crosses & (x < at)
+    return cand[odd]
+
+
+def plotly_js(_: Request) -> FileResponse:
+    """plotly.min.js from the installed plotly package: the map never loads a script from a CDN."""
+    return FileResponse(PLOTLY_JS, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
+EXTRACTION = PREFIX + "/{name}/{version}"
+ROUTES = [
+    Route(PREFIX + "/static/plotly.min.js", plotly_js),
+    Route(EXTRACTION + "/points", points),
+    Route(EXTRACTION + "/colour/{by}", colour),
+    Route(EXTRACTION + "/thumb/{id:int}", thumbnail),
+    Route(EXTRACTION + "/item/{id:int}", item),
+    Route(EXTRACTION + "/features.csv", features_csv),
+    Route(EXTRACTION + "/ranking/{kind}.csv", ranking_csv),
+    Route(EXTRACTION + "/duplicates.csv", duplicates_csv),
+    Route(EXTRACTION + "/selection.csv", selection_csv),
+]

@@ -1,0 +1,169 @@
+"""The app's HTTP routes (fext/ui/server.py): what they serve, and that they serve nothing else.
+
+Run against tests/app_fixtures.py's tiny trained workspace through Starlette's test client, the
+same route table `streamlit run app.py` mounts."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from fext.features import Artifacts
+from fext.ui import server
+from tests.app_fixtures import DIM, app_workspace
+from tests.corpus import READABLE
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    ws = app_workspace(tmp_path_factory)
+    old = os.environ.get("FEXT_WORKSPACE")
+    os.environ["FEXT_WORKSPACE"] = str(ws.root)
+    server._open.cache_clear()
+    try:
+        yield TestClient(Starlette(routes=server.ROUTES)), Artifacts.open(ws, "demo")
+    finally:
+        if old is None:
+            os.environ.pop("FEXT_WORKSPACE")
+        else:
+            os.environ["FEXT_WORKSPACE"] = old
+        server._open.cache_clear()
+
+
+def test_points_and_colours_are_typed_arrays_of_every_image(client):
+    http, art = client
+    base = server.base("demo", art.dir.name)
+    body = http.get(f"{base}/points").content
+    n = len(art.items)
+    assert len(body) == 12 * n
+    ids = np.frombuffer(body, "<u4", n)
+    xy = np.stack([np.frombuffer(body, "<f4", n, 4 * n), np.frombuffer(body, "<f4", n, 8 * n)], 1)
+    coords = np.load(art.dir / "umap.npy")
+    assert (ids == np.arange(n)).all() and np.allclose(xy, coords[ids])
+    labels = np.frombuffer(http.get(f"{base}/colour/label").content, "<f4")
+    names = sorted(set(art.items["label"]))
+    assert [names[int(c)] for c in labels] == art.items["label"].tolist()
+    scores = np.frombuffer(http.get(f"{base}/colour/{art.score_kinds[0]}").content, "<f4")
+    assert np.allclose(scores, art.scores(), rtol=1e-6)
+
+
+def test_thumbnail_and_item_of_an_image(client):
+    http, art = client
+    base = server.base("demo", art.dir.name)
+    i = len(art.items) - 1
+    r = http.get(f"{base}/thumb/{i}")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    thumb = np.asarray(Image.open(io.BytesIO(r.content)))
+    assert (thumb == art.collection(server.Workspace()).images[art.items["row"].iat[i]]).all()
+    assert http.get(f"{base}/item/{i}").json()["path"] == art.items["path"].iat[i]
+
+
+def test_csv_downloads_stream_whole_tables(client):
+    http, art = client
+    base = server.base("demo", art.dir.name)
+    r = http.get(f"{base}/features.csv")
+    assert "attachment" in r.headers["content-disposition"]
+    table = pd.read_csv(io.StringIO(r.text), keep_default_na=False)
+    assert list(table.columns) == ["path", "label"] + [f"f{i}" for i in range(DIM)]
+    assert len(table) == READABLE
+    ranking = pd.read_csv(io.StringIO(http.get(f"{base}/ranking/{art.score_kinds[0]}.csv").text))
+    assert ranking["rank"].tolist() == list(range(1, READABLE + 1))
+    assert ranking["score"].is_monotonic_decreasing
+    dupes = http.get(f"{base}/duplicates.csv?threshold=auto")
+    assert dupes.status_code == 200 and dupes.text.startswith("path,keeper")
+
+
+def test_selection_csv_holds_the_points_inside_the_polygon(client):
+    http, art = client
+    coords = np.load(art.dir / "umap.npy")
+    lo, hi = coords.min(0), coords.max(0)
+    mid = (lo + hi) / 2  # the left half of the map, as a lasso would draw it
+    poly = [lo[0] - 1, lo[1] - 1, mid[0], lo[1] - 1, mid[0], hi[1] + 1, lo[0] - 1, hi[1] + 1]
+    r = http.get(f"{server.base('demo', art.dir.name)}/selection.csv",
+                 params={"poly": ",".join(map(str, poly))})
+    table = pd.read_csv(io.StringIO(r.text), keep_default_na=False)
+    expected = art.items["path"][coords[:, 0] < mid[0]]
+    assert 0 < len(table) < len(art.items)
+    assert sorted(table["path"]) == sorted(expected)
+    by_id = http.get(f"{server.base('demo', art.dir.name)}/selection.csv", params={"ids": "2,0,99999"})
+    assert pd.read_csv(io.StringIO(by_id.text))["path"].tolist() == art.items["path"][[0, 2]].tolist()
+
+
+def test_inside_a_polygon_matches_brute_force():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(-1, 1, (5000, 2)).astype(np.float32)
+    star = np.array([[np.cos(a) * r, np.sin(a) * r] for a, r in
+                     zip(np.linspace(0, 2 * np.pi, 10, endpoint=False), [0.9, 0.3] * 5)])
+    got = set(server.inside(points, star).tolist())
+
+    def contains(px, py):  # the crossing-number rule, one point at a time
+        odd = False
+        for (x1, y1), (x2, y2) in zip(star, np.roll(star, -1, axis=0)):
+            if (y1 > py) != (y2 > py) and px < x1 + (py - y1) * (x2 - x1) / (y2 - y1):
+                odd = not odd
+        return odd
+    expected = {i for i, (x, y) in enumerate(points.astype(np.float64)) if contains(x, y)}
+    assert got == expected and 0 < len(got) < len(points)
+
+
+def test_drawn_thins_dense_places_and_keeps_sparse_ones():
+    rng = np.random.default_rng(1)
+    dense = rng.normal(0, 0.01, (300_000, 2))
+    sparse = rng.uniform(5, 10, (500, 2))
+    coords = np.concatenate([dense, sparse]).astype(np.float32)
+    ids = server.drawn(coords, limit=50_000)
+    assert len(ids) <= 50_000 and (np.diff(ids.astype(np.int64)) > 0).all()
+    assert set(range(300_000, 300_500)) <= set(ids.tolist())  # every outlier stays
+    assert (server.drawn(coords[:1000], limit=50_000) == np.arange(1000)).all()
+
+
+@pytest.mark.parametrize("path", [
+    "/fext/demo/..%2F..%2Fetc/points",
+    "/fext/..%2Fdemo/v-x/points",
+    "/fext/demo/v-nonexistent/points",
+    "/fext/nomodel/v-x/features.csv",
+    "/fext/demo/{version}/thumb/-1",
+    "/fext/demo/{version}/thumb/999999",
+    "/fext/demo/{version}/item/999999",
+    "/fext/demo/{version}/colour/not-a-score",
+    "/fext/demo/{version}/ranking/..%2F..%2Fmeta.csv",
+    "/fext/demo/{version}/../../models/demo/config.json",
+    "/fext/demo/%2Fetc%2Fpasswd/points",
+    "/fext/%2E%2E/{version}/points",
+    "/fext/demo/{version}/duplicates.csv?threshold=nan-ish",
+    "/fext/demo/{version}/selection.csv?poly=1,2,3",
+])
+def test_anything_else_is_404(client, path):
+    http, art = client
+    r = http.get(path.replace("{version}", art.dir.name))
+    assert r.status_code == 404, (path, r.status_code, r.text[:200])
+
+
+def test_a_version_symlinked_out_of_the_workspace_is_not_served(client, tmp_path):
+    http, art = client
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for f in art.dir.iterdir():  # a complete extraction, but outside the workspace
+        if f.is_file():
+            (outside / f.name).write_bytes(f.read_bytes())
+    link = art.dir.parent / "v-linked-out"
+    link.symlink_to(outside, target_is_directory=True)
+    try:
+        assert http.get(f"/fext/demo/{link.name}/features.csv").status_code == 404
+        assert http.get(f"/fext/demo/{link.name}/points").status_code == 404
+    finally:
+        link.unlink()
+    inside = art.dir / "features.csv"
+    inside.unlink(missing_ok=True)
+    inside.symlink_to("/etc/hostname")
+    try:
+        assert http.get(f"{server.base('demo', art.dir.name)}/features.csv").status_code == 404
+    finally:
+        inside.unlink()
