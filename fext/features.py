@@ -478,8 +478,14 @@ def project(ws: Workspace, name: str, n_neighbors: int = 15, min_dist: float = 0
         return cached
     with ws.lock(name):
         progress("umap", 0, 1)
-        coords = projection.umap_2d(art.features(), n_neighbors, min_dist, seed)
-        projection.write(art.dir, coords, None, {**params, "count": int(len(coords))})
+        try:
+            nearest, similarity = art.neighbours()
+        except StaleError:  # made before the neighbours were kept: every image laid out
+            nearest = similarity = None
+        coords, sample = projection.layout(art.features(), nearest, similarity, n_neighbors,
+                                           min_dist, seed)
+        projection.write(art.dir, coords, None,
+                         {**params, "count": int(len(coords)), "sample": sample})
         progress("umap", 1, 1)
     return coords
 

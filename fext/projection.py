@@ -12,7 +12,10 @@ A new extraction of the same folder by the same model keeps the map: images alre
 their place, new ones are placed at their nearest laid-out neighbours (`carry`), and deleted ones
 leave with their rows. UMAP's own `transform` would need the fitted model kept (its graph is
 gigabytes at a million points); the neighbours are already computed by extraction. The map says
-how many images were placed; recomputing the layout (`fext.features.project(..., fresh=True)`) lays out all.
+how many images were placed; recomputing the layout (`fext.features.project(..., fresh=True)`)
+lays out all. The same placement makes maps past SAMPLE images: UMAP is fitted on a seeded
+sample of that size and the rest placed (`layout`), which keeps a million-image map within
+minutes and a couple of gigabytes here.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from .workspace import atomic_path, read_json, write_json
 
 PARALLEL_ABOVE = 20_000  # points; above, speed beats bit-for-bit reproducibility
 LAYOUT, PLACED, PARAMS = "umap.npy", "placed.npy", "umap.json"
+SAMPLE = 100_000  # images UMAP is fitted on at most; the others are placed by their neighbours
 
 
 def umap_2d(features: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1,
@@ -73,13 +77,44 @@ def carry(previous: Path | None, version: Path, items: pd.DataFrame, nearest: np
     old_placed = np.load(previous / PLACED) if (previous / PLACED).is_file() else None
     if old_placed is not None and len(old_placed) == len(old):  # placed before: still placed, not laid out
         placed[laid] = old_placed[known[laid].astype(np.int64)]
+    place(coords, laid, nearest, similarity)
+    write(version, coords, placed, {**read_json(previous / PARAMS, {}), "count": len(coords)})
+
+
+def layout(features: np.ndarray, nearest: np.ndarray | None, similarity: np.ndarray | None,
+           n_neighbors: int = 15, min_dist: float = 0.1, seed: int | None = 42,
+           sample: int = SAMPLE) -> tuple[np.ndarray, int | None]:
+    """(coordinates, the size of the sample the layout was fitted on, or None: all of them).
+
+    Past `sample` images (and where the neighbours are known) UMAP is fitted on a seeded
+    sample and every other image placed at its nearest laid-out neighbours: UMAP's memory and
+    time grow past what a million images allow here (70k points: 1.3 GB, 43 s)."""
+    n = len(features)
+    if nearest is None or n <= sample:
+        return umap_2d(features, n_neighbors, min_dist, seed), None
+    rows = np.sort(np.random.default_rng(0).choice(n, sample, replace=False))
+    coords = np.zeros((n, 2), np.float32)
+    coords[rows] = umap_2d(np.asarray(features[rows]), n_neighbors, min_dist, seed)
+    laid = np.zeros(n, bool)
+    laid[rows] = True
+    place(coords, laid, nearest, similarity)
+    return coords, sample
+
+
+def place(coords: np.ndarray, laid: np.ndarray, nearest: np.ndarray, similarity: np.ndarray,
+          rounds: int = 12) -> None:
+    """Fill `coords` of the images not `laid` out: each at the similarity-weighted mean of its
+    laid-out nearest neighbours (and a little seeded jitter, so copies do not stack), round by
+    round, so an image whose neighbours are all new is placed once they are. The few left
+    (no neighbour placed after every round) go to the middle of the map."""
     todo = np.flatnonzero(~laid)
-    spread = float(np.median(np.abs(np.diff(old_coords[:1000], axis=0)))) if len(old_coords) > 1 else 0
+    sample = coords[laid][:1000]
+    spread = float(np.median(np.abs(np.diff(sample, axis=0)))) if len(sample) > 1 else 0.0
     rng = np.random.default_rng(0)
-    for _ in range(4):  # new images next to new images are placed once those are
+    for _ in range(rounds):
         if not len(todo):
             break
-        nbr, sim = nearest[todo], np.maximum(similarity[todo], 1e-3)
+        nbr, sim = np.asarray(nearest[todo]), np.maximum(np.asarray(similarity[todo]), 1e-3)
         ok = (nbr >= 0) & laid[np.maximum(nbr, 0)]
         has = ok.any(1)
         w = np.where(ok, sim, 0)[has]
@@ -88,7 +123,6 @@ def carry(previous: Path | None, version: Path, items: pd.DataFrame, nearest: np
         laid[todo[has]] = True
         todo = todo[~has]
     coords[todo] = np.median(coords[laid], axis=0) if laid.any() else 0
-    write(version, coords, placed, {**read_json(previous / PARAMS, {}), "count": len(coords)})
 
 
 def write(folder: Path, coords: np.ndarray, placed: np.ndarray | None, params: dict) -> None:

@@ -160,3 +160,24 @@ def test_umap_map_is_cached(trained):
     mtime = (Artifacts.open(ws, name).dir / "umap.npy").stat().st_mtime_ns
     np.testing.assert_array_equal(project(ws, name), coords)
     assert (Artifacts.open(ws, name).dir / "umap.npy").stat().st_mtime_ns == mtime
+
+
+def test_a_sampled_layout_places_the_rest_beside_their_own_kind():
+    from fext.projection import layout
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (3, 16))
+    kind = np.repeat(np.arange(3), 200)
+    feats = (centres[kind] + rng.normal(0, 0.05, (600, 16))).astype(np.float32)
+    unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -1)
+    nearest = np.argsort(-sims, axis=1)[:, :8]
+    coords, sample = layout(feats, nearest, np.take_along_axis(sims, nearest, 1), sample=150)
+    assert sample == 150 and coords.shape == (600, 2) and np.isfinite(coords).all()
+    # on the map, each image's nearest other image is of its own kind
+    d = ((coords[:, None] - coords[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    assert (kind[d.argmin(1)] == kind).mean() > 0.95
+    full, none = layout(feats, nearest, None, sample=1000)
+    assert none is None and full.shape == (600, 2)

@@ -9,9 +9,18 @@ import streamlit as st
 
 from fext import images as imaging
 from fext import registry
-from fext.collection import Collection
+from fext.collection import Collection, store_dir
 from fext.config import DataConfig
-from fext.ui.common import demo_job, header, image_grid, model_picker, show_demo_progress, workspace
+from fext.ui.common import (
+    demo_job,
+    header,
+    image_grid,
+    model_picker,
+    paged,
+    show_demo_progress,
+    workspace,
+)
+from fext.workspace import Workspace
 
 MAX_FILE_MB = 20  # also server.maxUploadSize in .streamlit/config.toml
 
@@ -108,32 +117,43 @@ top[0].markdown(f":material/folder_open: **`{Path(folder).resolve()}`** · scann
 rescan = top[1].button("Rescan", icon=":material/refresh:", width="stretch",
                        help="Pick up added, changed and removed files") or \
     st.session_state.pop("rescan", False)
-try:
-    coll = None if rescan else Collection.open(ws, folder, size, fit)
-except FileNotFoundError:
-    coll = None
-if coll is None:
+manifest = store_dir(ws, Path(folder).resolve(), size, fit) / "manifest.csv"
+if rescan or not manifest.is_file():
     bar = st.progress(0.0, text="Scanning…")
-    coll = Collection.sync(ws, folder, size, fit, progress=lambda stage, done, total, **_: bar.progress(
+    Collection.sync(ws, folder, size, fit, progress=lambda stage, done, total, **_: bar.progress(
         done / max(total, 1), text=f"Decoding new files: {done}/{total}"))
     bar.empty()
 
-items, skipped = coll.items(), coll.skipped()
+
+@st.cache_data(max_entries=4, show_spinner="Reading the collection…")
+def summary(root: str, folder: str, size: int, fit: str, stamp: int) -> dict:
+    """What the page shows of a scanned folder, read once per state of its manifest (`stamp`):
+    at a million images the manifest is not re-read on every rerun."""
+    coll = Collection.open(Workspace(root), folder, size, fit)
+    items = coll.items()
+    return {"root": coll.root, "count": len(items), "labels": len(coll.labels()),
+            "splits": [int((items["split"] == s).sum()) for s in ("train", "val", "test")],
+            "counts": items.assign(label=items["label"].replace("", "(none)"))
+            .groupby(["label", "split"]).size().reset_index(name="images"),
+            "sample": items.sort_values("sha1").head(12)[["path", "label", "split"]],
+            "skipped": coll.skipped()}
+
+
+info = summary(str(ws.root), folder, size, fit, manifest.stat().st_mtime_ns)
+skipped = info["skipped"]
 a, b, c, d = st.columns([2, 2, 2, 3], border=True)
-a.metric("Readable images", f"{len(items):,}")
+a.metric("Readable images", f"{info['count']:,}")
 b.metric("Skipped files", f"{len(skipped):,}")
-c.metric("Labels", len(coll.labels()))
-d.metric("Train / val / test", " / ".join(str((items["split"] == s).sum()) for s in ("train", "val", "test")))
-if len(items) == 0:
+c.metric("Labels", info["labels"])
+d.metric("Train / val / test", " / ".join(f"{n:,}" for n in info["splits"]))
+if info["count"] == 0:
     st.error("No readable images in this folder. Add JPEG, PNG, WebP, GIF, BMP or TIFF files "
              "(sub-folders become labels), then rescan, or choose another folder above.")
 else:
     chart, sample = st.columns([2, 3])
     with chart:
         st.subheader("Images per label and split")
-        counts = items.assign(label=items["label"].replace("", "(none)")) \
-            .groupby(["label", "split"]).size().reset_index(name="images")
-        fig = px.bar(counts, x="label", y="images", color="split", height=320,
+        fig = px.bar(info["counts"], x="label", y="images", color="split", height=320,
                      category_orders={"split": ["train", "val", "test"]},
                      color_discrete_sequence=["#2f6fdf", "#f2a541", "#3aa17e"])
         fig.update_layout(margin=dict(l=10, r=10, t=10, b=10), legend_title_text="",
@@ -142,10 +162,10 @@ else:
         st.plotly_chart(fig, width="stretch")
     with sample:
         st.subheader("A few images")
-        rows = items.sort_values("sha1").head(12)
-        image_grid(rows, coll.root, lambda r: f"{r.label or '(no label)'} · {r.split}", columns=6)
+        image_grid(info["sample"], info["root"], lambda r: f"{r.label or '(no label)'} · {r.split}",
+                   columns=6)
 if len(skipped):
     st.subheader(f"Skipped files ({len(skipped)})")
     st.caption("Files that are not readable images; they are left out of training and search.")
-    st.dataframe(skipped, hide_index=True, width="stretch",
-                 column_config={"path": "File", "reason": "Why it was skipped"})
+    paged(len(skipped), lambda rows: skipped.iloc[rows], key="skipped",
+          column_config={"path": "File", "reason": "Why it was skipped"})

@@ -16,6 +16,7 @@ from fext.ui.common import (
     workspace,
 )
 from fext.ui.scatter import scatter
+from fext.workspace import read_json
 
 MAX_SHOWN = 48
 
@@ -51,7 +52,10 @@ choice = left.radio("Colour by", ["label", "folder"] + [ANOMALY[k] for k in kind
                     + ([NEW] if placed is not None else []), horizontal=True)
 by = "placed" if choice == NEW else next((k for k in kinds if ANOMALY[k] == choice), choice)
 drawn = len(served.drawn())
+sample = read_json(art.dir / projection.PARAMS, {}).get("sample")
 right.caption(f"{len(coords):,} images · {art.meta['dim']}-d features"
+              + (f" · layout fitted on a {sample:,}-image sample, the others placed at their "
+                 "nearest neighbours" if sample else "")
               + (f" · {drawn:,} drawn (dense places thinned; selections count every image)"
                  if drawn < len(coords) else ""))
 if placed is not None:

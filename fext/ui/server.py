@@ -71,7 +71,7 @@ class Served:
         return self.memo("pixels", lambda: self.art.collection(Workspace()).images)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)  # an extraction's table is ~0.3 GB at a million images
 def _open(root: str, name: str, version: str, stamp: tuple) -> Served:
     return Served(Artifacts.at(name, Path(root) / "index" / name / version))
 
