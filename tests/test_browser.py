@@ -304,6 +304,15 @@ def test_a_lasso_on_the_map_fills_the_gallery_and_its_csv(browser, app_url, app_
     table = list(csv.DictReader(io.StringIO(text)))
     assert filename == "demo-selection.csv" and sorted(r["path"] for r in table) == expected
     screenshot(page, "map-lasso")
+    # "search similar" takes the selection's first image to the Search page as the query
+    button = page.get_by_role("button", name="Search similar to ")
+    path = button.inner_text().split("Search similar to ", 1)[1].strip()
+    assert path in expected
+    button.click()
+    expect(page.get_by_text(f"Query: {path}", exact=True)).to_be_visible(timeout=60_000)
+    settle(page)
+    first = page.locator("[data-testid='stImageCaption']", has_text="#1 · ").first
+    assert first.inner_text().endswith(f" · {path}")
     page.close()
 
 
