@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from .workspace import Workspace, atomic_path
 COLUMNS = ["row", "path", "label", "bytes", "mtime_ns", "sha1", "split", "status", "reason",
            "width", "height"]
 CHUNK = 256  # files decoded between two appends to the cache
+CHECKPOINT_S = 60.0  # seconds of decoding between two manifest writes in a long scan: a crash
+# loses at most this much work, and rewriting a million-row manifest (seconds) stays a few per cent
 WALK_BLOCK = 50_000  # files listed as Python objects before they are packed into a table
 BAD_NAME = "file name is not valid UTF-8: rename the file to include it"
 
@@ -200,6 +203,7 @@ class Collection:
         skipped = 0
         total = len(todo)
         progress("scan", 0, total)
+        written = time.monotonic()
         workers = workers or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(workers) as pool, open(cache_path, "ab") as cache:
             for start in range(0, total, CHUNK):
@@ -220,9 +224,10 @@ class Collection:
                 os.fsync(cache.fileno())
                 done = min(start + CHUNK, total)
                 progress("scan", done, total, skipped=skipped)
-                if done < total and (start // CHUNK) % 20 == 19:  # checkpoint long scans
+                if done < total and time.monotonic() - written >= CHECKPOINT_S:
                     new = [pd.concat(new, ignore_index=True)]
                     cls._write_manifest(store, kept, new, val_fraction, test_fraction)
+                    written = time.monotonic()
         manifest = cls._write_manifest(store, kept, new, val_fraction, test_fraction)
         return cls(root, store, image_size, fit, manifest)
 

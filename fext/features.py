@@ -221,6 +221,8 @@ def encode_rows(parts, images: np.ndarray, rows: np.ndarray, batch_size: int,
 
 
 SHRINKAGE = 0.1  # of the whitening: eigenvalues + SHRINKAGE x their mean, so tiny ones do not blow up
+WHITEN_SAMPLE = 100_000  # training images the whitening is fitted on at most: a 128-d covariance
+# is settled long before, and a million-image folder is not encoded one extra time for it
 
 
 def whitening(feats: np.ndarray, shrinkage: float = SHRINKAGE) -> tuple[np.ndarray, np.ndarray]:
@@ -242,12 +244,16 @@ def whitening(feats: np.ndarray, shrinkage: float = SHRINKAGE) -> tuple[np.ndarr
 def readout_of(autoencoder, images: np.ndarray, train_rows: np.ndarray, batch_size: int = 128,
                kind: str = "whiten"):
     """The model to publish: `autoencoder` with its features whitened on the training split's
-    own vectors ("whiten"), or as it is ("raw"). Fitted once per model, so every extraction,
-    query, reference and map of the model lives in one vector space."""
+    own vectors ("whiten"; a seeded sample of WHITEN_SAMPLE of them in a larger folder), or as
+    it is ("raw"). Fitted once per model, so every extraction, query, reference and map of the
+    model lives in one vector space."""
     from .model import inference_parts, with_readout
 
     if kind == "raw" or len(train_rows) < 2:
         return autoencoder
+    if len(train_rows) > WHITEN_SAMPLE:
+        rng = np.random.default_rng(0)
+        train_rows = np.sort(rng.choice(train_rows, WHITEN_SAMPLE, replace=False))
     encoder = inference_parts(autoencoder)[0]
     raw = np.concatenate([np.asarray(encoder.predict_on_batch(x))
                           for _, x in iter_batches(images, train_rows, batch_size)])

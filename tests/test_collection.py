@@ -134,11 +134,15 @@ def test_cache_rows_hold_each_file_when_unreadable_files_sit_between(tmp_path, m
 
     monkeypatch.setattr(collection, "CHUNK", 1)
     monkeypatch.setattr(collection, "WALK_BLOCK", 3)
+    monkeypatch.setattr(collection, "CHECKPOINT_S", 0.0)  # a manifest write after every chunk
     root = tmp_path / "photos"
     good, bad = make_awkward(root)  # unreadable files interleave with readable ones
-    assert len(good) + len(bad) > 21  # past a checkpoint (every 20 chunks)
     ws = Workspace(tmp_path / "ws")
+    writes, write = [], Collection._write_manifest
+    monkeypatch.setattr(Collection, "_write_manifest",
+                        staticmethod(lambda *a: writes.append(1) or write(*a)))
     coll = Collection.sync(ws, root, 16)
+    assert len(writes) == len(good) + len(bad)  # one per chunk of one file
     assert sorted(coll.items()["path"]) == sorted(good)
     assert sorted(coll.skipped()["path"]) == sorted(bad)
     for rel, row in zip(coll.items()["path"], coll.items()["row"]):

@@ -71,6 +71,20 @@ def test_whitening_equalises_the_training_features():
     assert np.var(feats @ shrunk, axis=0).min() < 0.01
 
 
+def test_whitening_of_a_large_folder_is_fitted_on_a_seeded_sample(trained, monkeypatch):
+    import fext.features as features
+
+    model, _ = load_model(*trained)
+    fitted, fit = [], features.whitening
+    monkeypatch.setattr(features, "WHITEN_SAMPLE", 5)
+    monkeypatch.setattr(features, "whitening", lambda raw: fitted.append(raw) or fit(raw))
+    images = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    features.readout_of(model, images, np.arange(12))
+    features.readout_of(model, images, np.arange(12))
+    assert [len(f) for f in fitted] == [5, 5]
+    np.testing.assert_array_equal(fitted[0], fitted[1])  # the same sample every time
+
+
 def test_models_from_before_the_recipe_are_described_as_trained():
     cfg = RunConfig.from_dict({"train": {"epochs": 5}})
     assert (cfg.train.augment, cfg.train.invariance, cfg.train.epoch_steps,
