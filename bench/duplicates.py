@@ -120,7 +120,8 @@ def quality(a, tmp: Path) -> list:
     ids, sims = hash_neighbours(bits, K)
     items = pd.DataFrame({"path": paths, "sha1": paths, "width": 1, "height": 1, "mtime_ns": 0})
     by_distance = {d: scores([{m["path"] for m in g["members"]}
-                              for g in groups(ids, sims, items, 1 - d / 64 - 1e-9)], truth)
+                              for g in groups(ids, sims, items, 1 - d / 64 - 1e-9).dicts(items)],
+                              truth)
                    for d in range(0, 33)}
     best = max(by_distance, key=lambda d: by_distance[d]["f1"])
     rows.append([f"pHash, imagededup default (distance <= {IMAGEDEDUP_DEFAULT})",
@@ -208,10 +209,8 @@ def scale(a, copy_sims: np.ndarray) -> None:
         found = groups(ids, scores, items, threshold)
         t3 = time.time()
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        group_of = {}
-        for g, grp in enumerate(found):
-            for m in grp["members"]:
-                group_of[int(m["path"])] = g
+        group_of = dict(zip(found.member.tolist(),
+                            np.repeat(np.arange(len(found)), np.diff(found.start)).tolist()))
         above = planted_scores >= threshold
         same = np.array([group_of.get(int(s), -1) == group_of.get(int(c), -2) for s, c in pairs])
         rows.append([f"{len(vectors):,}", index.kind, f"{t1 - t0:.1f}", f"{t2 - t1:.1f}",

@@ -376,13 +376,14 @@ def cmd_duplicates(args, progress):
     from .features import Artifacts
     from .workspace import atomic_path
 
-    result = find(Artifacts.open(_ws(args), args.name, images=args.images), args.threshold)
+    art = Artifacts.open(_ws(args), args.name, images=args.images)
+    result = find(art, args.threshold)
     if args.csv:
         dest = Path(args.csv).expanduser()
         if not dest.parent.is_dir():
             raise NotFoundError(f"folder for the CSV not found: {dest.parent}")
         with atomic_path(dest) as tmp:
-            removals(result["groups"]).to_csv(tmp, index=False)
+            removals(result["groups"], art.items).to_csv(tmp, index=False)
     cal, found = result["calibration"], result["groups"]
     text = [f"duplicates in {result['images']} ({result['count']} images): threshold "
             f"{result['threshold']:.4f}" + (f" ({cal['text']}; estimated: {cal['copies_kept']:.0%} "
@@ -391,12 +392,13 @@ def cmd_duplicates(args, progress):
                                             if args.threshold == "auto" else " (given)"),
             f"{len(found)} groups, {result['removable']} files could be removed"
             + (f"; suggested removals written to {args.csv}" if args.csv else "")]
-    for i, g in enumerate(found[:args.top or None], 1):
+    for i, g in enumerate(found.dicts(art.items, args.top or None), 1):
         text.append(f"group {i}: keep {g['keeper']}")
         text += [f"    {m['similarity']:.4f}{' =' if m['exact'] else '  '}  {m['path']}"
                  + ("  (representative)" if m["path"] == g["representative"] else "")
                  for m in g["members"]]
-    _out(args, {"model": args.name, **result}, "\n".join(text))
+    _out(args, {"model": args.name, **result, "groups": found.dicts(art.items)} if args.json
+         else None, "\n".join(text))
 
 
 def cmd_export(args, progress):

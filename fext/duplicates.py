@@ -130,11 +130,59 @@ def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.n
     return choose_threshold(copy_sims, copy_scores(ids, sims, back)[positions, 0])
 
 
-def groups(ids: np.ndarray, sims: np.ndarray, items: pd.DataFrame, threshold: float) -> list[dict]:
-    """Duplicate groups at `threshold` (the rule in the module docstring), largest first.
+@dataclass(frozen=True)
+class Groups:
+    """Duplicate groups as flat arrays, largest group first: memory linear in the files grouped
+    and no Python object per file, so a million-image collection full of copies regroups in
+    seconds and a page of groups is read without the rest. Member arrays run group by group
+    (`start` has one offset per group and one past the end), each group's representative's files
+    first."""
 
-    `items` has path, sha1, width, height, mtime_ns per row (rows = ids). Each group:
-    representative, keeper, members [{path, similarity, exact}] (the representative first)."""
+    start: np.ndarray  # int64, groups + 1
+    member: np.ndarray  # int64 item rows
+    similarity: np.ndarray  # float32: each member's score with the representative (1 for it)
+    exact: np.ndarray  # bool: the member's content is in its group twice or more
+    representative: np.ndarray  # int64 item row per group
+    keeper: np.ndarray  # int64 item row per group
+
+    def __len__(self) -> int:
+        return len(self.start) - 1
+
+    @property
+    def removable(self) -> int:
+        """Files that could be removed: every member but its group's keeper."""
+        return len(self.member) - len(self)
+
+    def group(self, i: int, items: pd.DataFrame) -> dict:
+        """Group `i` as representative, keeper, members [{path, similarity, exact}]."""
+        paths = items["path"]
+        lo, hi = self.start[i], self.start[i + 1]
+        return {"representative": paths.iat[self.representative[i]],
+                "keeper": paths.iat[self.keeper[i]],
+                "members": [{"path": paths.iat[f], "similarity": round(float(s), 4),
+                             "exact": bool(e)}
+                            for f, s, e in zip(self.member[lo:hi], self.similarity[lo:hi],
+                                               self.exact[lo:hi])]}
+
+    def dicts(self, items: pd.DataFrame, count: int | None = None) -> list[dict]:
+        """The first `count` groups (all by default) as `group` gives them."""
+        return [self.group(i, items) for i in range(min(len(self), count or len(self)))]
+
+
+def _path_ranks(paths: pd.Series) -> np.ndarray:
+    """Each row's place in path order (a sortable key for lexsort): the row itself where the
+    rows are in path order already, as a collection's are."""
+    if paths.is_monotonic_increasing:
+        return np.arange(len(paths))
+    rank = np.empty(len(paths), np.int64)
+    rank[np.argsort(paths.to_numpy(), kind="stable")] = np.arange(len(paths))
+    return rank
+
+
+def groups(ids: np.ndarray, sims: np.ndarray, items: pd.DataFrame, threshold: float) -> Groups:
+    """Duplicate groups at `threshold` (the rule in the module docstring), largest first, ties
+    by the representative's path. `items` has path, sha1, width, height, mtime_ns per row
+    (rows = ids)."""
     n = len(items)
     content = pd.factorize(items["sha1"].to_numpy())[0]
     _, first = np.unique(content, return_index=True)
@@ -145,59 +193,80 @@ def groups(ids: np.ndarray, sims: np.ndarray, items: pd.DataFrame, threshold: fl
     src, dst, sim = canon[src[ok]], canon[dst[ok]], sim[ok]
     ok = src != dst
     src, dst, sim = src[ok], dst[ok], sim[ok]
-    # both directions, strongest similarity per pair
-    a, b = np.concatenate([src, dst]), np.concatenate([dst, src])
-    s = np.concatenate([sim, sim])
-    order = np.lexsort((-s, b, a))
-    a, b, s = a[order], b[order], s[order]
-    first_of_pair = np.ones(len(a), bool)
-    first_of_pair[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
-    a, b, s = a[first_of_pair], b[first_of_pair], s[first_of_pair]
+    # both directions, strongest similarity per pair, in order of (a, b)
+    pair = np.concatenate([src * n + dst, dst * n + src])
+    order = np.argsort(pair)
+    pair, s = pair[order], np.concatenate([sim, sim])[order]
+    first_of_pair = np.flatnonzero(np.concatenate([[True], pair[1:] != pair[:-1]])) \
+        if len(pair) else np.zeros(0, np.int64)
+    s = np.maximum.reduceat(s, first_of_pair) if len(pair) else s
+    a, b = np.divmod(pair[first_of_pair], n)
     degree = np.bincount(a, minlength=n)
-    starts = np.concatenate([[0], np.cumsum(degree)])
-    twins = np.bincount(canon, minlength=n) > 1  # contents held by two or more files
-    shared = np.flatnonzero(twins[canon])
-    copies_of = pd.Series(shared).groupby(canon[shared]).agg(list).to_dict()
-    candidates = np.union1d(np.flatnonzero(degree), np.flatnonzero(twins))
+    starts = np.concatenate([[0], np.cumsum(degree)]).tolist()
+    files_of = np.bincount(canon, minlength=n)  # files holding each content (at its canon row)
+    candidates = np.union1d(np.flatnonzero(degree), np.flatnonzero(files_of > 1))
     visit = candidates[np.lexsort((candidates, -degree[candidates]))]
     taken = np.zeros(n, bool)
-    out = []
-    for rep in visit:
+    several = (files_of > 1).tolist()
+    reps, parts, part_sims = [], [], []
+    for rep in visit.tolist():  # greedy and sequential: each group takes what is still free
         if taken[rep]:
             continue
-        nb, ns = b[starts[rep]:starts[rep + 1]], s[starts[rep]:starts[rep + 1]]
+        lo, hi = starts[rep], starts[rep + 1]
+        nb, ns = b[lo:hi], s[lo:hi]
         free = ~taken[nb]
-        members = [(int(rep), 1.0)] + [(int(j), float(v)) for j, v in zip(nb[free], ns[free])]
+        nb = nb[free]
         taken[rep] = True
-        taken[nb[free]] = True
-        # every file of each member's content; "exact": its content is in the group twice or more
-        files = [(int(f), sim_, c in copies_of) for c, sim_ in members
-                 for f in copies_of.get(c, [c])]
-        if len(files) < 2:
-            continue
-        out.append(_group(items, files, int(rep)))
-    out.sort(key=lambda g: (-len(g["members"]), g["representative"]))
-    return out
+        taken[nb] = True
+        if len(nb) or several[rep]:  # two files or more
+            reps.append(rep)
+            parts.append(nb)
+            part_sims.append(ns[free])
+    if not reps:
+        empty = np.zeros(0, np.int64)
+        return Groups(np.zeros(1, np.int64), empty, np.zeros(0, np.float32), np.zeros(0, bool),
+                      empty, empty)
+    # each group's items, its representative first (similarity 1 with itself)
+    reps = np.array(reps, np.int64)
+    width = np.array([len(p) for p in parts]) + 1
+    head = np.zeros(width.sum(), bool)
+    head[np.cumsum(width) - width] = True
+    item, item_sim = np.empty(len(head), np.int64), np.ones(len(head), np.float32)
+    item[head], item[~head] = reps, np.concatenate(parts)
+    item_sim[~head] = np.concatenate(part_sims)
+    item_group = np.repeat(np.arange(len(reps)), width)
+    # every file of each item's content, in the order of its items
+    by_content = np.argsort(canon, kind="stable")
+    first_file = np.searchsorted(canon[by_content], item)
+    count = files_of[item]
+    offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    member = by_content[np.repeat(first_file, count) + offset]
+    group_of = np.repeat(item_group, count)
+    similarity, exact = np.repeat(item_sim, count), np.repeat(count > 1, count)
+    # keeper: most pixels, then oldest, then shortest path, then path
+    path_rank = _path_ranks(items["path"])
+    pixels = items["width"].to_numpy(np.int64)[member] * items["height"].to_numpy(np.int64)[member]
+    key = np.lexsort((path_rank[member], items["path"].str.len().to_numpy(np.int64)[member],
+                      items["mtime_ns"].to_numpy(np.int64)[member], -pixels, group_of))
+    sizes = np.bincount(group_of)
+    keeper = member[key[np.concatenate([[0], np.cumsum(sizes)[:-1]])]]
+    # largest group first, ties by the representative's path; members keep their order
+    rank = np.lexsort((path_rank[reps], -sizes))
+    placed = np.argsort(rank)[group_of]  # each member's group's new position
+    order = np.lexsort((np.arange(len(member)), placed))
+    start = np.concatenate([[0], np.cumsum(sizes[rank])]).astype(np.int64)
+    return Groups(start, member[order], similarity[order], exact[order], reps[rank], keeper[rank])
 
 
-def _group(items: pd.DataFrame, files: list[tuple[int, float, bool]], rep: int) -> dict:
-    rows = np.array([f for f, _, _ in files])
-    sub = items.iloc[rows]
-    pixels = (sub["width"].to_numpy(np.int64) * sub["height"].to_numpy(np.int64))
-    paths = sub["path"].to_numpy()
-    keeper = rows[np.lexsort((paths, [len(p) for p in paths], sub["mtime_ns"].to_numpy(np.int64),
-                              -pixels))[0]]
-    return {"representative": items["path"].iat[rep], "keeper": items["path"].iat[keeper],
-            "members": [{"path": items["path"].iat[f], "similarity": round(float(s), 4),
-                         "exact": bool(e)} for f, s, e in files]}
-
-
-def removals(found: list[dict]) -> pd.DataFrame:
+def removals(found: Groups, items: pd.DataFrame) -> pd.DataFrame:
     """The suggested removals: every member but its group's keeper (FEXT itself removes nothing)."""
-    rows = [{"path": m["path"], "keeper": g["keeper"], "similarity": m["similarity"],
-             "exact": m["exact"], "group": i + 1}
-            for i, g in enumerate(found) for m in g["members"] if m["path"] != g["keeper"]]
-    return pd.DataFrame(rows, columns=["path", "keeper", "similarity", "exact", "group"])
+    group = np.repeat(np.arange(len(found)), np.diff(found.start))
+    keep = found.member != found.keeper[group]
+    paths = items["path"].to_numpy()
+    return pd.DataFrame({"path": paths[found.member[keep]],
+                         "keeper": paths[found.keeper[group[keep]]],
+                         "similarity": found.similarity[keep].astype(np.float64).round(4),
+                         "exact": found.exact[keep], "group": group[keep] + 1})
 
 
 def find(art, threshold: str | float = "auto") -> dict:
@@ -221,5 +290,4 @@ def find(art, threshold: str | float = "auto") -> dict:
                              f"got {value}")
     found = groups(np.asarray(nearest), copy_scores(nearest, similarity), art.items, value)
     return {"images": art.meta["images"], "count": int(len(art.items)), "threshold": value,
-            "calibration": calibration, "groups": found,
-            "removable": int(sum(len(g["members"]) - 1 for g in found))}
+            "calibration": calibration, "groups": found, "removable": found.removable}

@@ -39,7 +39,7 @@ def test_a_string_of_similar_images_is_not_chained_into_one_group():
     # 0-1-2-3-4: each image like the next, the ends unlike each other
     ids, sims = graph(5, {(0, 1): 0.95, (1, 2): 0.95, (2, 3): 0.95, (3, 4): 0.95,
                           (0, 2): 0.5, (2, 4): 0.5})
-    found = groups(ids, sims, items_of(5), 0.9)
+    found = groups(ids, sims, items_of(5), 0.9).dicts(items_of(5))
     assert all(len(g["members"]) <= 3 for g in found)
     for g in found:  # every member passes the threshold with its representative
         assert all(m["similarity"] >= 0.9 for m in g["members"])
@@ -53,7 +53,7 @@ def test_exact_copies_join_the_group_of_their_content_and_the_keeper_is_chosen_b
     items = items_of(5, sha1=sha1, pixels=[10, 10, 20, 10, 10], mtimes=[5, 1, 9, 0, 0],
                      paths=["x/long_name.png", "x/b.png", "big.png", "c.png", "d.png"])
     ids, sims = graph(5, {(0, 2): 0.97, (3, 4): 0.2})
-    found = groups(ids, sims, items, 0.9)
+    found = groups(ids, sims, items, 0.9).dicts(items)
     assert len(found) == 1
     g = found[0]
     assert {m["path"] for m in g["members"]} == {"x/long_name.png", "x/b.png", "big.png"}
@@ -62,8 +62,8 @@ def test_exact_copies_join_the_group_of_their_content_and_the_keeper_is_chosen_b
     assert exact == {"x/long_name.png": True, "x/b.png": True, "big.png": False}
     # without the near copy, the two identical files are still a group; the older one is kept
     found = groups(ids, sims, items, 0.99)
-    assert len(found) == 1 and found[0]["keeper"] == "x/b.png"
-    assert removals(found)["path"].tolist() == ["x/long_name.png"]
+    assert len(found) == 1 and found.group(0, items)["keeper"] == "x/b.png"
+    assert removals(found, items)["path"].tolist() == ["x/long_name.png"]
 
 
 def test_threshold_keeps_the_copies_unless_too_many_images_would_be_grouped():

@@ -62,21 +62,22 @@ c.metric("Files that could be removed", f"{result['removable']:,}")
 st.link_button("Download suggested removals (CSV)",
                f"{server.base(name, art.dir.name)}/duplicates.csv?threshold="
                + ("auto" if threshold == cal["threshold"] else repr(threshold)),
-               type="primary", icon=":material/download:", disabled=not found)
+               type="primary", icon=":material/download:", disabled=not len(found))
 st.caption("Each group: its members are each similar to the group's representative (the image "
            "most others match); the keeper is the file with the most pixels, then the oldest, "
            "then the shortest path. Exact copies (identical content) are marked =.")
 
-if not found:
+if not len(found):
     st.success("No duplicates at this threshold.", icon=":material/check_circle:")
     st.stop()
 pages = (len(found) + GROUPS_PER_PAGE - 1) // GROUPS_PER_PAGE
 page = st.number_input(f"Page (of {pages}, largest groups first)", 1, pages, 1) if pages > 1 else 1
 start = (page - 1) * GROUPS_PER_PAGE
-for i, group in enumerate(found[start:start + GROUPS_PER_PAGE], start + 1):
+for i in range(start, min(start + GROUPS_PER_PAGE, len(found))):
+    group = found.group(i, art.items)
     members = pd.DataFrame(group["members"])
     with st.container(border=True):
-        st.markdown(f"**Group {i}** · {len(members)} files · keep `{group['keeper']}`")
+        st.markdown(f"**Group {i + 1}** · {len(members)} files · keep `{group['keeper']}`")
         cols = st.columns(min(len(members), 6))
         for j, m in enumerate(members.itertuples(index=False)):
             role = ("keep" if m.path == group["keeper"] else "remove") + (

@@ -249,7 +249,7 @@ def duplicates_csv(request: Request) -> Response:
         threshold = raw if raw == "auto" else float(raw)
     except ValueError:
         raise HTTPException(404) from None
-    table = duplicates.removals(duplicates.find(art, threshold)["groups"])
+    table = duplicates.removals(duplicates.find(art, threshold)["groups"], art.items)
     return _stream(table, f"{art.name}-duplicates.csv")
 
 
