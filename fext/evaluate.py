@@ -42,6 +42,9 @@ def to_input(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.concatenate([x for _, x in iter_batches(images, rows, 512)])
 
 
+PAGE_SAMPLE = 20_000  # images the Reconstruction page reconstructs at most: seconds at a million
+
+
 def per_image(model, images: np.ndarray, rows: np.ndarray, batch_size: int = 64) -> dict:
     """Per-image reconstruction MSE, PSNR and SSIM for `rows` of the image cache."""
     n = len(rows)

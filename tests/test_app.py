@@ -259,6 +259,15 @@ def test_reconstruction_shows_metrics_pairs_and_worst(on_demo):
     assert "Worst reconstructed" in texts(at)
 
 
+def test_reconstruction_of_a_large_collection_reads_a_sample_and_says_so(on_demo, monkeypatch):
+    from fext import evaluate
+
+    monkeypatch.setattr(evaluate, "PAGE_SAMPLE", 10)
+    at = run_page("reconstruction")
+    assert f"Among a sample of 10 of the {READABLE} images" in texts(at)
+    assert len(image_captions(at)) >= 9
+
+
 def test_map_colours_by_every_option(on_demo):
     at = run_page("map")
     assert at.get("bidi_component") and "anomaly (odd ones out)" in at.radio[0].options

@@ -18,13 +18,17 @@ record, metrics = registry.open_record(ws, name), read_json(d / "metrics.json", 
 data = record.config.data
 
 
-@st.cache_data(max_entries=4, show_spinner="Reconstructing every image…")
-def per_image(root: str, name: str, fingerprint: str) -> pd.DataFrame:
-    """MSE, PSNR and SSIM of every image, computed once per model version."""
+@st.cache_data(max_entries=2, show_spinner="Reconstructing the images…")
+def per_image(root: str, name: str, fingerprint: str, sample: int) -> tuple[pd.DataFrame, int]:
+    """(MSE, PSNR and SSIM per image, of every image or a seeded sample of `sample`; how many
+    images there are), computed once per model version."""
     model = autoencoder(root, name, fingerprint)
     coll = Collection.open(Workspace(root), data.images, data.image_size, data.fit)
-    items = coll.items()
-    return items.assign(**evaluate.per_image(model, coll.images, items["row"].to_numpy()))
+    items = coll.items()[["path", "split", "sha1", "row"]]
+    count = len(items)
+    if count > sample:
+        items = items.iloc[np.sort(np.random.default_rng(0).choice(count, sample, replace=False))]
+    return items.assign(**evaluate.per_image(model, coll.images, items["row"].to_numpy())), count
 
 
 def side_by_side(x: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -108,7 +112,7 @@ def baselines() -> None:
 
 split_metrics()
 try:
-    table = per_image(str(ws.root), name, record.fingerprint)
+    table, count = per_image(str(ws.root), name, record.fingerprint, evaluate.PAGE_SAMPLE)
 except FileNotFoundError:
     st.warning("The images this model was trained on are no longer scanned in this workspace; "
                f"rescan `{data.images}` on the Collection page.")
@@ -121,6 +125,8 @@ st.caption("Left: the image as the model sees it; right: the model's reconstruct
 show_pairs((test_rows if len(test_rows) else table).sort_values("sha1").head(8))
 st.subheader("Worst reconstructed")
 st.caption("The images the model redraws worst (highest MSE): often the odd ones out, or a kind "
-           "of image the model has seen too little of.")
+           "of image the model has seen too little of."
+           + (f" Among a sample of {len(table):,} of the {count:,} images; the Anomalies page "
+              "ranks every image." if len(table) < count else ""))
 show_pairs(table.sort_values("mse", ascending=False).head(8))
 baselines()
