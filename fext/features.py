@@ -22,7 +22,7 @@ from . import anomaly, duplicates, projection
 from .collection import Collection
 from .config import PRECISIONS
 from .errors import FextError, NotFoundError, UsageError
-from .feed import iter_batches, prefetch
+from .feed import iter_batches, prefetch, sample_rows
 from .images import to_model_input
 from .index import VectorIndex, l2_normalize, nearest_others
 from .progress import ProgressFn, report
@@ -251,9 +251,7 @@ def readout_of(autoencoder, images: np.ndarray, train_rows: np.ndarray, batch_si
 
     if kind == "raw" or len(train_rows) < 2:
         return autoencoder
-    if len(train_rows) > WHITEN_SAMPLE:
-        rng = np.random.default_rng(0)
-        train_rows = np.sort(rng.choice(train_rows, WHITEN_SAMPLE, replace=False))
+    train_rows = sample_rows(train_rows, WHITEN_SAMPLE)
     encoder = inference_parts(autoencoder)[0]
     raw = np.concatenate([np.asarray(encoder.predict_on_batch(x))
                           for _, x in iter_batches(images, train_rows, batch_size)])

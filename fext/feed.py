@@ -17,6 +17,16 @@ import numpy as np
 from .images import to_model_input
 
 
+def sample_rows(rows: np.ndarray, limit: int) -> np.ndarray:
+    """A seeded sample of at most `limit` of `rows`, in their order: what summary figures,
+    fitted statistics and pages read of a folder too large to read whole for them."""
+    rows = np.asarray(rows)
+    if len(rows) <= limit:
+        return rows
+    keep = np.sort(np.random.default_rng(0).choice(len(rows), limit, replace=False))
+    return rows[keep]
+
+
 def epoch_order(rows: np.ndarray, seed: int, epoch: int, length: int | None = None) -> np.ndarray:
     """The training order of an epoch: a pure function of (seed, epoch), so a resumed run
     sees exactly the batches an uninterrupted run would have seen.

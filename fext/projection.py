@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .feed import sample_rows
 from .workspace import atomic_path, read_json, write_json
 
 PARALLEL_ABOVE = 20_000  # points; above, speed beats bit-for-bit reproducibility
@@ -92,7 +93,7 @@ def layout(features: np.ndarray, nearest: np.ndarray | None, similarity: np.ndar
     n = len(features)
     if nearest is None or n <= sample:
         return umap_2d(features, n_neighbors, min_dist, seed), None
-    rows = np.sort(np.random.default_rng(0).choice(n, sample, replace=False))
+    rows = sample_rows(np.arange(n), sample)
     coords = np.zeros((n, 2), np.float32)
     coords[rows] = umap_2d(np.asarray(features[rows]), n_neighbors, min_dist, seed)
     laid = np.zeros(n, bool)

@@ -23,9 +23,9 @@ from .collection import Collection
 from .config import RunConfig
 from .edits import augment
 from .errors import UsageError
-from .evaluate import reconstruction_metrics
+from .evaluate import SPLIT_SAMPLE, reconstruction_metrics
 from .features import readout_of, reference_of
-from .feed import epoch_order, iter_batches, prefetch
+from .feed import epoch_order, iter_batches, prefetch, sample_rows
 from .images import to_model_input
 from .progress import ProgressFn, report
 from .workspace import Workspace, atomic_path, read_json, write_json
@@ -226,8 +226,10 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
             end_epoch(ae, trainer, run_dir, state, stopper, row)
             return stopper.stop
 
+        val_sample = sample_rows(val_rows, SPLIT_SAMPLE)  # each epoch: seconds at any size
+
         def validate(_) -> dict:
-            return {"val_loss": mean_loss(ae, coll.images, val_rows, tc.batch_size)}
+            return {"val_loss": mean_loss(ae, coll.images, val_sample, tc.batch_size)}
 
         # with two views per image, a step holds batch_size inputs from batch_size/2 images
         per_step = max(1, tc.batch_size // 2) if tc.invariance else tc.batch_size

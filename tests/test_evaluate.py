@@ -69,3 +69,24 @@ def test_quality_compares_against_baselines_in_one_run(trained, tmp_path):
         assert 0 <= r["mean"] <= 1, m
     # every method is measured on the same rows: the labelled train and test splits
     assert q["database"] == len(coll.items("train")) and q["queries"] == len(coll.items("test"))
+
+
+def test_a_large_split_is_summarised_on_a_seeded_sample(trained, monkeypatch):
+    from fext import evaluate
+    from fext.collection import Collection
+    from fext.feed import sample_rows
+    from fext.registry import load as load_model
+
+    ws, name = trained
+    model, record = load_model(ws, name)
+    data = record.config.data
+    coll = Collection.open(ws, data.images, data.image_size, data.fit)
+    monkeypatch.setattr(evaluate, "SPLIT_SAMPLE", 3)
+    first, again = (evaluate.reconstruction_metrics(model, coll) for _ in range(2))
+    train = coll.items("train")["row"].to_numpy()
+    assert first["train"]["images"] == len(train) > 3 and first["train"]["measured"] == 3
+    assert first == again  # the same sample every time
+    rows = sample_rows(train, 3)
+    assert len(set(rows)) == 3 and set(rows) <= set(train) and list(rows) == sorted(rows)
+    assert np.isclose(first["train"]["loss"],
+                      evaluate.per_image(model, coll.images, rows)["mse"].mean())

@@ -6,6 +6,7 @@ import streamlit as st
 
 from fext import evaluate, jobs, registry
 from fext.collection import Collection
+from fext.feed import sample_rows
 from fext.ui.common import autoencoder, header, job_progress, need_model, start_job, workspace
 from fext.workspace import Workspace, read_json
 
@@ -26,8 +27,7 @@ def per_image(root: str, name: str, fingerprint: str, sample: int) -> tuple[pd.D
     coll = Collection.open(Workspace(root), data.images, data.image_size, data.fit)
     items = coll.items()[["path", "split", "sha1", "row"]]
     count = len(items)
-    if count > sample:
-        items = items.iloc[np.sort(np.random.default_rng(0).choice(count, sample, replace=False))]
+    items = items.iloc[sample_rows(np.arange(count), sample)]
     return items.assign(**evaluate.per_image(model, coll.images, items["row"].to_numpy())), count
 
 
@@ -66,8 +66,11 @@ def split_metrics() -> None:
                  column_config={"loss (MSE)": st.column_config.NumberColumn(format="%.5f"),
                                 "PSNR (dB)": st.column_config.NumberColumn(format="%.2f"),
                                 "SSIM": st.column_config.NumberColumn(format="%.3f")})
+    sampled = [f"{k} on {v['measured']:,} of its {v['images']:,} images" for k, v in splits.items()
+               if v.get("measured", v.get("images", 0)) < v.get("images", 0)]
     st.caption(f"Best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')}, chosen on "
-               "the validation split; the test split is only reported.")
+               "the validation split; the test split is only reported."
+               + (f" Measured on seeded samples: {', '.join(sampled)}." if sampled else ""))
 
 
 def baselines() -> None:
