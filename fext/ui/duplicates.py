@@ -23,16 +23,14 @@ art = need_artifacts(ws, name)
 
 
 @st.cache_data(max_entries=16, show_spinner="Grouping…")
-def grouped(root: str, name: str, version: str, images: str, threshold: float) -> dict:
-    """Groups at one threshold, per extraction version (a new extraction regroups)."""
-    from fext.features import Artifacts
-    from fext.workspace import Workspace
-
-    return find(Artifacts.open(Workspace(root), name, images=images), threshold)
+def grouped(root: str, name: str, version: str, threshold: float, _art) -> dict:
+    """Groups at one threshold, per extraction version (a new extraction regroups), of the
+    extraction the page already holds (`_art`: not hashed; its table is not read again)."""
+    return find(_art, threshold)
 
 
 try:
-    calibrated = grouped(str(ws.root), name, art.dir.name, str(art.root), "auto")
+    calibrated = grouped(str(ws.root), name, art.dir.name, "auto", art)
 except StaleError as e:
     st.warning(str(e), icon=":material/warning:")
     if st.button("Extract features again", type="primary"):
@@ -52,7 +50,7 @@ threshold = st.slider("Similarity threshold", low, 1.0, float(min(max(cal["thres
                            "neighbour's), is at least this. Lower finds more, and more false "
                            "matches.")
 result = calibrated if threshold == cal["threshold"] else grouped(
-    str(ws.root), name, art.dir.name, str(art.root), threshold)
+    str(ws.root), name, art.dir.name, threshold, art)
 found = result["groups"]
 
 a, b, c = st.columns(3, border=True)

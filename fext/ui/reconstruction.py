@@ -1,11 +1,13 @@
 """Reconstruction page: loss, PSNR and SSIM per split; originals beside reconstructions; the worst."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from fext import evaluate, jobs, registry
-from fext.collection import Collection
+from fext.collection import Collection, store_dir
 from fext.feed import sample_rows
 from fext.ui.common import autoencoder, header, job_progress, need_model, start_job, workspace
 from fext.workspace import Workspace, read_json
@@ -31,17 +33,24 @@ def per_image(root: str, name: str, fingerprint: str, sample: int) -> tuple[pd.D
     return items.assign(**evaluate.per_image(model, coll.images, items["row"].to_numpy())), count
 
 
+@st.cache_resource(max_entries=2)
+def pixels(root: str, folder: str, size: int, fit: str, cached_bytes: int) -> np.ndarray:
+    """A folder as decoded, memory-mapped, per size of its cache file (rows are only appended,
+    never moved): the manifest, seconds to read at a million images, is read once rather than
+    on every rerun."""
+    return Collection.open(Workspace(root), folder, size, fit).images
+
+
 def side_by_side(x: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Original | reconstruction in one picture, with a thin grey gap."""
     gap = np.full((x.shape[0], max(1, x.shape[1] // 16), 3), 0.8, np.float32)
     return np.clip(np.concatenate([x, gap, np.asarray(r, np.float32)], axis=1), 0.0, 1.0)
 
 
-def show_pairs(rows: pd.DataFrame, columns: int = 4) -> None:
+def show_pairs(rows: pd.DataFrame, images: np.ndarray, columns: int = 4) -> None:
     """Each image beside its reconstruction, with its scores."""
     model = autoencoder(str(ws.root), name, record.fingerprint)
-    coll = Collection.open(ws, data.images, data.image_size, data.fit)
-    x = evaluate.to_input(coll.images, rows["row"].to_numpy())
+    x = evaluate.to_input(images, rows["row"].to_numpy())
     r = np.asarray(model.predict_on_batch(x))
     records = list(rows.itertuples(index=False))
     for start in range(0, len(records), columns):
@@ -116,6 +125,8 @@ def baselines() -> None:
 split_metrics()
 try:
     table, count = per_image(str(ws.root), name, record.fingerprint, evaluate.PAGE_SAMPLE)
+    cache = store_dir(ws, Path(data.images).resolve(), data.image_size, data.fit) / "images.u8"
+    images = pixels(str(ws.root), data.images, data.image_size, data.fit, cache.stat().st_size)
 except FileNotFoundError:
     st.warning("The images this model was trained on are no longer scanned in this workspace; "
                f"rescan `{data.images}` on the Collection page.")
@@ -125,11 +136,11 @@ st.subheader("Originals and reconstructions")
 st.caption("Left: the image as the model sees it; right: the model's reconstruction. "
            + ("Test-split images." if len(test_rows) else "No test split: images from the whole "
                                                          "collection."))
-show_pairs((test_rows if len(test_rows) else table).sort_values("sha1").head(8))
+show_pairs((test_rows if len(test_rows) else table).sort_values("sha1").head(8), images)
 st.subheader("Worst reconstructed")
 st.caption("The images the model redraws worst (highest MSE): often the odd ones out, or a kind "
            "of image the model has seen too little of."
            + (f" Among a sample of {len(table):,} of the {count:,} images; the Anomalies page "
               "ranks every image." if len(table) < count else ""))
-show_pairs(table.sort_values("mse", ascending=False).head(8))
+show_pairs(table.sort_values("mse", ascending=False).head(8), images)
 baselines()

@@ -233,9 +233,7 @@ def ranking_csv(request: Request) -> FileResponse:
 
     def write(f):
         ranked = anomaly.ranking(art.items, art.scores(kind))
-        for start in range(0, len(ranked), 100_000):
-            ranked.iloc[start:start + 100_000][["rank", "path", "label", "score"]].to_csv(
-                f, index=False, header=start == 0)
+        f.writelines(_csv_chunks(ranked[["rank", "path", "label", "score"]]))
     path = _written(art.dir / f"ranking-{kind}.csv", write)
     return _attachment(path, f"{art.name}-anomalies-{kind}.csv")
 
@@ -267,12 +265,15 @@ def selection_csv(request: Request) -> Response:
     return _stream(table, f"{art.name}-selection.csv")
 
 
+def _csv_chunks(table: pd.DataFrame, float_format: str | None = None, rows: int = 50_000):
+    """`table` as CSV text a block of rows at a time, the header first (even with no rows)."""
+    for start in range(0, max(len(table), 1), rows):
+        yield table.iloc[start:start + rows].to_csv(index=False, header=start == 0,
+                                                    float_format=float_format)
+
+
 def _stream(table: pd.DataFrame, filename: str) -> StreamingResponse:
-    def chunks():
-        for start in range(0, max(len(table), 1), 50_000):
-            yield table.iloc[start:start + 50_000].to_csv(index=False, header=start == 0,
-                                                          float_format="%.6g")
-    return StreamingResponse(chunks(), media_type="text/csv",
+    return StreamingResponse(_csv_chunks(table, "%.6g"), media_type="text/csv",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
