@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from fext.ui.common import release_freed_memory
+
 st.set_page_config(page_title="FEXT · image features", page_icon=":material/image_search:",
                    layout="wide")
 
@@ -25,4 +27,7 @@ PAGES = {
         st.Page("features.py", title="Features", icon=":material/download:"),
     ],
 }
-st.navigation(PAGES).run()
+try:
+    st.navigation(PAGES).run()
+finally:  # also after st.rerun() and st.stop(), which end a run by raising
+    release_freed_memory()
