@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from common import REPO, machine, table
+from common import REPO, machine, status_kib, table
 from PIL import Image
 
 PAGES = ["Collection", "Train", "Reconstruction", "Map", "Search", "Anomalies", "Duplicates",
@@ -92,12 +92,8 @@ def build(root: Path, count: int) -> tuple[Path, dict]:
 
 def rss_anon_mib(pid: int) -> float:
     """Resident anonymous memory of the server and its children (not memory-mapped files)."""
-    total = 0
-    for p in [pid] + [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]:
-        for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                total += int(line.split()[1])
-    return total / 1024
+    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return sum(status_kib(p, "RssAnon") for p in [pid, *children]) / 1024
 
 
 def measure(ws: Path) -> dict:

@@ -87,12 +87,17 @@ def table(headers: list[str], rows: list[list], title: str = "") -> str:
     return "\n".join(out + [line(r) for r in cells])
 
 
-def peak_rss_mib(pid: int | str = "self") -> float:
-    """Peak resident memory (VmHWM) of a live process, from /proc, in MiB."""
+def status_kib(pid: int | str, field: str) -> int:
+    """One memory field of a live process's /proc status (VmHWM, RssAnon, ...), in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc status (not Linux?)")
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc status (not Linux?)")
+
+
+def peak_rss_mib(pid: int | str = "self") -> float:
+    """Peak resident memory (VmHWM) of a live process, in MiB."""
+    return status_kib(pid, "VmHWM") / 1024
 
 
 def write_photos(folder: Path, count: int, distinct: int | None = None, quality: int = 90,

@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from common import REPO, Timer, machine, peak_rss_mib, table, write_photos
+from common import REPO, Timer, machine, peak_rss_mib, status_kib, table, write_photos
 
 IMAGE_SIZE = 64  # the product's default model input
 
@@ -86,7 +86,10 @@ def measure(kind: str, folder: Path, workspace: Path, workers: int) -> dict:
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
     peak_anon = 0
     while proc.poll() is None:
-        peak_anon = max(peak_anon, _rss_anon_kib(proc.pid))
+        try:
+            peak_anon = max(peak_anon, status_kib(proc.pid, "RssAnon"))
+        except (FileNotFoundError, ProcessLookupError, RuntimeError):
+            pass  # it ended between poll and read (gone, or a zombie with no memory fields)
         time.sleep(0.1)
     out = proc.stdout.read()
     if proc.returncode:
@@ -94,16 +97,6 @@ def measure(kind: str, folder: Path, workspace: Path, workers: int) -> dict:
     result = json.loads(out.strip().splitlines()[-1])
     result["peak_anon_mib"] = peak_anon / 1024
     return result
-
-
-def _rss_anon_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
 
 
 def train_model(workspace: Path, folder: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import io
 import time
 from pathlib import Path
@@ -36,11 +36,11 @@ def release_freed_memory() -> None:
         trim(0)
 
 
-@st.cache_resource(show_spinner=False)
+@functools.cache
 def _malloc_trim():
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError, TypeError):
+    try:  # the C library the process already has loaded
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
         return None
 
 
