@@ -114,6 +114,9 @@ class TrainConfig:
                                     "shifts, blur, colour) to reconstruct the clean image", AUGMENTS)
     invariance: float = setting(0.1, "weight of the term that makes two edited views of an image "
                                      "find each other (0: none)")
+    labels: float = setting(0.8, "share of the invariance term that also pulls together images "
+                                 "filed under the same sub-folder (0: labels ignored; used "
+                                 "only where a folder has two or more labels)")
     readout: str = setting("whiten", "features as published: whitened on the training images, "
                                      "or the raw bottleneck", READOUTS)
 
@@ -132,13 +135,16 @@ class TrainConfig:
             raise UsageError(f"augment must be one of {AUGMENTS} and readout one of {READOUTS}")
         if self.invariance < 0:
             raise UsageError("invariance weight must be 0 or more")
+        if not 0 <= self.labels <= 1:
+            raise UsageError(f"labels share must be in [0, 1], got {self.labels}")
         if self.invariance and self.batch_size < 4:
             raise UsageError("an invariance term needs a batch size of at least 4 (two views "
                              "of at least two images)")
 
 
 # What models trained before a setting existed did (RunConfig.from_dict).
-BEFORE_SETTING = {"epoch_steps": 0, "augment": "none", "invariance": 0.0, "readout": "raw"}
+BEFORE_SETTING = {"epoch_steps": 0, "augment": "none", "invariance": 0.0, "readout": "raw",
+                  "labels": 0.0}
 
 
 @dataclass

@@ -61,31 +61,62 @@ def encoder_of(autoencoder: keras.Model) -> keras.Model:
 
 
 @keras.saving.register_keras_serializable(package="fext")
-def invariance_loss(_, pairs):
+def invariance_loss(labels, pairs, label_share: float = 0.0):
     """Two edited views of each image, made to find each other among the batch (InfoNCE).
 
     `pairs` holds, for a batch of 2h inputs ordered (view 1 of images 1..h, view 2 of images
     1..h), each input's bottleneck; each view's partner must have the highest cosine
     similarity among the other 2h-1 views. This is what finding an edited photo's source
     asks of the features, learnt from the user's own images (a SimCLR-style objective).
+
+    `labels` holds each input's label index (-1: none). A `label_share` of the term counts
+    every view of an image filed under the same label as a partner too (supervised
+    contrastive, Khosla et al. 2020): the features then keep the folder's grouping, where
+    instance discrimination alone pushes an image away from its own label's other images.
     """
     z = pairs / (keras.ops.norm(pairs, axis=1, keepdims=True) + 1e-8)
     n = keras.ops.shape(z)[0]
     h = n // 2
+    eye = keras.ops.eye(n, dtype=z.dtype)
     logits = keras.ops.matmul(z, keras.ops.transpose(z)) / TEMPERATURE
-    logits = logits - 1e9 * keras.ops.eye(n, dtype=logits.dtype)  # a view is not its own partner
-    partner = keras.ops.concatenate([keras.ops.arange(h, n), keras.ops.arange(0, h)])
-    return keras.losses.sparse_categorical_crossentropy(partner, logits, from_logits=True)
+    log_p = keras.ops.log_softmax(logits - 1e9 * eye, axis=1)  # a view is not its own partner
+    partner = keras.ops.one_hot(keras.ops.concatenate([keras.ops.arange(h, n), keras.ops.arange(0, h)]),
+                                n, dtype=z.dtype)
+    loss = -keras.ops.sum(partner * log_p, axis=1)
+    if labels is None or not label_share:
+        return loss
+    label = keras.ops.cast(keras.ops.reshape(labels, (-1,)), z.dtype)
+    same = keras.ops.cast(keras.ops.equal(label[:, None], label[None, :]), z.dtype)
+    same = same * keras.ops.cast(label[:, None] >= 0, z.dtype) * (1 - eye)
+    positive = keras.ops.maximum(same, partner)
+    grouped = -keras.ops.sum(positive * log_p, axis=1) / keras.ops.sum(positive, axis=1)
+    return (1 - label_share) * loss + label_share * grouped
 
 
-def build_trainer(autoencoder: keras.Model, invariance: float, learning_rate: float) -> keras.Model:
+@keras.saving.register_keras_serializable(package="fext")
+class InvarianceLoss(keras.losses.Loss):
+    """`invariance_loss` with its label share, as a loss a saved trainer carries."""
+
+    def __init__(self, label_share: float = 0.0, name: str = "invariance", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_share = label_share
+
+    def call(self, labels, pairs):
+        return invariance_loss(labels, pairs, self.label_share)
+
+    def get_config(self):
+        return {**super().get_config(), "label_share": self.label_share}
+
+
+def build_trainer(autoencoder: keras.Model, invariance: float, learning_rate: float,
+                  label_share: float = 0.0) -> keras.Model:
     """The autoencoder with its bottleneck as a second output, compiled with the reconstruction
     loss plus `invariance` x `invariance_loss`. It shares every layer (and weight) with
     `autoencoder`; only the autoencoder is published."""
     z = autoencoder.get_layer(BOTTLENECK).output
     trainer = keras.Model(autoencoder.input, [autoencoder.output, z], name="trainer")
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                    loss=["mse", invariance_loss], loss_weights=[1.0, invariance])
+                    loss=["mse", InvarianceLoss(label_share)], loss_weights=[1.0, invariance])
     return trainer
 
 

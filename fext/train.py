@@ -56,14 +56,15 @@ def corrupt(x: np.ndarray, tcfg, epoch: int, step: int) -> np.ndarray:
     return np.clip(x + rng.normal(0, noise, x.shape).astype(np.float32), 0.0, 1.0)
 
 
-def views(x: np.ndarray, tcfg, epoch: int, step: int):
-    """(inputs, targets) of one step from a batch of clean images `x`.
+def views(x: np.ndarray, labels: np.ndarray | None, tcfg, epoch: int, step: int):
+    """(inputs, targets) of one step from a batch of clean images `x` and their label indices.
 
     The model reconstructs the clean image from an edited view of it (fext.edits.augment: the
     re-saves, resizes, small crops and shifts, blur and colour changes users make), so its
     features learn to ignore those edits. With an invariance weight, each image comes as two
     differently edited views (inputs: views 1 then views 2) whose features must find each
-    other (`fext.model.invariance_loss`); that term reads no target (Keras still wants one: zeros).
+    other, and those of its label's other images (`fext.model.invariance_loss`, which reads
+    each view's label index, -1 for none, as its target).
     Seeded by (seed, epoch, step): resume stays exact."""
     def edited(which: int) -> np.ndarray:
         if tcfg.augment == "none":
@@ -74,7 +75,18 @@ def views(x: np.ndarray, tcfg, epoch: int, step: int):
     if not tcfg.invariance:
         return corrupt(edited(0), tcfg, epoch, step), x
     inputs = corrupt(np.concatenate([edited(0), edited(1)]), tcfg, epoch, step)
-    return inputs, [np.concatenate([x, x]), np.zeros((2 * len(x), 1), np.float32)]
+    labels = np.full(len(x), -1.0, np.float32) if labels is None else labels.astype(np.float32)
+    return inputs, [np.concatenate([x, x]), np.concatenate([labels, labels])[:, None]]
+
+
+def label_indices(items) -> np.ndarray:
+    """Each item's label as an index into the folder's labels, -1 for none; all -1 where the
+    folder has fewer than two labels (a single label would pull every image together)."""
+    names = sorted(x for x in items["label"].unique() if x)
+    if len(names) < 2:
+        return np.full(len(items), -1, np.int64)
+    index = {name: i for i, name in enumerate(names)}
+    return np.array([index.get(x, -1) for x in items["label"]], np.int64)
 
 
 class EarlyStopping:
@@ -123,8 +135,9 @@ def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batc
     Explicit `train_on_batch` over an order that is a pure function of (seed, epoch): no epoch
     counters or shuffling state, so a resumed run sees exactly the batches it would have seen.
     An epoch is one pass over `rows`, or `epoch_steps` optimiser steps when that is set. The
-    next batch (and `make_batch(x, epoch, step)` -> (inputs, targets), its edits) is prepared
-    in a background thread, in that same order, while the model trains on the current one.
+    next batch (and `make_batch(x, y, epoch, step)` -> (inputs, targets), its edits; y: the
+    batch's `targets`, or None) is prepared in a background thread, in that same order, while
+    the model trains on the current one.
     Targets are the images themselves (an autoencoder) unless `targets` (one per row) are
     given. The epoch's row holds the mean of every training log, then `validate(model)`'s.
     """
@@ -135,8 +148,13 @@ def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batc
         t0, seen, sums = time.time(), 0, {}
         order = epoch_order(positions, seed, epoch, length)
         ordered, ys = rows[order], (targets[order] if targets is not None else None)
-        batches = ((step, x, *(make_batch(x, epoch, step) if make_batch else
-                               (x, x if ys is None else ys[start:start + len(x)])))
+
+        def prepared(step: int, start: int, x: np.ndarray):
+            y = None if ys is None else ys[start:start + len(x)]
+            return step, x, *(make_batch(x, y, epoch, step) if make_batch
+                              else (x, x if y is None else y))
+
+        batches = (prepared(step, start, x)
                    for step, (start, x) in enumerate(iter_batches(images, ordered, batch_size)))
         for step, x, x_in, y in prefetch(batches):
             logs = model.train_on_batch(x_in, y, return_dict=True)
@@ -192,7 +210,8 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
     with ws.lock(name):
         coll = Collection.for_data(ws, cfg.data, progress=progress)
         cfg.data.images = str(coll.root)
-        train_rows = coll.items("train")["row"].to_numpy()
+        train_items = coll.items("train")
+        train_rows = train_items["row"].to_numpy()
         val_rows = coll.items("val")["row"].to_numpy()
         if len(train_rows) == 0:
             raise UsageError(f"no readable images in the training split of {coll.root} "
@@ -213,7 +232,7 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
             trainer = model_lib.load(run_dir / "last.keras")
         else:
             ae = model_lib.build_autoencoder(cfg.model, cfg.data.image_size)
-            trainer = (model_lib.build_trainer(ae, tc.invariance, tc.learning_rate)
+            trainer = (model_lib.build_trainer(ae, tc.invariance, tc.learning_rate, tc.labels)
                        if tc.invariance else model_lib.compile_autoencoder(ae, tc.learning_rate))
         # the autoencoder itself (validated, checkpointed as best, published); with an
         # invariance term the trainer wraps it and holds the optimiser state
@@ -236,7 +255,8 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         if not stopper.stop:
             run_epochs(trainer, coll.images, train_rows, epochs=tc.epochs, batch_size=per_step,
                        seed=tc.seed, on_epoch=on_epoch, progress=progress,
-                       make_batch=lambda x, epoch, step: views(x, tc, epoch, step),
+                       targets=label_indices(train_items),
+                       make_batch=lambda x, y, epoch, step: views(x, y, tc, epoch, step),
                        validate=validate if len(val_rows) else None, start_epoch=state["epoch"],
                        epoch_steps=tc.epoch_steps)
         state["stopped_early"] = state["epoch"] < cfg.train.epochs

@@ -44,6 +44,52 @@ def test_invariance_loss_rewards_views_that_find_each_other():
     assert loss(matched) < 0.05 < np.log(15) / 2 < loss(shuffled)
 
 
+def test_a_label_share_pulls_images_filed_under_one_label_together():
+    """Images 0 and 1 share a label; their views point different ways, partners match."""
+    e = np.eye(4, dtype=np.float32)
+    pairs = np.concatenate([e, e])  # view 1 of images 0-3, then view 2
+    apart, together = pairs.copy(), pairs.copy()
+    together[[1, 5]] = e[0] + 0.01 * e[1]  # image 1's views now beside image 0's
+    labels = np.array([0, 0, 1, 2] * 2, np.float32)[:, None]
+    loss = lambda p, y, share: float(np.mean(model_lib.invariance_loss(y, p, share)))  # noqa: E731
+    assert loss(apart, labels, 0.5) > loss(together, labels, 0.5)  # the label asks for closeness
+    assert loss(apart, labels, 0.0) < loss(together, labels, 0.0)  # instance term alone: apart
+    unlabelled = np.full_like(labels, -1)
+    assert loss(apart, unlabelled, 0.5) == pytest.approx(loss(apart, unlabelled, 0.0))
+
+
+def test_labels_reach_training_only_from_two_labels_on():
+    import pandas as pd
+
+    from fext.train import label_indices
+
+    two = pd.DataFrame({"label": ["cat", "", "dog", "cat"]})
+    assert label_indices(two).tolist() == [0, -1, 1, 0]
+    one = pd.DataFrame({"label": ["3", "3", ""]})  # a one-class folder: nothing to pull apart
+    assert label_indices(one).tolist() == [-1, -1, -1]
+
+
+def test_training_on_a_labelled_folder_hands_each_view_its_label(tmp_path, shapes_dir,
+                                                                  monkeypatch):
+    import fext.train as train_lib
+    from fext.workspace import Workspace
+    from tests.helpers import tiny_config
+
+    seen, real = [], train_lib.views
+
+    def spy(x, labels, tcfg, epoch, step):
+        inputs, targets = real(x, labels, tcfg, epoch, step)
+        seen.append(targets[1][:, 0])
+        return inputs, targets
+
+    monkeypatch.setattr(train_lib, "views", spy)
+    train_lib.train(Workspace(tmp_path), "m", tiny_config(shapes_dir, epochs=1))
+    assert len(seen) == 4
+    for labels in seen:  # both views of an image carry its label index
+        np.testing.assert_array_equal(labels[:len(labels) // 2], labels[len(labels) // 2:])
+    assert set(np.concatenate(seen).tolist()) == {0.0, 1.0, 2.0}  # three sub-folders
+
+
 def test_readout_whitens_features_and_keeps_the_reconstruction(trained):
     ws, name = trained
     model, record = load_model(ws, name)
