@@ -149,7 +149,7 @@ def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batc
         order = epoch_order(positions, seed, epoch, length)
         ordered, ys = rows[order], (targets[order] if targets is not None else None)
 
-        def prepared(step: int, start: int, x: np.ndarray):
+        def prepared(step: int, start: int, x: np.ndarray, ys=ys, epoch=epoch):
             y = None if ys is None else ys[start:start + len(x)]
             return step, x, *(make_batch(x, y, epoch, step) if make_batch
                               else (x, x if y is None else y))
