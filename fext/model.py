@@ -60,7 +60,6 @@ def encoder_of(autoencoder: keras.Model) -> keras.Model:
     return keras.Model(autoencoder.input, autoencoder.get_layer(BOTTLENECK).output, name="encoder")
 
 
-@keras.saving.register_keras_serializable(package="fext")
 def invariance_loss(labels, pairs, label_share: float = 0.0):
     """Two edited views of each image, made to find each other among the batch (InfoNCE).
 
