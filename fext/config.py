@@ -117,6 +117,9 @@ class TrainConfig:
     labels: float = setting(0.8, "share of the invariance term that also pulls together images "
                                  "filed under the same sub-folder (0: labels ignored; used "
                                  "only where a folder has two or more labels)")
+    neighbours: int = setting(4, "images drawn into a batch together as look-alikes (nearest "
+                                 "neighbours in the current features), so the invariance term "
+                                 "learns to tell them apart (1: random batches)")
     readout: str = setting("whiten", "features as published: whitened on the training images, "
                                      "or the raw bottleneck", READOUTS)
 
@@ -137,6 +140,8 @@ class TrainConfig:
             raise UsageError("invariance weight must be 0 or more")
         if not 0 <= self.labels <= 1:
             raise UsageError(f"labels share must be in [0, 1], got {self.labels}")
+        if not 1 <= self.neighbours <= max(1, self.batch_size // 2):
+            raise UsageError(f"neighbours must be from 1 to half the batch size, got {self.neighbours}")
         if self.invariance and self.batch_size < 4:
             raise UsageError("an invariance term needs a batch size of at least 4 (two views "
                              "of at least two images)")
@@ -144,7 +149,7 @@ class TrainConfig:
 
 # What models trained before a setting existed did (RunConfig.from_dict).
 BEFORE_SETTING = {"epoch_steps": 0, "augment": "none", "invariance": 0.0, "readout": "raw",
-                  "labels": 0.0}
+                  "labels": 0.0, "neighbours": 1}
 
 
 @dataclass

@@ -45,6 +45,38 @@ def epoch_order(rows: np.ndarray, seed: int, epoch: int, length: int | None = No
     return np.concatenate(passes)[start - first:stop - first]
 
 
+def neighbour_groups(features: np.ndarray, rows: np.ndarray, group: int) -> np.ndarray:
+    """A permutation of `rows` that puts each image beside its `group - 1` nearest look-alikes
+    (cosine between `features`, one per row), so batches fill with such groups.
+
+    Why: the invariance term learns from the other images of a batch. Random ones are too easy
+    by the end of training (its loss falls to about 0.1), while a copy search is lost to an
+    image's nearest look-alikes (another crop of the same flat sky): hard negatives. Anchors
+    are taken in the order's own seeded sequence, and an image is never grouped with another
+    occurrence of itself. Memory is len(rows)², so callers hand it a window of an epoch.
+    """
+    rows = np.asarray(rows)
+    if group <= 1:
+        return np.arange(len(rows))
+    unit = features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-12)
+    sim = unit @ unit.T
+    sim[rows[:, None] == rows[None, :]] = -np.inf
+    free = np.ones(len(rows), bool)
+    out = []
+    for i in range(len(rows)):
+        if not free[i]:
+            continue
+        free[i] = False
+        candidates = np.where(free, sim[i], -np.inf)
+        k = min(group - 1, int(free.sum()))
+        mates = np.argpartition(-candidates, k - 1)[:k] if k else np.empty(0, np.int64)
+        mates = mates[np.isfinite(candidates[mates])]
+        mates = mates[np.argsort(-candidates[mates], kind="stable")]
+        free[mates] = False
+        out.extend([i, *mates])
+    return np.asarray(out, np.int64)
+
+
 def iter_batches(images: np.ndarray, rows: np.ndarray, batch_size: int):
     """(start, float batch) over rows in the given order."""
     rows = np.asarray(rows, dtype=np.int64)

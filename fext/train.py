@@ -25,7 +25,7 @@ from .edits import augment
 from .errors import UsageError
 from .evaluate import SPLIT_SAMPLE, reconstruction_metrics
 from .features import readout_of, reference_of
-from .feed import epoch_order, iter_batches, prefetch, sample_rows
+from .feed import epoch_order, iter_batches, neighbour_groups, prefetch, sample_rows
 from .images import to_model_input
 from .progress import ProgressFn, report
 from .workspace import Workspace, atomic_path, read_json, write_json
@@ -79,6 +79,29 @@ def views(x: np.ndarray, labels: np.ndarray | None, tcfg, epoch: int, step: int)
     return inputs, [np.concatenate([x, x]), np.concatenate([labels, labels])[:, None]]
 
 
+LOOK_ALIKE_WINDOW = 4096  # rows grouped at once: a 64 MiB similarity matrix at any folder size
+
+
+def look_alike_batches(autoencoder, images: np.ndarray, group: int, batch_size: int):
+    """`run_epochs`' `arrange`: each epoch's images in groups of `group` nearest neighbours in
+    the features the model has at the epoch's start (fext.feed.neighbour_groups). Costs one
+    encoder pass over the epoch's images (a few per cent of its training), window by window,
+    so memory does not grow with the folder."""
+    encoder = model_lib.encoder_of(autoencoder)
+
+    def arrange(rows: np.ndarray, epoch: int) -> np.ndarray:
+        perm = []
+        for start in range(0, len(rows), LOOK_ALIKE_WINDOW):
+            window = rows[start:start + LOOK_ALIKE_WINDOW]
+            unique, where = np.unique(window, return_inverse=True)
+            z = np.concatenate([np.asarray(encoder.predict_on_batch(x), np.float32)
+                                for _, x in iter_batches(images, unique, batch_size)])
+            perm.append(start + neighbour_groups(z[where], window, group))
+        return np.concatenate(perm)
+
+    return arrange
+
+
 def label_indices(items) -> np.ndarray:
     """Each item's label as an index into the folder's labels, -1 for none; all -1 where the
     folder has fewer than two labels (a single label would pull every image together)."""
@@ -129,7 +152,7 @@ def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batc
                seed: int, on_epoch: Callable[[dict], bool], progress: ProgressFn,
                targets: np.ndarray | None = None, make_batch=None, validate=None,
                start_epoch: int = 0, stage: str = "train", first_epoch: int = 1,
-               epoch_steps: int = 0) -> None:
+               epoch_steps: int = 0, arrange=None) -> None:
     """The training loop of every model: epochs from `start_epoch` until `on_epoch(row)` says stop.
 
     Explicit `train_on_batch` over an order that is a pure function of (seed, epoch): no epoch
@@ -137,7 +160,9 @@ def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batc
     An epoch is one pass over `rows`, or `epoch_steps` optimiser steps when that is set. The
     next batch (and `make_batch(x, y, epoch, step)` -> (inputs, targets), its edits; y: the
     batch's `targets`, or None) is prepared in a background thread, in that same order, while
-    the model trains on the current one.
+    the model trains on the current one. `arrange(rows, epoch)`, given, reorders each epoch's
+    rows (a permutation of them; a pure function of the model at the epoch's start, which a
+    resumed run restores).
     Targets are the images themselves (an autoencoder) unless `targets` (one per row) are
     given. The epoch's row holds the mean of every training log, then `validate(model)`'s.
     """
@@ -147,6 +172,8 @@ def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batc
     for epoch in range(start_epoch, epochs):
         t0, seen, sums = time.time(), 0, {}
         order = epoch_order(positions, seed, epoch, length)
+        if arrange is not None:
+            order = order[arrange(rows[order], epoch)]
         ordered, ys = rows[order], (targets[order] if targets is not None else None)
 
         def prepared(step: int, start: int, x: np.ndarray, ys=ys, epoch=epoch):
@@ -258,7 +285,9 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
                        targets=label_indices(train_items),
                        make_batch=lambda x, y, epoch, step: views(x, y, tc, epoch, step),
                        validate=validate if len(val_rows) else None, start_epoch=state["epoch"],
-                       epoch_steps=tc.epoch_steps)
+                       epoch_steps=tc.epoch_steps,
+                       arrange=(look_alike_batches(ae, coll.images, tc.neighbours, tc.batch_size)
+                                if tc.invariance and tc.neighbours > 1 else None))
         state["stopped_early"] = state["epoch"] < cfg.train.epochs
 
         best = model_lib.load(run_dir / "best.keras")

@@ -9,7 +9,7 @@ import pytest
 from fext import model as model_lib
 from fext.config import RunConfig, TrainConfig
 from fext.edits import augment
-from fext.feed import epoch_order
+from fext.feed import epoch_order, neighbour_groups
 from fext.registry import load as load_model
 from fext.registry import open_record
 from tests.helpers import run_cli
@@ -33,6 +33,63 @@ def test_epochs_of_steps_walk_an_endless_stream_of_passes():
     assert all(sorted(p) == list(rows) for p in passes)
     assert np.array_equal(passes[1], epoch_order(rows, 3, 1))  # pass k is the k-th permutation
     assert np.array_equal(epoch_order(rows, 3, 4, length=5), stream[20:25])
+
+
+def test_look_alikes_are_grouped_into_the_same_batch():
+    """Eight tight clusters of four, shuffled: each group of four is one cluster."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(8, 16))
+    cluster = rng.permutation(np.repeat(np.arange(8), 4))
+    features = (centres[cluster] + 0.01 * rng.normal(size=(32, 16))).astype(np.float32)
+    rows = np.arange(100, 132)
+    perm = neighbour_groups(features, rows, 4)
+    assert sorted(perm) == list(range(32))  # every row once: a permutation of the epoch
+    assert all(len(set(g)) == 1 for g in cluster[perm].reshape(8, 4))
+    assert perm[0] == 0  # anchors follow the seeded order
+    assert np.array_equal(neighbour_groups(features, rows, 1), np.arange(32))
+
+
+def test_an_image_is_never_its_own_look_alike():
+    """An epoch longer than a pass holds an image twice: the two stay in different groups."""
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(6, 8)).astype(np.float32)
+    rows = np.array([0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5])
+    perm = neighbour_groups(base[rows], rows, 2)
+    assert sorted(perm) == list(range(12))
+    assert all(len(set(g)) == 2 for g in rows[perm].reshape(6, 2))
+
+
+def test_training_draws_batches_of_look_alikes(tmp_path, shapes_dir, monkeypatch):
+    """Each epoch's images are grouped by their features at the epoch's start, window by
+    window, and the batches follow that grouping; random batches where `neighbours` is 1."""
+    import fext.train as train_lib
+    from fext.workspace import Workspace
+    from tests.helpers import tiny_config
+
+    calls, batches, real_groups, real_views = [], [], train_lib.neighbour_groups, train_lib.views
+
+    def groups(features, rows, group):
+        perm = real_groups(features, rows, group)
+        calls.append((features.shape, group, rows[perm]))
+        return perm
+
+    def views(x, labels, tcfg, epoch, step):
+        batches.append(x)
+        return real_views(x, labels, tcfg, epoch, step)
+
+    monkeypatch.setattr(train_lib, "neighbour_groups", groups)
+    monkeypatch.setattr(train_lib, "views", views)
+    monkeypatch.setattr(train_lib, "LOOK_ALIKE_WINDOW", 16)  # an epoch of 32 rows: two windows
+    ws = Workspace(tmp_path)
+    train_lib.train(ws, "m", tiny_config(shapes_dir, epochs=2, neighbours=4))
+    assert [(shape, group) for shape, group, _ in calls] == [((16, 8), 4)] * 4  # 4 steps x 8 images
+    coll_images = train_lib.Collection.for_data(ws, tiny_config(shapes_dir).data).images
+    expected = np.concatenate([rows for _, _, rows in calls])
+    seen = np.concatenate(batches)
+    np.testing.assert_array_equal(seen, train_lib.to_model_input(coll_images[expected]))
+    calls.clear()
+    train_lib.train(ws, "r", tiny_config(shapes_dir, epochs=1, neighbours=1))
+    assert calls == []
 
 
 def test_invariance_loss_rewards_views_that_find_each_other():
@@ -168,7 +225,8 @@ def test_evaluate_reports_copy_detection_without_labels(trained):
 
 
 @pytest.mark.parametrize("bad", [{"epoch_steps": -1}, {"augment": "rotate"},
-                                 {"invariance": -0.1}, {"invariance": 0.1, "batch_size": 2}])
+                                 {"invariance": -0.1}, {"invariance": 0.1, "batch_size": 2},
+                                 {"neighbours": 0}, {"neighbours": 33, "batch_size": 64}])
 def test_bad_recipe_settings_are_refused(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad).validate()
