@@ -119,7 +119,8 @@ class TrainConfig:
                                  "only where a folder has two or more labels)")
     neighbours: int = setting(4, "images drawn into a batch together as look-alikes (nearest "
                                  "neighbours in the current features), so the invariance term "
-                                 "learns to tell them apart (1: random batches)")
+                                 "learns to tell them apart (1: random batches; at most the "
+                                 "images of a step)")
     readout: str = setting("whiten", "features as published: whitened on the training images, "
                                      "or the raw bottleneck", READOUTS)
 
@@ -140,8 +141,8 @@ class TrainConfig:
             raise UsageError("invariance weight must be 0 or more")
         if not 0 <= self.labels <= 1:
             raise UsageError(f"labels share must be in [0, 1], got {self.labels}")
-        if not 1 <= self.neighbours <= max(1, self.batch_size // 2):
-            raise UsageError(f"neighbours must be from 1 to half the batch size, got {self.neighbours}")
+        if self.neighbours < 1:
+            raise UsageError(f"neighbours must be 1 (random batches) or more, got {self.neighbours}")
         if self.invariance and self.batch_size < 4:
             raise UsageError("an invariance term needs a batch size of at least 4 (two views "
                              "of at least two images)")

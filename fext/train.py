@@ -279,6 +279,7 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
 
         # with two views per image, a step holds batch_size inputs from batch_size/2 images
         per_step = max(1, tc.batch_size // 2) if tc.invariance else tc.batch_size
+        group = min(tc.neighbours, per_step) if tc.invariance else 1  # look-alikes per group
         if not stopper.stop:
             run_epochs(trainer, coll.images, train_rows, epochs=tc.epochs, batch_size=per_step,
                        seed=tc.seed, on_epoch=on_epoch, progress=progress,
@@ -286,8 +287,8 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
                        make_batch=lambda x, y, epoch, step: views(x, y, tc, epoch, step),
                        validate=validate if len(val_rows) else None, start_epoch=state["epoch"],
                        epoch_steps=tc.epoch_steps,
-                       arrange=(look_alike_batches(ae, coll.images, tc.neighbours, tc.batch_size)
-                                if tc.invariance and tc.neighbours > 1 else None))
+                       arrange=(look_alike_batches(ae, coll.images, group, tc.batch_size)
+                                if group > 1 else None))
         state["stopped_early"] = state["epoch"] < cfg.train.epochs
 
         best = model_lib.load(run_dir / "best.keras")
