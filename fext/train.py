@@ -24,7 +24,7 @@ from .config import RunConfig
 from .edits import augment
 from .errors import UsageError
 from .evaluate import SPLIT_SAMPLE, reconstruction_metrics
-from .features import readout_of, reference_of
+from .features import encode_rows, readout_of, reference_of
 from .feed import epoch_order, iter_batches, neighbour_groups, prefetch, sample_rows
 from .images import to_model_input
 from .progress import ProgressFn, report
@@ -94,8 +94,8 @@ def look_alike_batches(autoencoder, images: np.ndarray, group: int, batch_size: 
         for start in range(0, len(rows), LOOK_ALIKE_WINDOW):
             window = rows[start:start + LOOK_ALIKE_WINDOW]
             unique, where = np.unique(window, return_inverse=True)
-            z = np.concatenate([np.asarray(encoder.predict_on_batch(x), np.float32)
-                                for _, x in iter_batches(images, unique, batch_size)])
+            z = np.concatenate([z for _, z, _ in encode_rows((encoder, None), images, unique,
+                                                             batch_size, reconstruct=False)])
             perm.append(start + neighbour_groups(z[where], window, group))
         return np.concatenate(perm)
 
