@@ -55,10 +55,12 @@ def neighbour_groups(features: np.ndarray, rows: np.ndarray, group: int) -> np.n
     are taken in the order's own seeded sequence, and an image is never grouped with another
     occurrence of itself. Memory is len(rows)², so callers hand it a window of an epoch.
     """
+    from .index import l2_normalize
+
     rows = np.asarray(rows)
     if group <= 1:
         return np.arange(len(rows))
-    unit = features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-12)
+    unit = l2_normalize(features)
     sim = unit @ unit.T
     sim[rows[:, None] == rows[None, :]] = -np.inf
     free = np.ones(len(rows), bool)
