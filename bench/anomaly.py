@@ -12,9 +12,11 @@ the nearest normal image.
 odd ones out ("this folder, no reference"): a folder of one label's images with a few percent
 of planted odd images of three kinds (another label, photo crops, noise frames); `fext train`
 + `fext extract` on that folder and `fext anomalies`: ROC AUC and the share of planted images
-in the top N (N = the number planted), overall and per kind. Baselines on the same folder: PCA
-reconstruction error and raw-pixel isolation (mean distance to the 5 nearest other images,
-leave-one-out through FAISS: nothing N x N).
+in the top N (N = the number planted), overall and per kind; also each of the score's two parts
+(`--score isolation`, `--score reconstruction`) and their sum over medians, the combination
+shipped before 2026-11-25. Baselines on the same folder: PCA reconstruction error and raw-pixel
+isolation (mean distance to the 5 nearest other images, leave-one-out through FAISS: nothing
+N x N).
 
     .venv/bin/python bench/anomaly.py                       # both, every demo digit
     .venv/bin/python bench/anomaly.py --task one-class --labels 0,1,2
@@ -157,6 +159,8 @@ def planted_folder(a, parts, label: str, tmp: Path, seed: int = 0) -> tuple[Path
 
 
 def odd_ones_out(a, parts, tmp: Path) -> dict:
+    from fext.anomaly import relative_sum
+
     rows = {}
     for label in a.odd_labels:
         folder, kinds = planted_folder(a, parts, label, tmp)
@@ -168,10 +172,21 @@ def odd_ones_out(a, parts, tmp: Path) -> dict:
                               "--workspace", ws))
         paths = [r["path"] for r in out["results"]]
         ours = np.array([r["score"] for r in out["results"]])
+        part = {}
+        for score in ("isolation", "reconstruction"):
+            res = json.loads(fext("anomalies", "--name", name, "--top", "0", "--json", "--score",
+                                  score, "--workspace", ws))["results"]
+            by_path = {r["path"]: r["score"] for r in res}
+            part[score] = np.array([by_path[p] for p in paths])
         x = pixels([folder / p for p in paths], a.image_size)
         # PCA at the feature size nearly memorises a folder of a few hundred images, planted ones
         # included (their error is then the lowest); a small PCA is the fair baseline here
-        methods = {"fext": ours, f"PCA-{a.dim}": pca_error(x, x, a.dim),
+        methods = {"fext": ours, "fext isolation part": part["isolation"],
+                   "fext reconstruction part": part["reconstruction"],
+                   "fext parts summed over medians (before 2026-11-25)": relative_sum(
+                       part["isolation"], part["reconstruction"],
+                       (np.median(part["isolation"]), np.median(part["reconstruction"]))),
+                   f"PCA-{a.dim}": pca_error(x, x, a.dim),
                    "PCA-16": pca_error(x, x, 16), "raw pixels isolation": knn_distance(x, None, 5)}
         kind = np.array([kinds[p] for p in paths])
         planted = kind != "normal"

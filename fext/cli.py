@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from .anomaly import SCORE_HELP
 from .errors import NotFoundError, UsageError
 
 EXAMPLES = """examples:
@@ -134,12 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--top", type=int, default=20, help="how many to show (0: all)")
     c.add_argument("--score", default=None,
                    choices=["reference", "combined", "isolation", "reconstruction"],
-                   help="reference (default where the extraction has it: a folder other than "
-                        "the training folder): unlike the training collection; combined "
-                        "(default otherwise): odd ones out of the folder, isolation + "
-                        "reconstruction, each relative to its median; isolation: distance to "
-                        "the nearest images of the folder; reconstruction: the autoencoder's "
-                        "reconstruction error")
+                   help=SCORE_HELP)
     c.add_argument("--images", default=None,
                    help="which extraction: that of this folder (default: the most recent)")
     c.add_argument("--json", action="store_true")

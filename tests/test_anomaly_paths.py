@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from fext import registry
 from fext.features import Artifacts, extract, extractions
@@ -112,3 +113,41 @@ def test_reconstruction_error_is_relative_to_the_image_contrast():
     errors = [float(reconstruction_error(x, flat(x))[0]) for x in (thin, thick)]
     assert all(0.9 < e <= 1.0 for e in errors), errors
     assert float(reconstruction_error(thin, thin)[0]) == 0.0
+
+
+def test_odd_ones_out_count_isolation_and_reconstruction_alike():
+    """An image odd by one measure only comes first, however narrow that measure's spread: a sum
+    over medians let the wide reconstruction errors bury an isolated image."""
+    from fext.anomaly import combined, relative_sum
+
+    rng = np.random.default_rng(0)
+    iso = 0.66 + 0.02 * rng.standard_normal(200)  # a few percent about the median
+    rec = 0.02 * np.exp(rng.standard_normal(200))  # tens of percent, skewed
+    iso[0], rec[0] = 0.80, np.median(rec)  # isolated, reconstructed like the rest
+    iso[1], rec[1] = np.median(iso), 2 * rec.max()  # badly reconstructed, not isolated
+    scores = combined(iso, rec)
+    assert set(np.argsort(-scores)[:2]) == {0, 1}
+    assert 0.99 <= scores[[0, 1]].min() and scores.max() < 1.0  # the share it is odder than
+    summed = relative_sum(iso, rec, (np.median(iso), np.median(rec)))
+    assert (summed > summed[0]).sum() >= 10  # what the sum made of the isolated image
+    # of two images equally odd by their odder measure, the one odder by the other comes first
+    tied = combined(np.array([3.0, 1.0, 2.0, 0.0]), np.array([2.0, 3.0, 1.0, 0.0]))
+    assert tied[0] > tied[1] > tied[2] > tied[3]
+
+
+def test_odd_ones_out_of_a_training_folder_come_first(tmp_path):
+    """Through the product's path: a folder of red shapes with a blue shape and a noise frame
+    planted, trained on and ranked by `fext anomalies`; both planted images lead the ranking."""
+    folder = tmp_path / "folder"
+    make_shapes(folder, per_label=40, labels=("red",))
+    shape_image("blue", 0).save(folder / "red" / "planted_blue.png")
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "red" / "planted_noise.png")
+    ws = Workspace(tmp_path / "ws")
+    train(ws, "mixed", tiny_config(folder, epochs=6))
+    extract(ws, "mixed")
+    out = json.loads(run_cli("anomalies", "--name", "mixed", "--top", "4", "--json",
+                             workspace=ws.root).stdout)
+    assert out["score"] == "combined" and out["reference"]["kind"] == "folder"
+    top = [r["path"] for r in out["results"]]
+    assert {"red/planted_blue.png", "red/planted_noise.png"} <= set(top), top

@@ -19,7 +19,7 @@ def test_artefacts_are_complete_and_consistent(trained):
     feats = art.features()
     assert feats.shape == (len(art.items), 8) and len(art.items) == 42
     np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
-    assert art.scores().shape == (42,) and (art.scores() > 0).all()
+    assert art.scores().shape == (42,) and ((art.scores() >= 0) & (art.scores() < 1)).all()
     assert art.meta["model"] == open_record(ws, name).fingerprint
     assert art.meta["skipped"] == 2 and len(art.index()) == 42
 
@@ -115,7 +115,9 @@ def test_isolation_only_extraction_skips_the_decoder(trained, tmp_path):
     # a later full extraction re-encodes: the reused vectors would lack reconstruction errors
     again = extract(copy, name)
     assert again["encoded"] == len(full.items)
-    np.testing.assert_allclose(Artifacts.open(copy, name).scores(), full.scores(), rtol=1e-4)
+    # combined ranks the folder: scores equal to float rounding may swap, by 1/n each
+    np.testing.assert_allclose(Artifacts.open(copy, name).scores(), full.scores(),
+                               atol=2 / len(full.items))
     with pytest.raises(ValueError, match="unknown scores"):
         extract(copy, name, scores="none")
 

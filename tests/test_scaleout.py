@@ -40,8 +40,11 @@ def test_ray_engine_writes_the_same_artefacts(trained, tmp_path, ray_local):
     assert meta["encoded"] == len(single.items) and meta["reused"] == 0
     assert art.items.equals(single.items)
     np.testing.assert_allclose(art.features(), single.features(), atol=1e-4)
-    for kind in ("reconstruction", "isolation", "combined"):
+    for kind in ("reconstruction", "isolation"):
         np.testing.assert_allclose(art.scores(kind), single.scores(kind), rtol=1e-3, atol=1e-5)
+    # combined is a rank in the folder: two scores equal to float rounding may swap, by 1/n each
+    np.testing.assert_allclose(art.scores("combined"), single.scores("combined"),
+                               atol=2 / len(single.items))
     assert len(art.index()) == len(single.items)
 
 

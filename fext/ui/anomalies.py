@@ -4,7 +4,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from fext.anomaly import ranking
+from fext.anomaly import SCORE_HELP, ranking
 from fext.ui import server
 from fext.ui.common import header, image_grid, need_artifacts, need_model, paged, workspace
 
@@ -17,19 +17,15 @@ name = need_model(ws)
 art = need_artifacts(ws, name)
 
 kind = st.radio("Score", art.score_kinds, horizontal=True,
-                help="reference (where the folder is not the training folder): unlike the "
-                     "model's training collection, distance to its 5 nearest training images + "
-                     "reconstruction error, each relative to its median on validation images; "
-                     "combined: odd ones out of this folder, isolation + reconstruction error, "
-                     "each relative to its median; isolation: mean distance to the 5 most "
-                     "similar images of the folder; reconstruction: the autoencoder's "
-                     "reconstruction error")
+                help=SCORE_HELP)
 calibrated = art.threshold(kind)
 if kind == "reference":
     st.info(f"**Unlike what the model learned**: {art.reference['text']}. The suggested "
             f"threshold's {calibrated['text']}.", icon=":material/verified:")
 else:
-    st.info(f"**Odd ones out of this folder** (`{art.root}`): each image against the others. "
+    how = (" The score is the share of the folder an image is odder than, by isolation or by "
+           "reconstruction error, whichever is higher." if kind == "combined" else "")
+    st.info(f"**Odd ones out of this folder** (`{art.root}`): each image against the others.{how} "
             f"The suggested threshold flags {calibrated['text']}.", icon=":material/groups:")
 if "reconstruction" not in art.score_kinds:
     st.caption("These features were extracted without the decoder pass (`--scores isolation`), "
