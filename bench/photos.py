@@ -17,6 +17,9 @@ SKIMAGE = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "rocket.j
            "gravel.png", "brick.png", "coins.png", "moon.png", "page.png", "text.png",
            "clock_motion.png", "color.png")
 MAX_IOU = 0.3
+SHARE = (0.12, 0.6)  # a crop's side, as a share of its photograph's shorter side
+ROOMY = 3000  # the photographs hold about 4,000 crops of 12 % or more; larger collections
+# draw sides from 6 % on (crops of 18-80 px upscaled: the small, soft images of a big folder)
 
 
 def photographs() -> dict[str, Image.Image]:
@@ -47,10 +50,11 @@ def iou(a: tuple, b: tuple) -> float:
 def crops(count: int, seed: int = 0, sizes: tuple[int, int] = (96, 256)) -> list[tuple[str, Image.Image]]:
     """`count` distinct crops (source name, image), spread over the photographs.
 
-    Each crop is a random square of 12-60 % of the photograph's shorter side, resized to a
-    random 96-256 px; a candidate overlapping an earlier crop of the same photograph by more
-    than MAX_IOU is redrawn. Raises if the photographs cannot hold that many."""
+    Each crop is a random square of 12-60 % of the photograph's shorter side (6-60 % past ROOMY
+    crops), resized to a random 96-256 px; a candidate overlapping an earlier crop of the same
+    photograph by more than MAX_IOU is redrawn. Raises if the photographs cannot hold that many."""
     rng = np.random.default_rng(seed)
+    low = SHARE[0] if count <= ROOMY else SHARE[0] / 2
     photos = photographs()
     names = sorted(photos)
     boxes: dict[str, list[tuple]] = {n: [] for n in names}
@@ -62,7 +66,7 @@ def crops(count: int, seed: int = 0, sizes: tuple[int, int] = (96, 256)) -> list
             raise RuntimeError(f"only {len(out)} distinct crops fit in {len(names)} photographs")
         name = names[len(out) % len(names)] if tries % 4 else names[int(rng.integers(len(names)))]
         img = photos[name]
-        side = int(min(img.size) * rng.uniform(0.12, 0.6))
+        side = int(min(img.size) * rng.uniform(low, SHARE[1]))
         x, y = int(rng.integers(0, img.width - side + 1)), int(rng.integers(0, img.height - side + 1))
         box = (x, y, x + side, y + side)
         if any(iou(box, b) > MAX_IOU for b in boxes[name]):

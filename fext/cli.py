@@ -259,8 +259,11 @@ def cmd_train(args, progress):
     if not Path(args.images).expanduser().is_dir():
         raise NotFoundError(f"image folder not found: {args.images}")
     m = train(_ws(args), args.name, cfg, progress, fresh=args.fresh)
+    found = (f", chosen on held-out copies: {m['val_copies']:.1%} of the validation images' "
+             "edited views found their source" if "val_copies" in m else "")
     lines = [f"trained {args.name!r}: best epoch {m['best_epoch']} of {m['epochs_run']}"
-             f"{' (stopped early)' if m['stopped_early'] else ''}; {m['skipped']} files skipped"]
+             f"{' (stopped early)' if m['stopped_early'] else ''}{found}; "
+             f"{m['skipped']} files skipped"]
     for split, s in m["splits"].items():
         if s.get("images"):
             lines.append(f"  {split:5s} {s['images']:6d} images  loss {s['loss']:.5f}  "

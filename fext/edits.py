@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+from .images import fit_square
+
 KINDS = ("brightness/contrast", "shift", "blur", "jpeg", "resize", "crop")
 
 
@@ -83,12 +85,15 @@ TRAINING = EditRanges(brightness=0.25, contrast=0.25, shift=(0, 2), blur=0.6, jp
 TRAINING_ODDS = 0.6  # each kind of edit is applied to a training view with this probability
 
 
-def augment(batch: np.ndarray, seed) -> np.ndarray:
+def augment(batch: np.ndarray, seed, fit: str = "pad") -> np.ndarray:
     """An edited view of each uint8 image of `batch` (N, s, s, 3), back at s x s pixels.
 
     Each image gets a random subset of the edits (each with TRAINING_ODDS), so views range
     from untouched to heavily edited; a resize is a round trip through a smaller size (lost
-    detail). A pure function of (batch, seed): training stays exactly resumable."""
+    detail). A view cut to another shape is brought back to a square as a query is (`fit`:
+    padded with white, or centre-cropped), not stretched: a model trained on stretched views
+    met a cropped query's white bands only at search time (docs/QUALITY.md).
+    A pure function of (batch, seed): training stays exactly resumable."""
     rng = np.random.default_rng(seed)
     out = np.empty_like(batch)
     side = batch.shape[1]
@@ -96,7 +101,7 @@ def augment(batch: np.ndarray, seed) -> np.ndarray:
         kinds = tuple(k for k in KINDS if rng.random() < TRAINING_ODDS)
         img = edit(Image.fromarray(a), int(rng.integers(2 ** 31)), kinds, TRAINING)
         if img.size != (side, side):
-            img = img.resize((side, side), Image.Resampling.BILINEAR)
+            img = fit_square(img, side, fit)
         out[i] = np.asarray(img)
     return out
 

@@ -26,6 +26,42 @@ def test_training_views_are_seeded_edits_of_the_same_images():
     assert 0 < changed.sum() < 16 or changed.all()  # most views are edited
 
 
+def test_a_cropped_view_is_padded_as_a_query_is_not_stretched():
+    """A view cut to another shape comes back to a square the way `fext.images.load` fits a
+    query: padded with white (fit pad) or centre-cropped (fit crop), never stretched."""
+    batch = np.zeros((32, 32, 32, 3), np.uint8)  # black squares: padding shows as white bands
+    border = lambda v: np.concatenate([v[:, :1], v[:, -1:], v[:, :, :1].transpose(0, 2, 1, 3),  # noqa: E731
+                                       v[:, :, -1:].transpose(0, 2, 1, 3)], axis=1)
+    white = lambda v: (border(v).min(axis=-1) > 200).all(axis=-1).any(axis=1)  # noqa: E731
+    padded, cropped = augment(batch, [5, 0, 0], "pad"), augment(batch, [5, 0, 0], "crop")
+    assert 0 < white(padded).sum() < 32  # the views that were cut or resized to another shape
+    assert not white(cropped).any()
+
+
+def test_held_out_copies_measure_how_well_views_find_their_source():
+    """Recall@1 of edited held-out views among clean images: near 1 for features that keep the
+    image (its pixels), chance for features that keep nothing."""
+    import keras
+
+    from fext.config import TrainConfig
+    from fext.train import held_out_copies
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (60, 16, 16, 3), dtype=np.uint8)
+    images = np.repeat(np.repeat(images[:, ::4, ::4], 4, axis=1), 4, axis=2)  # 4x4 blocks
+    inp = keras.Input((16, 16, 3))
+    pixels = keras.Model(inp, keras.layers.Flatten()(inp))
+    nothing = keras.Model(inp, keras.layers.Dense(4, kernel_initializer="zeros",
+                                                  bias_initializer="ones")(
+                                                      keras.layers.Flatten()(inp)))
+    val, train_rows = np.arange(20), np.arange(20, 60)
+    tcfg = TrainConfig()
+    kept = held_out_copies(pixels, images, val, train_rows, tcfg, "pad", 16)
+    assert kept >= 0.9
+    assert kept == held_out_copies(pixels, images, val, train_rows, tcfg, "pad", 16)  # seeded
+    assert held_out_copies(nothing, images, val, train_rows, tcfg, "pad", 16) <= 0.1
+
+
 def test_epochs_of_steps_walk_an_endless_stream_of_passes():
     rows = np.arange(10, 17)  # 7 rows, epochs of 5: every row once per pass, no row dropped
     stream = np.concatenate([epoch_order(rows, 3, e, length=5) for e in range(7)])
@@ -73,9 +109,10 @@ def test_training_draws_batches_of_look_alikes(tmp_path, shapes_dir, monkeypatch
         calls.append((features.shape, group, rows[perm]))
         return perm
 
-    def views(x, labels, tcfg, epoch, step):
-        batches.append(x)
-        return real_views(x, labels, tcfg, epoch, step)
+    def views(x, labels, tcfg, epoch, step, fit):
+        if epoch < train_lib.VALIDATION_EPOCH:  # training steps, not the validation's views
+            batches.append(x)
+        return real_views(x, labels, tcfg, epoch, step, fit)
 
     monkeypatch.setattr(train_lib, "neighbour_groups", groups)
     monkeypatch.setattr(train_lib, "views", views)
@@ -134,17 +171,17 @@ def test_training_on_a_labelled_folder_hands_each_view_its_label(tmp_path, shape
     from fext.workspace import Workspace
     from tests.helpers import tiny_config
 
-    seen, real = [], train_lib.views
+    seen, held_out, real = [], [], train_lib.views
 
-    def spy(x, labels, tcfg, epoch, step):
-        inputs, targets = real(x, labels, tcfg, epoch, step)
-        seen.append(targets[1][:, 0])
+    def spy(x, labels, tcfg, epoch, step, fit):
+        inputs, targets = real(x, labels, tcfg, epoch, step, fit)
+        (seen if epoch < train_lib.VALIDATION_EPOCH else held_out).append(targets[1][:, 0])
         return inputs, targets
 
     monkeypatch.setattr(train_lib, "views", spy)
     train_lib.train(Workspace(tmp_path), "m", tiny_config(shapes_dir, epochs=1))
-    assert len(seen) == 4
-    for labels in seen:  # both views of an image carry its label index
+    assert len(seen) == 4 and held_out  # four training steps, and the validation's views
+    for labels in seen + held_out:  # both views of an image carry its label index
         np.testing.assert_array_equal(labels[:len(labels) // 2], labels[len(labels) // 2:])
     assert set(np.concatenate(seen).tolist()) == {0.0, 1.0, 2.0}  # three sub-folders
 

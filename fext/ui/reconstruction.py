@@ -77,8 +77,10 @@ def split_metrics() -> None:
                                 "SSIM": st.column_config.NumberColumn(format="%.3f")})
     sampled = [f"{k} on {v['measured']:,} of its {v['images']:,} images" for k, v in splits.items()
                if v.get("measured", v.get("images", 0)) < v.get("images", 0)]
+    chosen = (f" (the epoch whose edited copies of validation images found their source most "
+              f"often: {metrics['val_copies']:.1%})" if "val_copies" in metrics else "")
     st.caption(f"Best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')}, chosen on "
-               "the validation split; the test split is only reported."
+               f"the validation split{chosen}; the test split is only reported."
                + (f" Measured on seeded samples: {', '.join(sampled)}." if sampled else ""))
 
 

@@ -124,6 +124,7 @@ def runs() -> None:
         rows.append({"model": model, "preset": cfg.model.preset,
                      "features": cfg.model.latent_dim, "px": cfg.data.image_size,
                      "epochs": metrics.get("epochs_run"), "best epoch": metrics.get("best_epoch"),
+                     "held-out copies found": metrics.get("val_copies"),
                      "test loss": test.get("loss"), "test PSNR": test.get("psnr"),
                      "test SSIM": test.get("ssim"), "trained": record.trained_at,
                      "images": cfg.data.images})
@@ -137,6 +138,9 @@ def runs() -> None:
         return
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
         "test loss": st.column_config.NumberColumn(format="%.5f"),
+        "held-out copies found": st.column_config.NumberColumn(
+            format="percent", help="the chosen epoch's share of the validation images' edited "
+                                   "views that found their source"),
         "test PSNR": st.column_config.NumberColumn(format="%.2f dB"),
         "test SSIM": st.column_config.NumberColumn(format="%.3f")})
     if curves:
@@ -144,7 +148,8 @@ def runs() -> None:
         dash = "curve" if both["curve"].nunique() > 1 else None  # a run without a val split
         fig = px.line(both, x="epoch", y="value", color="model", line_dash=dash, markers=True,
                       log_y=True, height=340, title="Validation loss per epoch")
-        fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), yaxis_title="loss (MSE, log)")
+        fig.update_layout(margin=dict(l=10, r=10, t=40, b=10),
+                          yaxis_title="loss (training objective, log)")
         st.plotly_chart(fig, width="stretch")
 
 
