@@ -106,7 +106,8 @@ class TrainConfig:
                                     "(0: one pass over the training images)")
     batch_size: int = setting(64, "inputs per optimiser step")
     learning_rate: float = setting(1e-3, "Adam learning rate")
-    patience: int = setting(5, "early-stopping patience in epochs (on the validation loss)")
+    patience: int = setting(5, "early-stopping patience in epochs (on held-out copies found, "
+                               "then the validation loss)")
     seed: int = setting(42, "seed of initialisation, batch order and input noise")
     noise: float = setting(0.0, "std of Gaussian noise added to the inputs (a denoising "
                                 "autoencoder; 0: none)")

@@ -73,7 +73,7 @@ def views(x: np.ndarray, labels: np.ndarray | None, tcfg, epoch: int, step: int,
 
 # Validation: each epoch, seeded edited views of (a sample of) the validation split, the same
 # views every epoch so that epochs compare
-VIEW_SAMPLE = 2048  # validation images viewed each epoch, at most: seconds at any folder size
+VIEW_SAMPLE = 1024  # validation images viewed each epoch, at most: seconds at any folder size
 MIN_VIEWS = 256  # a smaller validation split is edited in several rounds, for a steadier figure
 VALIDATION_EPOCH = 1_000_000  # the views' seeds: (seed, this + round, ...), never a training epoch's
 COPY_DATABASE = 4096  # clean images the held-out copies are searched among, at most
