@@ -24,7 +24,7 @@ from .config import RunConfig
 from .edits import augment
 from .errors import UsageError
 from .evaluate import reconstruction_metrics
-from .features import encode_rows, readout_of, reference_of
+from .features import encode_batch, encode_rows, readout_of, reference_of
 from .feed import epoch_order, iter_batches, neighbour_groups, prefetch, sample_rows
 from .images import to_model_input
 from .progress import ProgressFn, report
@@ -100,7 +100,7 @@ def held_out_copies(encoder, images: np.ndarray, val_rows: np.ndarray, train_row
     for start, x in iter_batches(images, queries, batch_size):
         pixels = np.rint(x * 255).astype(np.uint8)
         v = to_model_input(augment(pixels, [tcfg.seed, VALIDATION_EPOCH, start, 3], fit))
-        z = np.asarray(encoder.predict_on_batch(v), np.float32)
+        z, _ = encode_batch(encoder, v)  # as every query is encoded: cosine against db
         source = (start + np.arange(len(x))) % len(val_rows)  # db's first rows are val_rows
         hits += int((np.argmax(z @ db.T, axis=1) == source).sum())
     return hits / max(len(queries), 1)
