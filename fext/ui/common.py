@@ -255,7 +255,7 @@ def job_progress(job_id: str) -> None:
     if len(history) and "epoch" in history:
         cols = [c for c in ("loss", "val_loss") if c in history]
         st.line_chart(history.set_index("epoch")[cols], height=220, x_label="epoch",
-                      y_label="loss (training objective)")
+                      y_label="objective")  # the training loss; a longer label is cut off
     if st.button("Cancel", key=f"cancel-{job_id}", icon=":material/cancel:"):
         job.cancel()
         st.rerun()
