@@ -4,6 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PORT   ?= 8501
+# loopback only; HOST=0.0.0.0 opens the app to the network, behind a key (README, "Opening the app")
+HOST   ?= 127.0.0.1
 
 .PHONY: app test setup browser demo clean
 
@@ -22,7 +24,7 @@ browser:
 	  $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core; }
 
 app: setup
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
 demo: setup
 	$(PY) -m fext demo

@@ -11,6 +11,8 @@ from fext import images as imaging
 from fext import registry
 from fext.collection import Collection, store_dir
 from fext.config import DataConfig
+from fext.errors import ImageError
+from fext.ui import access
 from fext.ui.common import (
     demo_job,
     header,
@@ -54,7 +56,7 @@ def save_uploads(files, collection: str, label: str) -> tuple[Path, list[str], l
             continue
         try:
             imaging.load(data, 16)  # the full check: header, size limit, decodable pixels
-        except imaging.ImageError as e:
+        except ImageError as e:
             refused.append(f"**{f.name}**: {e}")
             continue
         target = dest / safe_part(f.name)
@@ -79,7 +81,11 @@ with st.expander("Use another folder, or upload images", expanded=not folder,
         typed = st.text_input("Folder on this server", value=folder,
                               help="Scanned recursively; the first sub-folder is the label.")
         if st.button("Scan this folder", icon=":material/search:"):
-            if not typed.strip() or not Path(typed).expanduser().is_dir():
+            if typed.strip() and not access.allowed(typed):  # before existence: no probing
+                st.error(f"`{typed}` is outside the folders this server lets the app open: "
+                         + ", ".join(f"`{r}`" for r in access.roots())
+                         + ". Whoever runs the server can allow others with FEXT_ROOTS.")
+            elif not typed.strip() or not Path(typed).expanduser().is_dir():
                 st.error(f"Folder not found on the server: `{typed}`. Type the full path of an "
                          "existing folder.")
             else:

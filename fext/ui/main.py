@@ -1,11 +1,15 @@
 """The app's script: page set-up and navigation only; each page lives beside it in fext/ui/."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from fext.ui.common import release_freed_memory
 
-st.set_page_config(page_title="FEXT · image features", page_icon=":material/image_search:",
-                   layout="wide")
+# A file served by the app itself: a material icon or emoji favicon is fetched from gstatic.com
+FAVICON = Path(__file__).parent / "static" / "favicon.png"
+
+st.set_page_config(page_title="FEXT · image features", page_icon=FAVICON, layout="wide")
 
 PAGES = {
     "Data": [
