@@ -159,7 +159,7 @@ def quality(a, tmp: Path) -> list:
 
 
 def _neighbour_arrays(ws: Path, name: str):
-    from fext.features import Artifacts
+    from fext.artifacts import Artifacts
     from fext.workspace import Workspace
 
     art = Artifacts.open(Workspace(ws), name)

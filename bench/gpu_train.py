@@ -62,7 +62,7 @@ def main() -> int:
     from fext.config import ModelConfig, TrainConfig
     from fext.feed import iter_batches
     from fext.images import to_model_input
-    from fext.train import run_epochs
+    from fext.loop import run_epochs
 
     keras.config.set_dtype_policy(a.precision)
     print(machine(), "| backend", keras.backend.backend(), "| devices", _devices(a.backend))

@@ -1,8 +1,10 @@
 """Start-up of the CLI's read-only commands (anomalies, export, scan), which never import Keras or
-TensorFlow, against `python -c "import keras"` (what every command paid before) in the same run.
+TensorFlow, against `python -c "import keras"` (what every command paid before) in the same run;
+and how fast a mistake is answered (a usage error, a bad setting, a missing folder: every cheap
+check runs before Keras is imported) against `python -c pass`.
 
 A tiny model is trained and extracted once in a temporary workspace; each command then runs as
-a whole new process several times (median wall time). Goal: under 1.5 s.
+a whole new process several times (median wall time). Goals: under 1.5 s; a mistake well under 1 s.
 
     .venv/bin/python bench/startup.py [--runs 7]
 """
@@ -30,12 +32,15 @@ def shapes(folder: Path, count: int = 48) -> Path:
     return folder
 
 
-def wall(cmd: list[str], runs: int) -> float:
+def wall(cmd: list[str], runs: int, status: int = 0) -> float:
+    """Median seconds of `cmd` as a new process; it must exit with `status`."""
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         times.append(time.perf_counter() - t0)
+        if proc.returncode != status:
+            raise SystemExit(f"{' '.join(cmd)} exited with {proc.returncode}, not {status}")
     return statistics.median(times)
 
 
@@ -61,6 +66,18 @@ def main() -> None:
             rows.append([f"fext {name}", seconds, f"{seconds / baseline:.2f}"])
         rows.append(['python -c "import keras" (baseline)', baseline, "1.00"])
         print(table(["command", "median s", "ratio to import keras"], rows))
+
+        bare = wall([sys.executable, "-c", "pass"], a.runs)
+        train = fx + ["train", "--name", "x", "--workspace", ws]
+        rows = []
+        for name, args, status in (
+                ("usage error (--preset nope)", ["--images", str(images), "--preset", "nope"], 2),
+                ("bad setting (--image-size 4)", ["--images", str(images), "--image-size", "4"], 1),
+                ("missing folder (--images /missing)", ["--images", str(tmp / "missing")], 1)):
+            seconds = wall(train + args, a.runs, status)
+            rows.append([f"fext train, {name}", seconds, f"{seconds / bare:.2f}"])
+        rows.append(["python -c pass (baseline)", bare, "1.00"])
+        print(table(["mistake", "median s", "ratio to python -c pass"], rows))
 
 
 if __name__ == "__main__":

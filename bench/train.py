@@ -37,7 +37,7 @@ def synthetic_cache(path: Path, n: int, size: int) -> np.ndarray:
 def fresh_model(preset: str, size: int):
     from fext import model as model_lib
     from fext.config import ModelConfig
-    from fext.train import set_seed
+    from fext.loop import set_seed
 
     set_seed(0)
     return model_lib.compile_autoencoder(
@@ -45,9 +45,9 @@ def fresh_model(preset: str, size: int):
 
 
 def ours_epoch(model, cache: np.ndarray, batch_size: int, epoch: int) -> float:
-    """Seconds for one epoch of fext.train.run_epochs over every row of the cache."""
+    """Seconds for one epoch of fext.loop.run_epochs over every row of the cache."""
     from fext.config import TrainConfig
-    from fext.train import run_epochs
+    from fext.loop import run_epochs
 
     tcfg = TrainConfig(epochs=epoch + 1, batch_size=batch_size)
     with Timer() as t:

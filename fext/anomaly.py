@@ -102,6 +102,30 @@ def reference_stats(count: int, distances: np.ndarray, recon: np.ndarray,
                           calibration)
 
 
+def reference_of(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray]):
+    """What a model keeps of its training collection to score new images against it, from the
+    (L2-normalised features, reconstruction errors) of its training and validation splits as
+    the encoding step computes them (`fext.encoding.encode_all`; training encodes, this only
+    counts, so reading scores never needs Keras): (a FAISS index of the training features,
+    ReferenceStats of the validation split's distances to it). Below MIN_CALIBRATION
+    validation images (a 99th percentile of a handful is no threshold), the training images
+    join in, each leaving itself out of the neighbours it is measured against. None where
+    there is nothing to calibrate on (a single training image and no validation split)."""
+    from .index import VectorIndex
+
+    (train_feats, train_recon), (val_feats, val_recon) = train, val
+    index = VectorIndex.build(train_feats)
+    dist, recon = distance_to_index(index, val_feats), val_recon
+    calibration = f"{len(val_feats)} validation images"
+    if len(val_feats) < MIN_CALIBRATION and len(train_feats) > 1:
+        dist = np.concatenate([dist, distance_to_index(index, train_feats, skip_self=True)])
+        recon = np.concatenate([recon, train_recon])
+        calibration += f" and {len(train_feats)} training images (leave-one-out)"
+    if len(dist) == 0:
+        return None
+    return index, reference_stats(len(index), dist, recon, calibration)
+
+
 def reconstruction_error(x: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Per-image reconstruction error relative to the image's own contrast: the mean squared
     error between input and reconstruction (both in [0, 1]) divided by the input's pixel
@@ -116,16 +140,6 @@ def reconstruction_error(x: np.ndarray, r: np.ndarray) -> np.ndarray:
     d = x - r
     mse = (d * d).reshape(len(d), -1).mean(axis=1)
     return mse / (x.reshape(len(x), -1).var(axis=1) + RELATIVE_FLOOR)
-
-
-def isolation(index, features: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
-    """Mean cosine distance of each indexed vector to its k nearest *other* vectors.
-
-    `index` is a fext.index.VectorIndex holding `features` under ids 0..n-1.
-    """
-    if len(features) < 2:
-        return np.zeros(len(features), np.float32)
-    return distance_to_index(index, features, k, skip_self=True)
 
 
 def combined(isolation_scores: np.ndarray, recon_scores: np.ndarray) -> np.ndarray:
@@ -151,16 +165,6 @@ def relative_sum(distance: np.ndarray, recon: np.ndarray, medians: tuple[float, 
     """Distance plus reconstruction error, each divided by its median over normal images."""
     d, r = np.asarray(distance, np.float64), np.asarray(recon, np.float64)
     return (d / max(medians[0], 1e-12) + r / max(medians[1], 1e-12)).astype(np.float32)
-
-
-def distance_to_reference(reference: np.ndarray, queries: np.ndarray, k: int = 1) -> np.ndarray:
-    """Mean cosine distance of each query to its k nearest reference vectors (one-class scoring)."""
-    from .index import exact_knn, l2_normalize
-
-    ref, q = l2_normalize(reference), l2_normalize(queries)
-    ids = exact_knn(ref, q, k)
-    sims = np.einsum("qd,qkd->qk", q, ref[ids])
-    return 1.0 - sims.mean(axis=1)
 
 
 def ranking(items, scores: np.ndarray, top: int | None = None):

@@ -28,11 +28,11 @@ from . import images as images_lib
 from . import model as model_lib
 from . import registry
 from .collection import Collection
-from .config import MONITORS, ClassifierConfig, parse_head  # noqa: F401  (the classifier's settings)
+from .config import ClassifierConfig
 from .errors import NotFoundError, UsageError
-from .feed import iter_batches
+from .feed import gather, iter_batches
+from .loop import EarlyStopping, run_epochs, set_seed
 from .progress import ProgressFn, report
-from .train import EarlyStopping, run_epochs, set_seed
 from .workspace import Workspace, read_json
 
 HEAD_PREFIX = "head_"  # every layer of the head is named head_*; everything else is the encoder
@@ -285,10 +285,6 @@ def evaluate_once(model: keras.Model, images: np.ndarray, test: Split, labels: l
             "examples": examples(test, probs, labels)}
 
 
-def _pixels(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    return np.concatenate([x.reshape(len(x), -1) for _, x in iter_batches(images, rows, 512)])
-
-
 def baseline(images: np.ndarray, splits: dict, dim: int, seed: int = 0) -> dict:
     """Logistic regression on PCA features of the pixels, on the same splits.
 
@@ -301,11 +297,11 @@ def baseline(images: np.ndarray, splits: dict, dim: int, seed: int = 0) -> dict:
     from sklearn.preprocessing import StandardScaler
 
     train, val, test = splits["train"], splits["val"], splits["test"]
-    x_tr = _pixels(images, train.rows)
+    x_tr = gather(images, train.rows, flat=True)
     n = min(dim, len(x_tr) - 1, x_tr.shape[1])
     pca = PCA(n_components=n, random_state=seed).fit(x_tr)
     f_tr = pca.transform(x_tr)
-    f_val = pca.transform(_pixels(images, val.rows)) if len(val) else f_tr
+    f_val = pca.transform(gather(images, val.rows, flat=True)) if len(val) else f_tr
     y_val = val.y if len(val) else train.y
     best = None
     for c in (0.01, 0.1, 1.0, 10.0):
@@ -317,7 +313,7 @@ def baseline(images: np.ndarray, splits: dict, dim: int, seed: int = 0) -> dict:
     acc, c, clf = best
     out = {"method": f"PCA-{n} + logistic regression", "C": c, "val_accuracy": acc}
     if len(test):
-        out["test_accuracy"] = float((clf.predict(pca.transform(_pixels(images, test.rows)))
+        out["test_accuracy"] = float((clf.predict(pca.transform(gather(images, test.rows, flat=True)))
                                       == test.y).mean())
     return out
 

@@ -1,7 +1,9 @@
 """`python -m fext <command>`: the whole pipeline from a terminal, for scripts and batch work.
 
 Every command takes --workspace (or FEXT_WORKSPACE). Errors print one clear line on stderr and
-exit with status 1 (2 for bad usage); --json prints exactly one JSON object on stdout.
+exit with status 1 (2 for bad usage); --json prints exactly one JSON object on stdout. Options
+come from the settings (fext.config), and every cheap check (settings, names, folders) runs
+before Keras or TensorFlow is imported, so a mistake is answered at once.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from .anomaly import SCORE_HELP
+from .anomaly import REFERENCE_SCORES, SCORE_HELP
 from .errors import NotFoundError, UsageError
 
 EXAMPLES = """examples:
@@ -26,16 +28,12 @@ EXAMPLES = """examples:
 """
 
 
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def add_settings(c: argparse.ArgumentParser, cls, only: tuple = (), skip: tuple = (),
                  fixed: bool = False) -> None:
     """One option per setting of config dataclass `cls`, its default, choices and help taken
     from the dataclass field (fext.config.setting). `fixed`: no default, for settings that
     override a whole experiment's."""
-    from .config import describe, parse_head
+    from .config import describe, flag, parse_head
 
     for f in describe(cls):
         if (only and f.name not in only) or f.name in skip:
@@ -76,7 +74,7 @@ def store_options(c: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import ClassifierConfig, DataConfig, ModelConfig, TrainConfig
+    from .config import ClassifierConfig, DataConfig, ExtractConfig, ModelConfig, TrainConfig
 
     p = argparse.ArgumentParser(prog="python -m fext", description=(
         "FEXT: train a convolutional autoencoder on a folder of images, then extract features, "
@@ -102,24 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = cmd("extract", "encode a folder: features, FAISS index and anomaly scores")
     c.add_argument("--images", default=None, help="image folder (default: the training folder)")
-    c.add_argument("--index", default="auto", choices=["auto", "flat", "ivf", "ivfpq"],
-                   help="index type (auto: exact below 50k images, IVF above, IVF-PQ above 5M)")
+    add_settings(c, ExtractConfig)
     c.add_argument("--engine", default="local", choices=["local", "ray"],
                    help="where the encoding runs: this process, or a Ray cluster")
     c.add_argument("--address", default=None,
                    help="Ray cluster address, e.g. ray://head:10001 (default: $RAY_ADDRESS, or "
                         "a local Ray instance started for the job)")
-    c.add_argument("--scores", default="all", choices=["all", "isolation"],
-                   help="anomaly scores: all (default: isolation and reconstruction error) or "
-                        "isolation (skips the decoder pass: features about 3x faster on a CPU)")
-    c.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
-                   help="of the forward passes; auto (default): bfloat16 where the CPU computes "
-                        "it natively (AVX512_BF16, AMX: about 2x faster), else float32")
-    c.add_argument("--reference", default="auto", choices=["auto", "model", "none"],
-                   help="what anomaly scores compare against: auto (default): a folder other "
-                        "than the training folder is also scored against the model's training "
-                        "collection (the 'reference' score, ranked first); model: any folder "
-                        "is; none: only odd ones out within the folder")
     store_options(c)
     c.add_argument("--json", action="store_true")
 
@@ -133,9 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = cmd("anomalies", "rank images by anomaly score (most unusual first)")
     c.add_argument("--top", type=int, default=20, help="how many to show (0: all)")
-    c.add_argument("--score", default=None,
-                   choices=["reference", "combined", "isolation", "reconstruction"],
-                   help=SCORE_HELP)
+    c.add_argument("--score", default=None, choices=REFERENCE_SCORES, help=SCORE_HELP)
     c.add_argument("--images", default=None,
                    help="which extraction: that of this folder (default: the most recent)")
     c.add_argument("--json", action="store_true")
@@ -247,77 +231,106 @@ def _ws(args):
 
 
 def _out(args, obj, text: str) -> None:
-    print(json.dumps(obj, indent=2, default=str) if getattr(args, "json", False) else text)
+    print(json.dumps(obj, indent=2, default=str) if args.json else text)
 
 
-def cmd_train(args, progress):
+def run_config(args):
+    """The training settings of `train` and `build`, checked with everything else that is cheap
+    (the model name, the folder) before Keras is imported: a mistake is answered at once."""
     from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from .train import train
+    from .workspace import check_name
 
     cfg = RunConfig(data=settings(args, DataConfig), model=settings(args, ModelConfig),
-                    train=settings(args, TrainConfig))
+                    train=settings(args, TrainConfig)).validate()
+    check_name(args.name)
     if not Path(args.images).expanduser().is_dir():
         raise NotFoundError(f"image folder not found: {args.images}")
-    m = train(_ws(args), args.name, cfg, progress, fresh=args.fresh)
+    return cfg
+
+
+def train_summary(name: str, m: dict) -> str:
     found = (f", chosen on held-out copies: {m['val_copies']:.1%} of the validation images' "
              "edited views found their source" if "val_copies" in m else "")
-    lines = [f"trained {args.name!r}: best epoch {m['best_epoch']} of {m['epochs_run']}"
+    lines = [f"trained {name!r}: best epoch {m['best_epoch']} of {m['epochs_run']}"
              f"{' (stopped early)' if m['stopped_early'] else ''}{found}; "
              f"{m['skipped']} files skipped"]
     for split, s in m["splits"].items():
         if s.get("images"):
             lines.append(f"  {split:5s} {s['images']:6d} images  loss {s['loss']:.5f}  "
                          f"PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.3f}")
-    _out(args, {"name": args.name, **m}, "\n".join(lines))
+    return "\n".join(lines)
+
+
+def extract_summary(meta: dict) -> str:
+    return (f"extracted {meta['count']} images ({meta['encoded']} encoded, {meta['reused']} "
+            f"reused, {meta['skipped']} skipped) from {meta['images']}: {meta['dim']}-d "
+            f"features, {meta['index']['kind']} index; anomaly scores: {meta['reference']['text']}")
+
+
+def map_summary(coords) -> str:
+    return f"UMAP map of {len(coords)} images ready"
+
+
+def cmd_train(args, progress):
+    cfg = run_config(args)
+    from .train import train
+
+    m = train(_ws(args), args.name, cfg, progress, fresh=args.fresh)
+    _out(args, {"name": args.name, **m}, train_summary(args.name, m))
     return {"name": args.name}
 
 
 def cmd_build(args, progress):
-    import contextlib
+    """Train, then extract the training folder and map it: the library's three steps, each
+    step's summary printed as it ends (on stderr when stdout must hold one JSON object)."""
+    cfg = run_config(args)
+    from .features import extract, project
+    from .train import train
 
-    want_json, args.json = args.json, False
-    # the steps' own summaries go to stderr when stdout must hold one JSON object
-    with contextlib.redirect_stdout(sys.stderr) if want_json else contextlib.nullcontext():
-        cmd_train(args, progress)
-        args.images, args.index = None, "auto"
-        cmd_extract(args, progress)
-        cmd_project(argparse.Namespace(**{**vars(args), "n_neighbors": 15, "min_dist": 0.1}),
-                    progress)
-    if want_json:
+    ws = _ws(args)
+    say = sys.stderr if args.json else sys.stdout
+    print(train_summary(args.name, train(ws, args.name, cfg, progress, fresh=args.fresh)),
+          file=say, flush=True)
+    print(extract_summary(extract(ws, args.name, progress=progress)), file=say, flush=True)
+    print(map_summary(project(ws, args.name, progress=progress)), file=say, flush=True)
+    if args.json:
         print(json.dumps({"name": args.name, "built": ["model", "features", "index", "map"]}))
     return {"name": args.name}
 
 
 def cmd_extract(args, progress):
+    from .config import ExtractConfig
+
+    cfg = settings(args, ExtractConfig).validate()
+    if args.store == "qdrant" and not args.url:
+        raise UsageError("--store qdrant needs --url (http://host:6333, or a folder)")
+    if args.address and args.engine != "ray":
+        raise UsageError("--address is for --engine ray")
     from .features import extract
 
-    if getattr(args, "store", "faiss") == "qdrant" and not args.url:
-        raise UsageError("--store qdrant needs --url (http://host:6333, or a folder)")
-    if getattr(args, "engine", "local") == "ray":
+    encoder = None
+    if args.engine == "ray":
         from .scaleout import RayEncoder
 
         encoder = RayEncoder(args.address)
-    elif getattr(args, "address", None):
-        raise UsageError("--address is for --engine ray")
-    else:
-        encoder = None
-    meta = extract(_ws(args), args.name, args.images, progress, index_kind=args.index,
-                   encoder=encoder, scores=getattr(args, "scores", "all"),
-                   reference=getattr(args, "reference", "auto"),
-                   precision=getattr(args, "precision", "auto"),
-                   store_url=args.url if getattr(args, "store", "faiss") == "qdrant" else None)
-    _out(args, meta, f"extracted {meta['count']} images ({meta['encoded']} encoded, "
-                     f"{meta['reused']} reused, {meta['skipped']} skipped) from {meta['images']}: "
-                     f"{meta['dim']}-d features, {meta['index']['kind']} index; anomaly scores: "
-                     f"{meta['reference']['text']}")
+    meta = extract(_ws(args), args.name, args.images, progress, index_kind=cfg.index,
+                   encoder=encoder, scores=cfg.scores, reference=cfg.reference,
+                   precision=cfg.precision, store_url=args.url if args.store == "qdrant" else None)
+    _out(args, meta, extract_summary(meta))
     return {"count": meta["count"]}
 
 
+def existing_file(path: str, what: str) -> Path:
+    """`path`, or the one-line error saying it is not there: checked before a model is loaded."""
+    if not Path(path).is_file():
+        raise NotFoundError(f"{what} not found: {path}")
+    return Path(path)
+
+
 def cmd_search(args, progress):
+    existing_file(args.query, "query image")
     from .search import Searcher
 
-    if not Path(args.query).is_file():
-        raise NotFoundError(f"query image not found: {args.query}")
     if args.store == "qdrant":
         searcher = qdrant_searcher(_ws(args), args.name, args.url)
     else:
@@ -331,8 +344,8 @@ def cmd_search(args, progress):
 
 def qdrant_searcher(ws, name: str, url: str | None):
     """A Searcher whose index is the model's Qdrant collection (URL: --url or the extraction's)."""
-    from .features import Artifacts
-    from .model import inference_parts
+    from .artifacts import Artifacts
+    from .encoding import query_encoder
     from .registry import load as load_model
     from .search import Searcher
     from .stores import QdrantStore
@@ -343,12 +356,12 @@ def qdrant_searcher(ws, name: str, url: str | None):
         raise UsageError(f"{name!r} was not published to Qdrant; give --url or run: python -m fext "
                          f"extract --name {name} --store qdrant --url URL")
     ae, _ = load_model(ws, name)
-    return Searcher(art, QdrantStore.open(url, name), inference_parts(ae, art.precision)[0])
+    return Searcher(art, QdrantStore.open(url, name), query_encoder(ae, art.precision))
 
 
 def cmd_anomalies(args, progress):
     from .anomaly import ranking
-    from .features import Artifacts
+    from .artifacts import Artifacts
 
     art = Artifacts.open(_ws(args), args.name, images=args.images)
     kind = args.score or art.score_kinds[0]
@@ -371,8 +384,8 @@ def cmd_anomalies(args, progress):
 
 
 def cmd_duplicates(args, progress):
+    from .artifacts import Artifacts
     from .duplicates import find, removals
-    from .features import Artifacts
     from .workspace import atomic_path
 
     art = Artifacts.open(_ws(args), args.name, images=args.images)
@@ -384,20 +397,32 @@ def cmd_duplicates(args, progress):
         with atomic_path(dest) as tmp:
             removals(result["groups"], art.items).to_csv(tmp, index=False)
     cal, found = result["calibration"], result["groups"]
-    text = [f"duplicates in {result['images']} ({result['count']} images): threshold "
-            f"{result['threshold']:.4f}" + (f" ({cal['text']}; estimated: {cal['copies_kept']:.0%} "
-                                            f"of edited copies found, {cal['false_grouping']:.2%} of "
-                                            "images falsely grouped)"
-                                            if args.threshold == "auto" else " (given)"),
+    if result["threshold"] is None:
+        head = (f"identical files only; near duplicates not suggested: "
+                f"{cal['text'].removeprefix('not trusted: ')} (to look "
+                f"anyway, give --threshold; {cal['threshold']:.4f} would find an estimated "
+                f"{cal['copies_kept']:.0%} of edited copies)")
+    elif args.threshold == "auto":
+        head = (f"threshold {result['threshold']:.4f} ({cal['text']}; estimated: "
+                f"{cal['copies_kept']:.0%} of edited copies found, {cal['false_grouping']:.2%} of "
+                "images falsely grouped)")
+    else:
+        head = f"threshold {result['threshold']:.4f} (given)"
+    text = [f"duplicates in {result['images']} ({result['count']} images): {head}",
             f"{len(found)} groups, {result['removable']} files could be removed"
             + (f"; suggested removals written to {args.csv}" if args.csv else "")]
     for i, g in enumerate(found.dicts(art.items, args.top or None), 1):
         text.append(f"group {i}: keep {g['keeper']}")
-        text += [f"    {m['similarity']:.4f}{' =' if m['exact'] else '  '}  {m['path']}"
+        text += [f"    {_score(m['similarity'])}{' =' if m['exact'] else '  '}  {m['path']}"
                  + ("  (representative)" if m["path"] == g["representative"] else "")
                  for m in g["members"]]
     _out(args, {"model": args.name, **result, "groups": found.dicts(art.items)} if args.json
          else None, "\n".join(text))
+
+
+def _score(similarity: float | None) -> str:
+    """A member's score, or a dash for a representative that is its own group's keeper."""
+    return f"{similarity:.4f}" if similarity is not None else f"{'-':>6s}"
 
 
 def cmd_export(args, progress):
@@ -451,9 +476,8 @@ def cmd_project(args, progress):
     from .features import project
 
     coords = project(_ws(args), args.name, args.n_neighbors, args.min_dist, progress=progress,
-                     images=getattr(args, "images", None), fresh=getattr(args, "fresh", False))
-    _out(args, {"model": args.name, "points": int(len(coords))},
-         f"UMAP map of {len(coords)} images ready")
+                     images=args.images, fresh=args.fresh)
+    _out(args, {"model": args.name, "points": int(len(coords))}, map_summary(coords))
 
 
 def cmd_scan(args, progress):
@@ -479,12 +503,15 @@ def cmd_demo(args, progress):
 
 
 def cmd_classify(args, progress):
-    from .classifier import train_classifier
     from .config import ClassifierConfig
+    from .workspace import check_name
 
-    cfg = settings(args, ClassifierConfig)
+    cfg = settings(args, ClassifierConfig).validate()
+    check_name(args.name)
     if args.images and not Path(args.images).expanduser().is_dir():
         raise NotFoundError(f"image folder not found: {args.images}")
+    from .classifier import train_classifier
+
     result = train_classifier(_ws(args), args.name, args.images, cfg, progress,
                               with_baseline=not args.no_baseline)
     _out(args, result, "\n".join(classify_summary(result)))
@@ -520,10 +547,9 @@ def classify_summary(result: dict) -> list[str]:
 
 
 def cmd_predict(args, progress):
+    existing_file(args.image, "image")
     from .classifier import Classifier
 
-    if not Path(args.image).is_file():
-        raise NotFoundError(f"image not found: {args.image}")
     result = Classifier.open(_ws(args), args.name).predict(args.image)
     text = [f"{result['label']}  ({result['confidence']:.3f})"]
     text += [f"  {lab:16s} {p:.4f}" for lab, p in result["probabilities"].items()]

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import images
-from .errors import NotFoundError
+from .errors import ImageError, NotFoundError
 from .progress import ProgressFn, report
 from .workspace import Workspace, atomic_path
 
@@ -138,7 +138,7 @@ def _ingest(root: Path, rel: str, size: int, fit: str):
         data = path.read_bytes()
         sha1 = hashlib.sha1(data).hexdigest()
         return sha1, images.load(data, size, fit), "", w, h
-    except images.ImageError as e:
+    except ImageError as e:
         return "", None, str(e), 0, 0
     except OSError as e:
         return "", None, f"cannot read file: {e.strerror or e}", 0, 0

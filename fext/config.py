@@ -1,14 +1,17 @@
-"""Settings for data, model and training, saved next to every model so a run can be reproduced.
+"""Settings for data, model, training, classifier and extraction, saved next to every model so
+a run can be reproduced.
 
-Each setting's default, choices and help text are written once, here, on its dataclass field
-(`setting(...)`); the CLI's options, the app's forms and the README's option list read them
-from `describe(...)`. Configs are built by keyword.
+Each setting's default, choices or bounds and help text are written once, here, on its
+dataclass field (`setting(...)`); the CLI's options, the app's forms, the experiment grid and
+the README's option list read them from `describe(...)`, and `check` is the one validator of
+every value. Configs are built by keyword.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,19 +26,68 @@ PRESETS: dict[str, tuple[tuple[int, int], ...]] = {
 }
 FITS = ("pad", "crop")
 PRECISIONS = ("float32", "bfloat16")  # of inference; training is always float32 on CPU
-MONITORS = ("val_accuracy", "val_loss")
+MONITORS = ("val_accuracy", "val_loss")  # what the classifier selects and stops on
 AUGMENTS = ("edits", "none")  # of the autoencoder's training inputs
-READOUTS = ("whiten", "raw")  # of the published features  # what the classifier selects and stops on
+READOUTS = ("whiten", "raw")  # of the published features (fext.readout)
+INDEXES = ("auto", "flat", "ivf", "ivfpq")  # FAISS index kinds (fext.index)
+SCORE_MODES = ("all", "isolation")  # extraction's anomaly scores: everything, or no decoder pass
+REFERENCES = ("auto", "model", "none")  # what extraction's anomaly scores compare against
 
 
-def setting(default, help: str, choices: tuple | None = None):
-    """A dataclass field carrying its help text and allowed values (the one source of both)."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+def setting(default, help: str, choices: tuple | None = None, *, at_least=None, at_most=None,
+            above=None, below=None):
+    """A dataclass field carrying its help text and allowed values (the one source of both):
+    `choices`, or bounds (`at_least`/`at_most` inclusive, `above`/`below` exclusive; for a
+    tuple of numbers, each of them). `check` enforces them."""
+    bounds = {k: v for k, v in (("at_least", at_least), ("at_most", at_most), ("above", above),
+                                ("below", below)) if v is not None}
+    return field(default=default, metadata={"help": help, "choices": choices, "bounds": bounds})
+
+
+def flag(name: str) -> str:
+    """The command-line option of setting `name` (what every message about it says)."""
+    return "--" + name.replace("_", "-")
 
 
 def describe(cls) -> list[dataclasses.Field]:
     """The settings of a config dataclass, in declaration order."""
     return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def check(cfg) -> None:
+    """Every setting of config `cfg` against its declared choices or bounds: the one validator,
+    with one message shape for every bad value ("--image-size must be between 8 and 1024,
+    got 4"). Checks across settings, which no single field can declare, follow in each
+    config's `validate`."""
+    for f in describe(type(cfg)):
+        value = getattr(cfg, f.name)
+        wanted = _wanted(f, value)
+        if wanted:
+            shown = ",".join(map(str, value)) if isinstance(value, tuple) else repr(value)
+            raise UsageError(f"{flag(f.name)} must be {wanted}, got {shown}")
+
+
+def _wanted(f: dataclasses.Field, value) -> str | None:
+    """What `value` should have been for setting `f`, or None when it is allowed."""
+    choices, bounds = f.metadata["choices"], f.metadata.get("bounds", {})
+    if choices:
+        return None if value in choices else "one of " + ", ".join(map(str, choices))
+    if not bounds:
+        return None
+    whole = isinstance(f.default, int) or isinstance(f.default, tuple)
+    values = value if isinstance(value, tuple) else (value,)
+    kind = numbers.Integral if whole else numbers.Real
+    if any(isinstance(v, bool) or not isinstance(v, kind) for v in values):
+        return "a whole number" if whole else "a number"
+    ok = {"at_least": lambda v, b: v >= b, "at_most": lambda v, b: v <= b,
+          "above": lambda v, b: v > b, "below": lambda v, b: v < b}
+    if all(ok[k](v, b) for v in values for k, b in bounds.items()):
+        return None
+    if {"at_least", "at_most"} <= set(bounds):
+        text = f"between {bounds['at_least']} and {bounds['at_most']}"
+    else:
+        text = " and ".join(f"{k.replace('_', ' ')} {b}" for k, b in bounds.items())
+    return text + (" each" if isinstance(value, tuple) else "")
 
 
 def options_table(*classes) -> str:
@@ -60,21 +112,21 @@ class DataConfig:
     """How images become model input. The same settings are used at training and at inference."""
 
     images: str = setting("", "image folder; sub-folders are labels")
-    image_size: int = setting(64, "square input size in pixels (a multiple of 2^blocks of the preset)")
+    image_size: int = setting(64, "square input size in pixels (a multiple of 2^blocks of the preset)",
+                              at_least=8, at_most=1024)
     fit: str = setting("pad", "keep the aspect ratio by padding to a square with white, or "
                               "centre-crop", FITS)
     val_fraction: float = setting(0.1, "share of the images in the validation split (early "
-                                       "stopping, model choice)")
-    test_fraction: float = setting(0.1, "share of the images in the test split (only reported)")
+                                       "stopping, model choice)", at_least=0, below=1)
+    test_fraction: float = setting(0.1, "share of the images in the test split (only reported)",
+                                   at_least=0, below=1)
 
-    def validate(self) -> None:
-        if not 8 <= self.image_size <= 1024:
-            raise UsageError(f"image size must be between 8 and 1024 pixels, got {self.image_size}")
-        if self.fit not in FITS:
-            raise UsageError(f"fit must be one of {FITS}, got {self.fit!r}")
-        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
-                and self.val_fraction + self.test_fraction < 1):
-            raise UsageError("validation and test fractions must be in [0, 1) and sum below 1")
+    def validate(self) -> DataConfig:
+        check(self)
+        if self.val_fraction + self.test_fraction >= 1:
+            raise UsageError(f"--val-fraction and --test-fraction must sum below 1, got "
+                             f"{self.val_fraction} + {self.test_fraction}")
+        return self
 
 
 @dataclass
@@ -83,70 +135,52 @@ class ModelConfig:
 
     preset: str = setting("medium", "VGG-style blocks of 3x3 convolutions: small 2 blocks, "
                                     "medium 3, large 4, vgg16 VGG16's 5", tuple(PRESETS))
-    latent_dim: int = setting(128, "feature vector size (the bottleneck)")
+    latent_dim: int = setting(128, "feature vector size (the bottleneck)", at_least=2, at_most=4096)
 
-    def validate(self, image_size: int) -> None:
-        if self.preset not in PRESETS:
-            raise UsageError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
-        if not 2 <= self.latent_dim <= 4096:
-            raise UsageError(f"latent dim must be between 2 and 4096, got {self.latent_dim}")
+    def validate(self, image_size: int) -> ModelConfig:
+        check(self)
         factor = 2 ** len(PRESETS[self.preset])
         if image_size % factor:
             raise UsageError(
                 f"image size {image_size} must be a multiple of {factor} for preset "
                 f"{self.preset!r} ({len(PRESETS[self.preset])} pooling steps)")
+        return self
 
 
 @dataclass
 class TrainConfig:
     """How the autoencoder is trained; the run is a pure function of these and the images."""
 
-    epochs: int = setting(6, "most epochs (early stopping usually ends sooner)")
+    epochs: int = setting(6, "most epochs (early stopping usually ends sooner)", at_least=1)
     epoch_steps: int = setting(100, "optimiser steps per epoch, the same for any folder size "
-                                    "(0: one pass over the training images)")
-    batch_size: int = setting(64, "inputs per optimiser step")
-    learning_rate: float = setting(1e-3, "Adam learning rate")
+                                    "(0: one pass over the training images)", at_least=0)
+    batch_size: int = setting(64, "inputs per optimiser step", at_least=1)
+    learning_rate: float = setting(1e-3, "Adam learning rate", above=0, below=1)
     patience: int = setting(5, "early-stopping patience in epochs (on held-out copies found, "
-                               "then the validation loss)")
-    seed: int = setting(42, "seed of initialisation, batch order and input noise")
+                               "then the validation loss)", at_least=1)
+    seed: int = setting(42, "seed of initialisation, batch order and input noise", at_least=0)
     noise: float = setting(0.0, "std of Gaussian noise added to the inputs (a denoising "
-                                "autoencoder; 0: none)")
+                                "autoencoder; 0: none)", at_least=0)
     augment: str = setting("edits", "train on edited inputs (re-saves, resizes, small crops and "
                                     "shifts, blur, colour) to reconstruct the clean image", AUGMENTS)
     invariance: float = setting(0.1, "weight of the term that makes two edited views of an image "
-                                     "find each other (0: none)")
+                                     "find each other (0: none)", at_least=0)
     labels: float = setting(0.8, "share of the invariance term that also pulls together images "
                                  "filed under the same sub-folder (0: labels ignored; used "
-                                 "only where a folder has two or more labels)")
+                                 "only where a folder has two or more labels)", at_least=0, at_most=1)
     neighbours: int = setting(4, "images drawn into a batch together as look-alikes (nearest "
                                  "neighbours in the current features), so the invariance term "
                                  "learns to tell them apart (1: random batches; at most the "
-                                 "images of a step)")
+                                 "images of a step)", at_least=1)
     readout: str = setting("whiten", "features as published: whitened on the training images, "
                                      "or the raw bottleneck", READOUTS)
 
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise UsageError("epochs must be at least 1")
-        if self.batch_size < 1:
-            raise UsageError("batch size must be at least 1")
-        if not 0 < self.learning_rate < 1:
-            raise UsageError("learning rate must be in (0, 1)")
-        if self.patience < 1:
-            raise UsageError("patience must be at least 1")
-        if self.epoch_steps < 0:
-            raise UsageError("epoch steps must be 0 (one pass) or more")
-        if self.augment not in AUGMENTS or self.readout not in READOUTS:
-            raise UsageError(f"augment must be one of {AUGMENTS} and readout one of {READOUTS}")
-        if self.invariance < 0:
-            raise UsageError("invariance weight must be 0 or more")
-        if not 0 <= self.labels <= 1:
-            raise UsageError(f"labels share must be in [0, 1], got {self.labels}")
-        if self.neighbours < 1:
-            raise UsageError(f"neighbours must be 1 (random batches) or more, got {self.neighbours}")
+    def validate(self) -> TrainConfig:
+        check(self)
         if self.invariance and self.batch_size < 4:
             raise UsageError("an invariance term needs a batch size of at least 4 (two views "
                              "of at least two images)")
+        return self
 
 
 # What models trained before a setting existed did (RunConfig.from_dict).
@@ -186,34 +220,25 @@ class ClassifierConfig:
     """Head and training settings; saved in classifier.json so a run can be reproduced."""
 
     head: tuple[int, ...] = setting((128,), "dense head sizes, e.g. 64,32 (none: a softmax "
-                                            "directly on the features)")
-    dropout: float = setting(0.3, "dropout before each dense layer of the head")
-    head_epochs: int = setting(10, "phase 1: the head only, encoder frozen")
+                                            "directly on the features)", at_least=1, at_most=8192)
+    dropout: float = setting(0.3, "dropout before each dense layer of the head", at_least=0,
+                             below=1)
+    head_epochs: int = setting(10, "phase 1: the head only, encoder frozen", at_least=1)
     finetune_epochs: int = setting(10, "phase 2: everything, at the lower learning rate "
-                                       "(0: no fine-tune)")
-    learning_rate: float = setting(1e-3, "phase 1 learning rate")
-    finetune_learning_rate: float = setting(1e-4, "phase 2 learning rate")
-    batch_size: int = setting(64, "images per optimiser step")
-    patience: int = setting(3, "early-stopping patience per phase, in epochs")
+                                       "(0: no fine-tune)", at_least=0)
+    learning_rate: float = setting(1e-3, "phase 1 learning rate", above=0, below=1)
+    finetune_learning_rate: float = setting(1e-4, "phase 2 learning rate", above=0, below=1)
+    batch_size: int = setting(64, "images per optimiser step", at_least=1)
+    patience: int = setting(3, "early-stopping patience per phase, in epochs", at_least=1)
     monitor: str = setting("val_accuracy", "validation figure for early stopping and model "
                                            "choice", MONITORS)
-    seed: int = setting(42, "seed of initialisation and batch order")
+    seed: int = setting(42, "seed of initialisation and batch order", at_least=0)
 
     def validate(self) -> ClassifierConfig:
-        self.head = tuple(int(u) for u in self.head)
-        if len(self.head) > 8 or any(not 1 <= u <= 8192 for u in self.head):
-            raise UsageError(f"head must be at most 8 dense layers of 1-8192 units, got {self.head}")
-        if not 0 <= self.dropout < 1:
-            raise UsageError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.head_epochs < 1 or self.finetune_epochs < 0:
-            raise UsageError("head epochs must be at least 1 and fine-tune epochs at least 0")
-        for lr in (self.learning_rate, self.finetune_learning_rate):
-            if not 0 < lr < 1:
-                raise UsageError(f"learning rates must be in (0, 1), got {lr}")
-        if self.batch_size < 1 or self.patience < 1:
-            raise UsageError("batch size and patience must be at least 1")
-        if self.monitor not in MONITORS:
-            raise UsageError(f"monitor must be one of {MONITORS}, got {self.monitor!r}")
+        self.head = tuple(self.head)
+        check(self)
+        if len(self.head) > 8:
+            raise UsageError(f"--head must be at most 8 dense layers, got {len(self.head)}")
         return self
 
     def to_dict(self) -> dict:
@@ -226,6 +251,29 @@ class ClassifierConfig:
         if "head" in d:
             d["head"] = tuple(d["head"])
         return cls(**d)
+
+
+@dataclass
+class ExtractConfig:
+    """How a folder is encoded (`python -m fext extract`); recorded in each extraction's meta."""
+
+    index: str = setting("auto", "index type (auto: exact below 50k images, IVF above, IVF-PQ "
+                                 "above 5M)", INDEXES)
+    scores: str = setting("all", "anomaly scores: all (isolation and reconstruction error) or "
+                                 "isolation (skips the decoder pass: features about 3x faster "
+                                 "on a CPU)", SCORE_MODES)
+    precision: str = setting("auto", "of the forward passes; auto: bfloat16 where the CPU "
+                                     "computes it natively (AVX512_BF16, AMX: about 2x faster), "
+                                     "else float32", ("auto",) + PRECISIONS)
+    reference: str = setting("auto", "what anomaly scores compare against: auto: a folder other "
+                                     "than the training folder is also scored against the "
+                                     "model's training collection (the 'reference' score, "
+                                     "ranked first); model: any folder is; none: only odd ones "
+                                     "out within the folder", REFERENCES)
+
+    def validate(self) -> ExtractConfig:
+        check(self)
+        return self
 
 
 def parse_head(text: str) -> tuple[int, ...]:

@@ -58,14 +58,11 @@ def demo_config(epochs: int | None = None) -> RunConfig:
                                        patience=c["patience"]))
 
 
-def is_ready(ws: Workspace) -> bool:
-    version = ws.current_index(DEMO_NAME)
-    return version is not None and (version / "umap.npy").is_file()
-
-
 def prepare(ws: Workspace, progress: ProgressFn | None = None, epochs: int | None = None) -> dict:
     """Train, extract and map the demo model, skipping the steps that are already done."""
-    from .features import Artifacts, StaleError, extract, project
+    from .artifacts import Artifacts
+    from .errors import StaleError
+    from .features import extract, project
     from .train import train
 
     progress = report(progress)

@@ -71,13 +71,6 @@ def shift(img: Image.Image, dx: int, dy: int) -> Image.Image:
     return Image.fromarray(a[y0:y0 + img.height, x0:x0 + img.width])
 
 
-def edited_copies(images: list[Image.Image], seed: int = 0, kinds: tuple[str, ...] = KINDS,
-                  ranges: EditRanges = EditRanges()) -> list[Image.Image]:
-    """One edited copy of each image, seeded by (seed, position)."""
-    return [edit(img, int(np.random.default_rng([seed, i]).integers(2 ** 31)), kinds, ranges)
-            for i, img in enumerate(images)]
-
-
 # Training augmentation: the same edits, at the model's input size, where a few pixels weigh
 # more than at a photo's own size (a 3 px shift of a 200 px photo is 1 px at 64 px).
 TRAINING = EditRanges(brightness=0.25, contrast=0.25, shift=(0, 2), blur=0.6, jpeg=(50, 95),
@@ -126,7 +119,8 @@ def copy_queries(coll, items, fit: str, seed: int = 0, limit: int = 500, progres
     to `limit` of a collection's images, loaded as a query is. Each is edited on a working
     copy of up to 4x the model's input size. Files that cannot be read any more are passed
     over (others stand in). What the label-free copy figure and the duplicate threshold use."""
-    from .images import ImageError, load
+    from .errors import ImageError
+    from .images import load
 
     rng = np.random.default_rng(seed)
     size, want = coll.image_size, min(limit, len(items))

@@ -22,3 +22,19 @@ class NotFoundError(FextError, FileNotFoundError):
 
 class BusyError(FextError, RuntimeError):
     """Something else is working on the same model right now."""
+
+
+class StaleError(FextError, RuntimeError):
+    """An artefact was built from another model or collection state than the current one."""
+
+
+class LockedError(BusyError):
+    """Another job is writing the same artefacts."""
+
+
+class ImageError(UsageError):
+    """A file that cannot be used as an image; the message is the reason shown to the user."""
+
+
+class ModelNotFoundError(NotFoundError):
+    """No finished model of that name in the workspace."""

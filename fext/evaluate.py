@@ -39,11 +39,6 @@ def psnr(mse: np.ndarray) -> np.ndarray:
     return 10 * np.log10(1.0 / np.maximum(mse, 1e-10))
 
 
-def to_input(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Model input for `rows` of the image cache, in the given order."""
-    return np.concatenate([x for _, x in iter_batches(images, rows, 512)])
-
-
 PAGE_SAMPLE = 20_000  # images the Reconstruction page reconstructs at most: seconds at a million
 
 

@@ -10,7 +10,9 @@ test split figures are shown but never used to choose.
 Settings are given as a grid (``preset=small,medium head=64;128,64 dropout=0.2,0.5``: values
 separated by ',' except for head, whose options are separated by ';' and sizes by ','), or in a
 JSON/TOML spec file with ``images``, ``base`` (fixed settings), ``grid`` and/or ``configs``
-(an explicit list of settings dicts).
+(an explicit list of settings dicts). Every setting of the autoencoder's data, model and
+training and of the classifier can be varied; their names, parsers and checks are the
+configs' own (fext.config). Keras is imported only when something is trained.
 """
 
 from __future__ import annotations
@@ -23,24 +25,41 @@ import time
 from pathlib import Path
 
 from . import registry
-from .classifier import ClassifierConfig, parse_head, read_histories, train_classifier
 from .collection import Collection
-from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .config import (
+    ClassifierConfig,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    describe,
+    parse_head,
+)
 from .errors import NotFoundError, UsageError
 from .progress import ProgressFn, report
 from .workspace import Workspace, check_name, read_json, write_json
 
-# setting -> (parser, where it goes). "both": the autoencoder's and the classifier's training.
-SETTINGS = {
-    "preset": (str, "ae"), "image_size": (int, "ae"), "latent_dim": (int, "ae"),
-    "fit": (str, "ae"), "epochs": (int, "ae"), "learning_rate": (float, "ae"),
-    "noise": (float, "ae"), "epoch_steps": (int, "ae"), "augment": (str, "ae"),
-    "invariance": (float, "ae"), "readout": (str, "ae"),
-    "head": (parse_head, "clf"), "dropout": (float, "clf"), "head_epochs": (int, "clf"),
-    "finetune_epochs": (int, "clf"), "head_learning_rate": (float, "clf"),
-    "finetune_learning_rate": (float, "clf"), "monitor": (str, "clf"),
-    "batch_size": (int, "both"), "patience": (int, "both"), "seed": (int, "both"),
-}
+SECTIONS = (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig),
+            ("classifier", ClassifierConfig))
+RENAMED = {("classifier", "learning_rate"): "head_learning_rate"}  # the autoencoder's keeps the name
+
+
+def _settings() -> dict[str, tuple]:
+    """setting -> (parser, the (section, field) pairs it sets), read from the configs: a name
+    both trainings have (batch_size, patience, seed) sets both."""
+    out: dict[str, tuple] = {}
+    for section, cls in SECTIONS:
+        for f in describe(cls):
+            if f.name == "images":  # the experiment's folder, given once
+                continue
+            key = RENAMED.get((section, f.name), f.name)
+            parse, places = out.get(key, (parse_head if isinstance(f.default, tuple)
+                                          else type(f.default), ()))
+            out[key] = (parse, places + ((section, f.name),))
+    return out
+
+
+SETTINGS = _settings()
 SHOWN = ("preset", "image_size", "latent_dim", "head", "dropout")  # keys in a configuration's id
 
 
@@ -115,17 +134,16 @@ def configurations(base: dict, grid: dict | None = None, configs: list[dict] | N
 
 
 def split_settings(images: str, settings: dict) -> tuple[RunConfig, ClassifierConfig]:
-    """One configuration's settings as the autoencoder's RunConfig and the ClassifierConfig."""
-    ae = {k: v for k, v in settings.items() if SETTINGS[k][1] in ("ae", "both")}
-    clf = {k: v for k, v in settings.items() if SETTINGS[k][1] in ("clf", "both")}
-    if "head_learning_rate" in clf:
-        clf["learning_rate"] = clf.pop("head_learning_rate")
-    data = {k: ae[k] for k in ("image_size", "fit") if k in ae}
-    model = {k: ae[k] for k in ("preset", "latent_dim") if k in ae}
-    train = {f.name: ae[f.name] for f in dataclasses.fields(TrainConfig) if f.name in ae}
-    run = RunConfig(data=DataConfig(images=images, **data), model=ModelConfig(**model),
-                    train=TrainConfig(**train))
-    return run.validate(), ClassifierConfig(**clf).validate()
+    """One configuration's settings as the autoencoder's RunConfig and the ClassifierConfig,
+    both checked."""
+    given: dict[str, dict] = {section: {} for section, _ in SECTIONS}
+    given["data"]["images"] = images
+    for key, value in settings.items():
+        for section, name in SETTINGS[key][1]:
+            given[section][name] = value
+    run = RunConfig(data=DataConfig(**given["data"]), model=ModelConfig(**given["model"]),
+                    train=TrainConfig(**given["train"]))
+    return run.validate(), ClassifierConfig(**given["classifier"]).validate()
 
 
 def config_id(settings: dict) -> str:
@@ -184,7 +202,8 @@ def _tagged(progress: ProgressFn, i: int, n: int, cid: str) -> ProgressFn:
 
 def run_experiment(ws: Workspace, exp: str, images: str | Path, configs: list[dict],
                    progress: ProgressFn | None = None) -> dict:
-    """Train every configuration, compare them on validation, save experiment.json."""
+    """Train every configuration, compare them on validation, save experiment.json. Every
+    configuration is checked before anything is trained (or Keras imported)."""
     progress = report(progress)
     if not configs:
         raise UsageError("an experiment needs at least one configuration")
@@ -196,6 +215,8 @@ def run_experiment(ws: Workspace, exp: str, images: str | Path, configs: list[di
     if len(set(ids)) != len(ids):
         raise UsageError("two configurations of the experiment have the same settings")
     plans = [(cid, *split_settings(str(images), c)) for cid, c in zip(ids, configs)]
+    from .classifier import train_classifier
+
     out = experiment_dir(ws, exp)
     rows = []
     with ws.lock(exp):
@@ -246,6 +267,8 @@ def experiments(ws: Workspace) -> list[str]:
 
 def curves(ws: Workspace, exp: str) -> list[dict]:
     """Every configuration's learning curves (both phases), tagged with its id, for overlays."""
+    from .classifier import read_histories
+
     summary = read_json(experiment_dir(ws, exp) / "experiment.json", {})
     out = []
     for r in summary.get("configs", []):

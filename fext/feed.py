@@ -90,6 +90,16 @@ def iter_batches(images: np.ndarray, rows: np.ndarray, batch_size: int):
         yield start, to_model_input(batch)
 
 
+def gather(images: np.ndarray, rows: np.ndarray, flat: bool = False) -> np.ndarray:
+    """Model input (float) of cache `rows`, in their order, all in memory: for the few thousand
+    images a page, a figure or a pixel baseline holds at once (training and extraction stream
+    with `iter_batches`). `flat`: one vector of pixels per image, as the baselines use them."""
+    shape = (len(rows), int(np.prod(images.shape[1:]))) if flat else (len(rows),) + images.shape[1:]
+    if len(rows) == 0:
+        return np.zeros(shape, np.float32)
+    return np.concatenate([x for _, x in iter_batches(images, rows, 512)]).reshape(shape)
+
+
 T = TypeVar("T")
 _END = object()
 

@@ -15,16 +15,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import UsageError
+from .errors import ImageError
 
 MAX_PIXELS = 80_000_000  # refuse larger images before decoding them
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
 
 Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, from the header, with a clear reason
-
-
-class ImageError(UsageError):
-    """A file that cannot be used as an image; the message is the reason shown to the user."""
 
 
 def open_image(source: str | Path | bytes) -> Image.Image:

@@ -14,20 +14,19 @@ iterations. More lists or iterations buy little recall here, since `nprobe` is t
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from .config import INDEXES
 from .errors import UsageError
 from .workspace import atomic_path
 
 EXACT_LIMIT = 50_000
 PQ_LIMIT = 5_000_000  # above this, flat IVF lists (4 bytes per dimension) outgrow memory
 PQ_MIN = 1_000  # product quantisers need a few hundred vectors per codebook to train
-KINDS = ("auto", "flat", "ivf", "ivfpq")
 LISTS_PER_SQRT_N = 2.0
 TRAIN_PER_LIST = 40
 KMEANS_ITERATIONS = 10
@@ -56,7 +55,6 @@ class VectorIndex:
     recall: float = 1.0
     vectors: np.ndarray | None = field(default=None, repr=False)  # rows = ids, for re-ranking
     recall_by_nprobe: dict[int, float] = field(default_factory=dict, repr=False)  # from tune()
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def dim(self) -> int:
@@ -139,16 +137,6 @@ class VectorIndex:
         _, candidates = self.index.search(q, min(k * RERANK, len(self)))
         return rerank(self.vectors, q, candidates, k)
 
-    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
-        """Add vectors under `ids`. An IVF-PQ index stops re-ranking: new ids have no rows."""
-        with self.lock:
-            self.index.add_with_ids(l2_normalize(vectors), np.asarray(ids, np.int64))
-            self.vectors = None
-
-    def remove(self, ids: np.ndarray) -> int:
-        with self.lock:
-            return int(self.index.remove_ids(np.asarray(ids, np.int64)))
-
     def save(self, path: str | Path) -> None:
         with atomic_path(path) as tmp:
             faiss.write_index(self.index, str(tmp))
@@ -165,8 +153,8 @@ class VectorIndex:
 
 def choose_kind(n: int, kind: str = "auto") -> str:
     """The index kind for `n` vectors: exact while small, IVF, then IVF-PQ past memory."""
-    if kind not in KINDS:
-        raise UsageError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
+    if kind not in INDEXES:
+        raise UsageError(f"unknown index kind {kind!r}; use one of {', '.join(INDEXES)}")
     if kind == "auto":
         return "flat" if n <= EXACT_LIMIT else "ivf" if n <= PQ_LIMIT else "ivfpq"
     if kind == "ivfpq" and n < PQ_MIN:

@@ -16,7 +16,7 @@ from .errors import UsageError
 
 BOTTLENECK = "bottleneck"
 RECONSTRUCTION = "reconstruction"
-READOUT = "readout"  # the whitening of the features, stored in the published model
+READOUT = "readout"  # the read-out of the features (fext.readout), in a published model
 READOUT_INVERSE = "readout_inverse"  # its inverse, so the decoder still sees the bottleneck
 TEMPERATURE = 0.1  # of the invariance term's softmax over cosine similarities
 
@@ -124,31 +124,6 @@ def autoencoder_of(trainer: keras.Model) -> keras.Model:
     return keras.Model(trainer.input, trainer.outputs[0], name="fext_ae")
 
 
-def with_readout(autoencoder: keras.Model, mean: np.ndarray, transform: np.ndarray) -> keras.Model:
-    """The autoencoder with a linear read-out after the bottleneck, (z - mean) @ transform, and
-    its inverse before the decoder: the encoder then gives read-out features and the
-    reconstruction is unchanged. Stored in the model file, so every extraction and every
-    query of the model computes features in the same space."""
-    chain = [layer for layer in autoencoder.layers[1:] if layer.name not in (READOUT, READOUT_INVERSE)]
-    d = len(mean)
-    inverse = np.linalg.inv(transform.astype(np.float64))
-    readout = layers.Dense(d, name=READOUT, dtype="float32")
-    back = layers.Dense(d, name=READOUT_INVERSE, dtype="float32")
-    image = keras.Input(autoencoder.input.shape[1:], name="image")
-    x = image
-    for layer in chain:
-        x = layer(x)
-        if layer.name == BOTTLENECK:
-            x = back(readout(x))
-    readout.set_weights([transform.astype(np.float32), (-mean @ transform).astype(np.float32)])
-    back.set_weights([inverse.astype(np.float32), mean.astype(np.float32)])
-    return keras.Model(image, x, name=autoencoder.name)
-
-
-def has_readout(autoencoder: keras.Model) -> bool:
-    return any(layer.name == READOUT for layer in autoencoder.layers)
-
-
 def inference_parts(autoencoder: keras.Model,
                     precision: str = "float32") -> tuple[keras.Model, keras.Model]:
     """(encoder: image -> features, decoder: features -> reconstruction) for inference.
@@ -163,7 +138,7 @@ def inference_parts(autoencoder: keras.Model,
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     chain = autoencoder.layers[1:]  # the builders make a chain: image -> ... -> reconstruction
-    last = READOUT if has_readout(autoencoder) else BOTTLENECK
+    last = READOUT if any(layer.name == READOUT for layer in chain) else BOTTLENECK
     cut = next(i for i, layer in enumerate(chain) if layer.name == last) + 1
     image = keras.Input(autoencoder.input.shape[1:], name="image")
     encoder = keras.Model(image, _folded(chain[:cut], image, precision), name="encoder")

@@ -21,22 +21,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .feed import iter_batches
+from .feed import gather
+from .index import l2_normalize
 from .progress import ProgressFn, report
-
-
-def _flat(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    return np.concatenate([x.reshape(len(x), -1) for _, x in iter_batches(images, rows, 512)])
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def retrieval(db: np.ndarray, db_labels, queries: np.ndarray, q_labels, k: int = 10) -> dict:
     """precision@k and mAP of cosine search: each query against the whole database."""
-    db, queries = _unit(db), _unit(queries)
+    db, queries = l2_normalize(db), l2_normalize(queries)
     db_labels, q_labels = np.asarray(db_labels), np.asarray(q_labels)
     precision, ap = [], []
     for start in range(0, len(queries), 256):
@@ -61,14 +53,14 @@ class RawPixels:
     name = "raw pixels"
 
     def fit(self, images, rows):
-        self.db = _unit(_flat(images, rows))
+        self.db = l2_normalize(gather(images, rows, flat=True))
         return self
 
     def features(self, images, rows):
-        return _flat(images, rows)
+        return gather(images, rows, flat=True)
 
     def anomaly(self, images, rows):
-        q = _unit(_flat(images, rows))
+        q = l2_normalize(gather(images, rows, flat=True))
         return 1.0 - (q @ self.db.T).max(axis=1)
 
 
@@ -81,15 +73,15 @@ class PCABaseline:
 
     def fit(self, images, rows):
         from sklearn.decomposition import PCA
-        x = _flat(images, rows)
+        x = gather(images, rows, flat=True)
         self.pca = PCA(n_components=min(self.dim, len(x), x.shape[1]), random_state=0).fit(x)
         return self
 
     def features(self, images, rows):
-        return self.pca.transform(_flat(images, rows))
+        return self.pca.transform(gather(images, rows, flat=True))
 
     def anomaly(self, images, rows):
-        x = _flat(images, rows)
+        x = gather(images, rows, flat=True)
         r = self.pca.inverse_transform(self.pca.transform(x))
         return ((x - r) ** 2).mean(axis=1)
 
@@ -105,9 +97,8 @@ class EncoderFeatures:
         self.parts = inference_parts(model)
 
     def features(self, images, rows):
-        from .features import encode_rows
-        return np.concatenate([z for _, z, _ in encode_rows(self.parts, images, rows, 256,
-                                                            reconstruct=False)])
+        from .encoding import encode_all
+        return encode_all(self.parts, images, rows, 256, reconstruct=False)[0]
 
 
 def _labelled(coll, split: str, limit: int | None = None):
@@ -162,7 +153,8 @@ def one_class_auc(record, coll, train_items, test_items, progress: ProgressFn) -
     folder of that label's training images; a folder of every label's test images is extracted
     with it and ranked by the extraction's default anomaly score, as `fext anomalies` ranks it.
     """
-    from .features import Artifacts, extract
+    from .artifacts import Artifacts
+    from .features import extract
     from .train import train
     from .workspace import Workspace
 
@@ -216,9 +208,8 @@ def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed
     from sklearn.decomposition import PCA
 
     from .edits import copy_queries
-    from .features import encode_batch
+    from .encoding import encode_batch, query_encoder
     from .images import to_model_input
-    from .model import inference_parts
 
     progress = report(progress)
     items = coll.items().sort_values("sha1", kind="stable")
@@ -230,11 +221,12 @@ def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed
     if not len(truth):
         return {"note": "none of the sampled images could be read to make copies"}
     db_rows = db["row"].to_numpy()
-    encoder = inference_parts(model)[0]
+    encoder = query_encoder(model)
     feats = EncoderFeatures(model).features(coll.images, db_rows)
     q_feats = np.concatenate([encode_batch(encoder, to_model_input(copies[i:i + 256]))[0]
                               for i in range(0, len(copies), 256)])
-    pixels, q_pixels = _flat(coll.images, db_rows), to_model_input(copies).reshape(len(copies), -1)
+    pixels = gather(coll.images, db_rows, flat=True)
+    q_pixels = to_model_input(copies).reshape(len(copies), -1)
     dim = record.config.model.latent_dim
     pca = PCA(n_components=min(dim, *pixels.shape), random_state=0).fit(pixels)
     bits = lambda arrays: np.stack([imagehash.phash(Image.fromarray(a)).hash.reshape(-1)  # noqa: E731
@@ -250,7 +242,7 @@ def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed
 
 
 def _cosine_top(db: np.ndarray, queries: np.ndarray, k: int = 5) -> np.ndarray:
-    db, queries = _unit(db), _unit(queries)
+    db, queries = l2_normalize(db), l2_normalize(queries)
     return np.concatenate([np.argsort(-(queries[i:i + 256] @ db.T), axis=1, kind="stable")[:, :k]
                            for i in range(0, len(queries), 256)])
 

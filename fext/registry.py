@@ -21,14 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import RunConfig
-from .errors import FextError
+from .errors import ModelNotFoundError
 from .workspace import NAME_RE, Workspace, atomic_path, read_json, write_json
 
 RECORD = "config.json"
-
-
-class ModelNotFoundError(FextError, FileNotFoundError):
-    """No finished model of that name in the workspace."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 driver (this process) still scans the folder, decodes new files into the cache, publishes the
 artefacts and builds the index; the cluster runs the expensive part, the forward passes. Rows
 of the cache are split into blocks (`ray.data.from_numpy`); `map_batches` hands them to a pool
-of actors, each of which loads the model once and runs `fext.features.encode_rows` on its
+of actors, each of which loads the model once and runs `fext.encoding.encode_rows` on its
 batches, exactly what the single-process engine runs, so the features are the same. Results
 stream back block by block into the memory-mapped features file: the driver's memory does not
 grow with the collection.
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .encoding import EncodeJob, encode_rows
 from .errors import UsageError
-from .features import EncodeJob, encode_rows
 
 BLOCK_ROWS = 4096  # cache rows per Ray Data block: big enough to amortise scheduling
 

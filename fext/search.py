@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from . import images, registry
-from .features import Artifacts, encode_batch
+from .artifacts import Artifacts
+from .encoding import encode_batch, query_encoder
 from .index import VectorIndex
-from .model import inference_parts
 from .workspace import Workspace
 
 
@@ -22,14 +22,14 @@ from .workspace import Workspace
 class Searcher:
     artifacts: Artifacts
     index: VectorIndex
-    encoder: object  # keras.Model, image -> features: fext.model.inference_parts(...)[0]
+    encoder: object  # keras.Model, image -> features: fext.encoding.query_encoder(...)
 
     @classmethod
     def open(cls, ws: Workspace, name: str, images: str | Path | None = None) -> Searcher:
         """Model and index of `name`'s most recent extraction, or of folder `images`'."""
         art = Artifacts.open(ws, name, images=images)
         ae, _ = registry.load(ws, name)
-        return cls(art, art.index(), inference_parts(ae, art.precision)[0])
+        return cls(art, art.index(), query_encoder(ae, art.precision))
 
     @property
     def key(self) -> str:

@@ -1,5 +1,10 @@
 """Train an autoencoder on a folder: seeded, checkpointed every epoch, resumable, early-stopped.
 
+The autoencoder's job: its training views and held-out figures, checkpoints and exact resume,
+then what is published with the model: its read-out (fext.readout), its reconstruction
+metrics and the reference its anomaly scores compare against (fext.anomaly). The loop itself
+is fext.loop's, shared with the classifier; every encoding is fext.encoding's.
+
 The run works in ``models/<name>/run/``; the finished model replaces ``models/<name>/model.keras``
 only at the very end (atomically), so a failed or killed run never damages the previous model.
 Early stopping and the best checkpoint look at the validation split only; the test split is
@@ -10,32 +15,24 @@ from __future__ import annotations
 
 import math
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import keras
 import numpy as np
 
+from . import anomaly, registry
 from . import model as model_lib
-from . import registry
 from .collection import Collection
 from .config import RunConfig
 from .edits import augment
+from .encoding import encode_all, encode_batch
 from .errors import UsageError
 from .evaluate import reconstruction_metrics
-from .features import encode_batch, encode_rows, readout_of, reference_of
-from .feed import epoch_order, iter_batches, neighbour_groups, prefetch, sample_rows
+from .feed import iter_batches, neighbour_groups, sample_rows
 from .images import to_model_input
+from .loop import EarlyStopping, lower_loss, run_epochs, set_seed
 from .progress import ProgressFn, report
+from .readout import readout_label, readout_of
 from .workspace import Workspace, atomic_path, read_json, write_json
-
-
-def set_seed(seed: int) -> None:
-    keras.utils.set_random_seed(seed)
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-        tf.config.experimental.enable_op_determinism()
 
 
 def corrupt(x: np.ndarray, tcfg, epoch: int, step: int) -> np.ndarray:
@@ -91,8 +88,7 @@ def held_out_copies(encoder, images: np.ndarray, val_rows: np.ndarray, train_row
     (and the objective, whose invariance part is easy on a few held-out images, with it),
     while copy recall on test queries rose from 0.94 there to 0.98 (docs/QUALITY.md)."""
     db_rows = np.concatenate([val_rows, sample_rows(train_rows, COPY_DATABASE - len(val_rows))])
-    db = np.concatenate([z for _, z, _ in encode_rows((encoder, None), images, db_rows,
-                                                      batch_size, reconstruct=False)])
+    db = encode_all((encoder, None), images, db_rows, batch_size, reconstruct=False)[0]
     # a small split is repeated, each repeat edited anew, and searched in full batches: a 20-image
     # split costs as many encoder calls as a 256-image one
     queries = np.tile(val_rows, max(1, math.ceil(MIN_VIEWS / max(len(val_rows), 1))))
@@ -129,10 +125,10 @@ LOOK_ALIKE_WINDOW = 4096  # rows grouped at once: a 64 MiB similarity matrix at 
 
 
 def look_alike_batches(autoencoder, images: np.ndarray, group: int, batch_size: int):
-    """`run_epochs`' `arrange`: each epoch's images in groups of `group` nearest neighbours in
-    the features the model has at the epoch's start (fext.feed.neighbour_groups). Costs one
-    encoder pass over the epoch's images (a few per cent of its training), window by window,
-    so memory does not grow with the folder."""
+    """`fext.loop.run_epochs`' `arrange`: each epoch's images in groups of `group` nearest
+    neighbours in the features the model has at the epoch's start (fext.feed.neighbour_groups).
+    Costs one encoder pass over the epoch's images (a few per cent of its training), window by
+    window, so memory does not grow with the folder."""
     encoder = model_lib.encoder_of(autoencoder)
 
     def arrange(rows: np.ndarray, epoch: int) -> np.ndarray:
@@ -140,8 +136,7 @@ def look_alike_batches(autoencoder, images: np.ndarray, group: int, batch_size: 
         for start in range(0, len(rows), LOOK_ALIKE_WINDOW):
             window = rows[start:start + LOOK_ALIKE_WINDOW]
             unique, where = np.unique(window, return_inverse=True)
-            z = np.concatenate([z for _, z, _ in encode_rows((encoder, None), images, unique,
-                                                             batch_size, reconstruct=False)])
+            z = encode_all((encoder, None), images, unique, batch_size, reconstruct=False)[0]
             perm.append(start + neighbour_groups(z[where], window, group))
         return np.concatenate(perm)
 
@@ -156,104 +151,6 @@ def label_indices(items) -> np.ndarray:
         return np.full(len(items), -1, np.int64)
     index = {name: i for i, name in enumerate(names)}
     return np.array([index.get(x, -1) for x in items["label"]], np.int64)
-
-
-class EarlyStopping:
-    """The best epoch so far on a monitored figure, and the epochs waited since it improved.
-
-    `key(row)` orders epochs, higher is better: the negated loss, or (accuracy, -loss) where
-    accuracy ties are frequent on small validation sets. `state()` is plain JSON, so a resumed
-    run goes on with the same best and the same patience count.
-    """
-
-    def __init__(self, key: Callable[[dict], tuple], patience: int, state: dict | None = None):
-        self.key, self.patience = key, patience
-        state = state or {}
-        self.best = tuple(state["best"]) if state.get("best") is not None else None
-        self.best_epoch, self.wait = state.get("best_epoch", 0), state.get("wait", 0)
-
-    def offer(self, row: dict) -> bool:
-        """Count epoch `row`; returns whether it is the best so far."""
-        k = tuple(self.key(row))
-        if self.best is not None and k <= self.best:
-            self.wait += 1
-            return False
-        self.best, self.best_epoch, self.wait = k, row["epoch"], 0
-        return True
-
-    @property
-    def stop(self) -> bool:
-        return self.wait >= self.patience
-
-    def state(self) -> dict:
-        return {"best": list(self.best) if self.best is not None else None,
-                "best_epoch": self.best_epoch, "wait": self.wait}
-
-
-def lower_loss(monitor: str) -> Callable[[dict], tuple]:
-    return lambda row: (-row[monitor],)
-
-
-def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batch_size: int,
-               seed: int, on_epoch: Callable[[dict], bool], progress: ProgressFn,
-               targets: np.ndarray | None = None, make_batch=None, validate=None,
-               start_epoch: int = 0, stage: str = "train", first_epoch: int = 1,
-               epoch_steps: int = 0, arrange=None) -> None:
-    """The training loop of every model: epochs from `start_epoch` until `on_epoch(row)` says stop.
-
-    Explicit `train_on_batch` over an order that is a pure function of (seed, epoch): no epoch
-    counters or shuffling state, so a resumed run sees exactly the batches it would have seen.
-    An epoch is one pass over `rows`, or `epoch_steps` optimiser steps when that is set. The
-    next batch (and `make_batch(x, y, epoch, step)` -> (inputs, targets), its edits; y: the
-    batch's `targets`, or None) is prepared in a background thread, in that same order, while
-    the model trains on the current one. `arrange(rows, epoch)`, given, reorders each epoch's
-    rows (a permutation of them; a pure function of the model at the epoch's start, which a
-    resumed run restores).
-    Targets are the images themselves (an autoencoder) unless `targets` (one per row) are
-    given. The epoch's row holds the mean of every training log, then `validate(model)`'s.
-    """
-    length = epoch_steps * batch_size if epoch_steps else None
-    steps = epoch_steps or math.ceil(len(rows) / batch_size)
-    positions = np.arange(len(rows))
-    for epoch in range(start_epoch, epochs):
-        t0, seen, sums = time.time(), 0, {}
-        order = epoch_order(positions, seed, epoch, length)
-        if arrange is not None:
-            order = order[arrange(rows[order], epoch)]
-        ordered, ys = rows[order], (targets[order] if targets is not None else None)
-
-        def prepared(step: int, start: int, x: np.ndarray, ys=ys, epoch=epoch):
-            y = None if ys is None else ys[start:start + len(x)]
-            return step, x, *(make_batch(x, y, epoch, step) if make_batch
-                              else (x, x if y is None else y))
-
-        batches = (prepared(step, start, x)
-                   for step, (start, x) in enumerate(iter_batches(images, ordered, batch_size)))
-        for step, x, x_in, y in prefetch(batches):
-            logs = model.train_on_batch(x_in, y, return_dict=True)
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * len(x)
-            seen += len(x)
-            progress(stage, epoch * steps + step + 1, epochs * steps, epoch=epoch + 1,
-                     loss=sums["loss"] / seen)
-        row = {"epoch": first_epoch + epoch, **{k: v / seen for k, v in sums.items()}}
-        if validate is not None:
-            row.update(validate(model))
-        row["seconds"] = round(time.time() - t0, 2)
-        stop = on_epoch(row)
-        progress(stage, (epoch + 1) * steps, epochs * steps, epoch=epoch + 1, epoch_logs=row)
-        if stop:
-            break
-
-
-def readout_label(model) -> dict:
-    """What a published model's features are, for its record and every extraction's meta."""
-    from .features import SHRINKAGE
-
-    if model_lib.has_readout(model):
-        return {"kind": "whitened", "text": "whitened on the training images (PCA whitening, "
-                f"shrinkage {SHRINKAGE})"}
-    return {"kind": "raw", "text": "the raw bottleneck"}
 
 
 def end_epoch(model, trainer, run_dir: Path, state: dict, stopper: EarlyStopping,
@@ -369,7 +266,9 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         }
         progress("evaluate", 1, 1)
         progress("reference", 0, 1)
-        reference = reference_of(best, coll.images, train_rows, val_rows, tc.batch_size)
+        parts = model_lib.inference_parts(best)
+        reference = anomaly.reference_of(encode_all(parts, coll.images, train_rows, tc.batch_size),
+                                         encode_all(parts, coll.images, val_rows, tc.batch_size))
         progress("reference", 1, 1)
         registry.publish_autoencoder(ws, name, run_dir / "published.keras", cfg, coll, state["history"],
                                      metrics, reference, readout_label(best))

@@ -26,14 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import BusyError, UsageError
+from .errors import LockedError, UsageError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class LockedError(BusyError):
-    """Another job is writing the same artefacts."""
 
 
 def default_root() -> Path:

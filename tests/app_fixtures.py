@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.corpus import make_collection
+from tests.helpers import tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
 DIM = 8
@@ -20,17 +21,13 @@ _built: dict[str, object] = {}
 def app_workspace(tmp_path_factory):
     """Workspace with a tiny model "demo" trained, extracted and mapped (built once)."""
     if "ws" not in _built:
-        from fext.config import DataConfig, ModelConfig, RunConfig, TrainConfig
         from fext.features import extract, project
         from fext.train import train
         from fext.workspace import Workspace
 
         images = make_collection(tmp_path_factory.mktemp("app-images"))
         ws = Workspace(tmp_path_factory.mktemp("app-ws"))
-        cfg = RunConfig(data=DataConfig(images=str(images), image_size=16),
-                        model=ModelConfig(preset="small", latent_dim=DIM),
-                        train=TrainConfig(epochs=2, batch_size=16, patience=5, seed=42))
-        train(ws, "demo", cfg)
+        train(ws, "demo", tiny_config(images, latent_dim=DIM, epochs=2))
         extract(ws, "demo")
         project(ws, "demo")
         _built["ws"] = ws

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,12 +28,41 @@ def tiny_config(images: Path, **overrides):
                      train=TrainConfig(**train))
 
 
-def run_cli(*args: str, workspace: Path | None = None, check: bool = True):
-    """Run `python -m fext ...` as a user would; returns the CompletedProcess."""
-    cmd = [sys.executable, "-m", "fext", *args]
-    if workspace is not None:
-        cmd += ["--workspace", str(workspace)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+def run_cli(*args: str, workspace: Path | None = None, check: bool = True,
+            subprocess_: bool = False) -> subprocess.CompletedProcess:
+    """Run `python -m fext ...` as a user would; returns the CompletedProcess.
+
+    In this process by default (`fext.cli.main` with stdout and stderr captured, the exit
+    status as the interpreter would give it: a bug's traceback on stderr and status 1), which
+    saves each call the seconds of a TensorFlow import; `subprocess_=True` starts a real
+    `python -m fext` where the process itself is under test (imports, kills, the console)."""
+    argv = [*args, *(["--workspace", str(workspace)] if workspace is not None else [])]
+    cmd = [sys.executable, "-m", "fext", *argv]
+    if subprocess_:
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    else:
+        from fext.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as e:  # argparse: --help (0) and usage errors
+                code = e.code if isinstance(e.code, int) else 1
+            except Exception:  # a bug: the interpreter would print its traceback and exit 1
+                traceback.print_exc()
+                code = 1
+        proc = subprocess.CompletedProcess(cmd, code, out.getvalue(), err.getvalue())
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
+
+
+def copy_workspace(ws, dest: Path):
+    """A private copy of a workspace (its models, extractions and image caches)."""
+    import shutil
+
+    from fext.workspace import Workspace
+
+    shutil.copytree(ws.root, dest, symlinks=True)
+    return Workspace(dest)

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from fext import registry
-from fext.features import Artifacts, extract, extractions
+from fext.artifacts import Artifacts, extractions
+from fext.features import extract
 from fext.quality import roc_auc
 from fext.train import train
 from fext.workspace import Workspace

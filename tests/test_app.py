@@ -289,7 +289,16 @@ def test_anomaly_threshold_counts_images(on_demo):
     assert links(at)["Download ranking CSV"].endswith("/ranking/reconstruction.csv")
 
 
-def test_duplicates_page_groups_at_the_calibrated_threshold_and_regroups(on_demo):
+def _set_calibration(ws, **changes) -> None:
+    """Rewrite the duplicate calibration stored with the workspace's extraction."""
+    meta_path = next((ws.root / "index" / "demo").glob("v-*/meta.json"))
+    meta = json.loads(meta_path.read_text())
+    meta["duplicates"].update(changes)
+    meta_path.write_text(json.dumps(meta))
+
+
+def test_duplicates_page_groups_at_the_calibrated_threshold_and_regroups(own_ws):
+    _set_calibration(own_ws, trusted=True)
     at = run_page("duplicates")
     assert "Suggested threshold" in texts(at) and "edited copies" in texts(at)
     threshold = widget(at.slider, "Similarity threshold")
@@ -302,6 +311,21 @@ def test_duplicates_page_groups_at_the_calibrated_threshold_and_regroups(on_demo
     threshold.set_value(1.0).run()
     assert not at.exception
     assert int(metrics(at)["Files that could be removed"]) < int(m["Files that could be removed"])
+
+
+def test_duplicates_page_says_when_it_cannot_tell_and_suggests_no_near_copies(own_ws):
+    """The tiny shapes collection is all look-alikes: the page says so, starts at identical
+    files only, and the slider still lets the user look."""
+    _set_calibration(own_ws, trusted=False, text="not trusted: images here look alike")
+    at = run_page("duplicates")
+    assert not at.exception
+    assert "No near-duplicate removals suggested" in texts(at) and "look alike" in texts(at)
+    threshold = widget(at.slider, "Similarity threshold")
+    assert threshold.value == 1.0
+    exact_only = int(metrics(at)["Files that could be removed"])
+    assert links(at)["Download suggested removals (CSV)"].endswith("?threshold=auto")
+    threshold.set_value(threshold.min).run()
+    assert not at.exception and int(metrics(at)["Files that could be removed"]) > exact_only
 
 
 def test_features_page_offers_the_csv(on_demo):
@@ -351,18 +375,24 @@ def test_search_refuses_a_decompression_bomb(on_demo):
     assert any("too large" in e.value for e in at.error)
 
 
-def test_warm_search_is_well_under_a_second(on_demo):
+def test_warm_search_reuses_the_loaded_model_and_index(on_demo, monkeypatch):
+    """Each new query is answered from the model and index the page loaded once (speed itself
+    is measured in bench/search.py, not asserted here)."""
+    from fext.search import Searcher
+
+    opened = []
+    real_open = Searcher.open.__func__
+    monkeypatch.setattr(Searcher, "open", classmethod(
+        lambda cls, *a, **k: opened.append(a) or real_open(cls, *a, **k)))
+    from fext.ui.common import searcher
+    searcher.clear()
     at = run_page("search")
-    at.file_uploader[0].upload("query.png", png(shape("red", 2)), "image/png")
-    at.run()  # warms the cached model and index
-    timings = []
     for i in range(3):
         at.file_uploader[0].upload(f"q{i}.png", png(shape("green", 7 + i)), "image/png")
         at.run()
         assert not at.exception
-        caption = next(c.value for c in at.caption if "results** in" in c.value)
-        timings.append(int(re.search(r"in (\d+) ms", caption).group(1)))
-    assert min(timings) < 500, timings  # the search as the page times it: encode + index lookup
+        assert any(re.search(r"results\*\* in \d+ ms", c.value) for c in at.caption)
+    assert len(opened) == 1, opened
 
 
 # -- before there is anything to show -----------------------------------------------------------

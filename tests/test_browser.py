@@ -264,7 +264,7 @@ def open_map(browser, app_url):
 
 
 def test_hovering_a_map_point_shows_its_thumbnail(browser, app_url, app_ws):
-    from fext.features import Artifacts
+    from fext.artifacts import Artifacts
     items = Artifacts.open(app_ws, "demo").items
     page = open_map(browser, app_url)
     for i in (0, 7):
@@ -281,7 +281,7 @@ def test_hovering_a_map_point_shows_its_thumbnail(browser, app_url, app_ws):
 
 
 def test_a_lasso_on_the_map_fills_the_gallery_and_its_csv(browser, app_url, app_ws):
-    from fext.features import Artifacts
+    from fext.artifacts import Artifacts
     items = Artifacts.open(app_ws, "demo").items
     page = open_map(browser, app_url)
     box = page.locator(".fext-plot").bounding_box()

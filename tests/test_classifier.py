@@ -27,11 +27,14 @@ def mixed_dir(tmp_path_factory, shapes_dir):
 
 
 @pytest.fixture(scope="module")
-def classified(trained, mixed_dir):
-    """(ws, name, result, rows seen by each prediction call): a tiny classifier, trained once."""
+def classified(trained_once, mixed_dir, tmp_path_factory):
+    """(ws, name, result, rows seen by each prediction call): a tiny classifier, trained once
+    in this module's own copy of the trained workspace."""
     import fext.classifier as clf
+    from tests.helpers import copy_workspace
 
-    ws, name = trained
+    ws, name = trained_once
+    ws = copy_workspace(ws, tmp_path_factory.mktemp("classified") / "ws")
     calls = []
     original = clf.predict_probs
 
@@ -67,9 +70,9 @@ def test_both_phases_take_effect(trained, mixed_dir):
         head_layers,
         run_phase,
     )
+    from fext.loop import set_seed
     from fext.progress import report
     from fext.registry import load as load_model
-    from fext.train import set_seed
 
     ws, name = trained
     ae, _ = load_model(ws, name)
@@ -162,7 +165,7 @@ def test_report_confusion_matrix_and_examples(classified):
 
 def test_predict_returns_probabilities_over_the_labels(classified, shapes_dir):
     from fext.classifier import Classifier
-    from fext.images import ImageError
+    from fext.errors import ImageError
 
     ws, name, result, _ = classified
     clf = Classifier.open(ws, name)

@@ -19,14 +19,24 @@ def cli_ws(tmp_path_factory):
     good, bad = make_awkward(images / "misc")
     ws = root / "ws"
     out = run_cli("train", "--images", str(images), "--name", "cli", "--preset", "small",
-                  "--image-size", "16", "--latent-dim", "8", "--epochs", "2", "--batch-size", "16",
-                  "--json", workspace=ws)
+                  "--image-size", "16", "--latent-dim", "8", "--epochs", "2", "--epoch-steps", "4",
+                  "--batch-size", "16", "--json", workspace=ws)
+    run_cli("extract", "--name", "cli", workspace=ws)  # every test sees an extraction, in any order
     return ws, images, json.loads(out.stdout), 30 + len(good), len(bad)
 
 
 def test_help_on_every_command():
     for c in COMMANDS:
         assert "usage:" in run_cli(c, "--help").stdout
+
+
+def test_the_console_script_runs_as_its_own_process(tmp_path):
+    """The real `python -m fext` process: its status and one error line (the other CLI tests
+    call fext.cli.main in this process)."""
+    proc = run_cli("evaluate", "--name", "nope", workspace=tmp_path, check=False, subprocess_=True)
+    assert proc.returncode == 1 and "no trained model" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "usage:" in run_cli("train", "--help", subprocess_=True).stdout
 
 
 def test_train_reports_metrics_and_skipped_files(cli_ws):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fext.features import Artifacts
+from fext.artifacts import Artifacts
 from fext.registry import load as load_model
 from fext.registry import open_record as model_info
 from fext.search import Searcher
@@ -19,12 +19,14 @@ from fext.workspace import Workspace
 from tests.corpus import make_shapes
 from tests.helpers import REPO, run_cli
 
+STEPS = 5  # optimiser steps an epoch: four short epochs, so kills land in chosen epochs
 TRAIN = ["--preset", "small", "--image-size", "16", "--latent-dim", "8", "--batch-size", "8",
-         "--epochs", "4", "--patience", "10"]
+         "--epoch-steps", str(STEPS), "--epochs", "4", "--patience", "10"]
 
 
 def kill_when(args, workspace, until, timeout=120):
-    """Start `python -m fext args`, SIGKILL it once `until(progress)` holds; True if killed."""
+    """Start `python -m fext args`, SIGKILL it once `until(progress)` holds; the progress it
+    was killed at, or None if it ended first."""
     pf = workspace / "progress.json"
     pf.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "fext", *args, "--workspace", str(workspace),
@@ -40,13 +42,13 @@ def kill_when(args, workspace, until, timeout=120):
             if state and until(state):
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
-                return True
+                return state
             time.sleep(0.005)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return False
+    return None
 
 
 def at_stage(stage, min_done=0):
@@ -55,6 +57,13 @@ def at_stage(stage, min_done=0):
 
 def after_epochs(n):
     return lambda s: len(s.get("history", [])) >= n
+
+
+def inside_epoch(epoch):
+    """Training steps into `epoch` (1-based), past its first step: a kill then loses part of
+    an epoch whose start came from a checkpoint when epoch > 1."""
+    return lambda s: (s.get("stage") == "train" and s.get("info", {}).get("epoch") == epoch
+                      and s.get("done", 0) >= (epoch - 1) * STEPS + 2)
 
 
 @pytest.fixture(scope="module")
@@ -67,19 +76,22 @@ def folders(tmp_path_factory):
 
 def test_killed_training_resumes_to_the_uninterrupted_result(folders, tmp_path):
     ref_ws, ws = tmp_path / "ref", tmp_path / "ws"
-    run_cli("train", "--images", str(folders / "a"), "--name", "m", *TRAIN, workspace=ref_ws)
+    run_cli("train", "--images", str(folders / "a"), "--name", "m", *TRAIN, workspace=ref_ws,
+            subprocess_=True)
     # an earlier model under the same name must survive every kill
     run_cli("train", "--images", str(folders / "a"), "--name", "m", *TRAIN[:-4], "--epochs", "1",
-            workspace=ws)
+            workspace=ws, subprocess_=True)
     before = model_info(Workspace(ws), "m")
     args = ["train", "--images", str(folders / "a"), "--name", "m", *TRAIN, "--seed", "42"]
-    killed = [kill_when(args, ws, at_stage("train", 1)),       # inside the first epoch
-              kill_when(args, ws, at_stage("train", 20)),      # inside a later epoch
-              kill_when(args, ws, after_epochs(1))]            # right after a checkpoint
+    killed = [kill_when(args, ws, inside_epoch(1)),    # inside the first epoch: nothing saved
+              kill_when(args, ws, after_epochs(1)),    # right after the first checkpoint
+              kill_when(args, ws, inside_epoch(3))]    # resumed at epoch 2, killed inside epoch 3
     assert all(killed)  # each kill landed before the run could finish
+    # the third run resumed from a checkpoint and was killed after another one, mid-epoch
+    assert killed[2]["info"]["epoch"] == 3 and killed[2]["done"] > 2 * STEPS
     assert model_info(Workspace(ws), "m") == before  # previous model intact and loadable
     load_model(Workspace(ws), "m")
-    run_cli(*args, workspace=ws)
+    run_cli(*args, workspace=ws, subprocess_=True)
     got = pd.read_csv(Workspace(ws).model_dir("m") / "history.csv")
     want = pd.read_csv(Workspace(ref_ws).model_dir("m") / "history.csv")
     np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-5)
@@ -90,7 +102,7 @@ def test_killed_extraction_keeps_the_previous_index_and_redoes_the_work(folders,
     ws = tmp_path / "ws"
     run_cli("train", "--images", str(folders / "a"), "--name", "m", *TRAIN[:-4], "--epochs", "1",
             workspace=ws)
-    run_cli("extract", "--name", "m", workspace=ws)
+    run_cli("extract", "--name", "m", workspace=ws, subprocess_=True)
     w = Workspace(ws)
     count_a = len(Artifacts.open(w, "m").items)
     args = ["extract", "--name", "m", "--images", str(folders / "b")]
@@ -104,7 +116,7 @@ def test_killed_extraction_keeps_the_previous_index_and_redoes_the_work(folders,
         assert len(art.items) == count_a and len(art.index()) == count_a
         assert Searcher.open(w, "m").search(folders / "a" / "red" / "red_003.png", 1)[0]["path"] == \
             "red/red_003.png"
-    run_cli(*args, workspace=ws)
+    run_cli(*args, workspace=ws, subprocess_=True)
     art = Artifacts.open(w, "m")
     assert len(art.items) == 360 and len(art.index()) == 360
     s = Searcher.open(w, "m")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from fext.edits import EditRanges, edit, edited_copies, shift
+from fext.edits import EditRanges, copy_queries, edit, shift
 
 
 def photo() -> Image.Image:
@@ -41,8 +41,16 @@ def test_brightness_and_jpeg_edits_change_pixels_but_not_the_picture():
         assert out.shape == src.shape and 0 < np.abs(out - src).mean() < 40, kinds
 
 
-def test_edited_copies_are_seeded_by_position():
-    imgs = [photo(), photo()]
-    a, b = edited_copies(imgs, seed=1), edited_copies(imgs, seed=1)
-    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b))
-    assert not np.array_equal(np.asarray(a[0]), np.asarray(a[1])) or a[0].size != a[1].size
+def test_copy_queries_are_seeded_and_each_copy_edited_anew(tmp_path):
+    """The edited copies the duplicate threshold and the copy figure search for: the same seed
+    gives the same copies, and two copies of the same picture are edited differently."""
+    import pandas as pd
+
+    for name in ("a.png", "b.png"):
+        photo().save(tmp_path / name)
+    coll = type("Coll", (), {"root": tmp_path, "image_size": 32})()
+    items = pd.DataFrame({"path": ["a.png", "b.png"]})
+    (pos, a), (again, b) = (copy_queries(coll, items, "pad", seed=1) for _ in range(2))
+    assert sorted(pos) == [0, 1] and np.array_equal(pos, again) and np.array_equal(a, b)
+    assert a.shape == (2, 32, 32, 3) and a.dtype == np.uint8
+    assert not np.array_equal(a[0], a[1])  # the same picture, edited anew for each copy

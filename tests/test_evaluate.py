@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from fext.anomaly import distance_to_reference, isolation, ranking
+from fext.anomaly import distance_to_index, isolation_of, ranking
 from fext.evaluate import psnr, ssim
-from fext.index import VectorIndex, l2_normalize
+from fext.index import VectorIndex, l2_normalize, nearest_others
 from fext.quality import quality, retrieval, roc_auc
 from fext.registry import load as load_model
 
@@ -36,14 +36,16 @@ def test_isolation_ranks_the_outliers_first():
     normal = centres[rng.integers(0, 3, 200)] + 0.1 * rng.normal(size=(200, 16))
     outliers = rng.normal(size=(3, 16))
     x = l2_normalize(np.vstack([normal, outliers]))
-    scores = isolation(VectorIndex.build(x), x)
+    # as extraction scores a folder: each image's nearest others, then their mean distance
+    scores = isolation_of(nearest_others(VectorIndex.build(x), x, 5)[1])
     assert set(np.argsort(-scores)[:3]) == {200, 201, 202}
     assert roc_auc(scores, np.arange(203) >= 200) == 1.0
 
 
-def test_distance_to_reference_and_ranking():
+def test_distance_to_the_training_vectors_and_ranking():
     ref = l2_normalize(np.array([[1.0, 0], [0.9, 0.1]]))
-    d = distance_to_reference(ref, np.array([[1.0, 0.0], [0.0, 1.0]]))
+    # as the reference score measures new images against a model's training vectors
+    d = distance_to_index(VectorIndex.build(ref), l2_normalize(np.array([[1.0, 0.0], [0.0, 1.0]])), 1)
     assert d[0] == pytest.approx(0.0, abs=1e-6) and d[1] > 0.8
     import pandas as pd
     df = ranking(pd.DataFrame({"path": ["a", "b", "c"]}), np.array([0.1, 0.9, 0.5]))

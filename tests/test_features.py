@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from fext.features import Artifacts, StaleError, export_csv, extract, project
+from fext.artifacts import Artifacts
+from fext.errors import StaleError
+from fext.features import export_csv, extract, project
 from fext.projection import load_cached, placed_of
 from fext.registry import open_record
 from fext.search import Searcher
@@ -118,7 +120,7 @@ def test_isolation_only_extraction_skips_the_decoder(trained, tmp_path):
     # combined ranks the folder: scores equal to float rounding may swap, by 1/n each
     np.testing.assert_allclose(Artifacts.open(copy, name).scores(), full.scores(),
                                atol=2 / len(full.items))
-    with pytest.raises(ValueError, match="unknown scores"):
+    with pytest.raises(ValueError, match="--scores must be one of all, isolation"):
         extract(copy, name, scores="none")
 
 

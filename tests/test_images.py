@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from fext import images
+from fext.errors import ImageError
 from tests.corpus import AWKWARD_BROKEN, bomb_png, make_awkward, shape_image
 
 
@@ -33,7 +34,7 @@ def test_every_broken_file_is_refused_with_a_reason(awkward):
     root, _, bad = awkward
     assert sorted(bad) == sorted(AWKWARD_BROKEN)
     for rel in bad:
-        with pytest.raises(images.ImageError) as e:
+        with pytest.raises(ImageError) as e:
             images.load(root / rel, 16)
         assert AWKWARD_BROKEN[rel] in str(e.value), (rel, str(e.value))
 
@@ -84,7 +85,7 @@ def test_aspect_ratio_is_kept_by_pad_and_crop():
 
 def test_bomb_is_refused_without_decoding():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(images.ImageError, match="too large"):
+    with pytest.raises(ImageError, match="too large"):
         images.load(bomb_png(), 32)
     grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kb < 50_000  # decoding 10 gigapixels would need gigabytes

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fext import model as model_lib
+from fext import readout
 from fext.config import RunConfig, TrainConfig
 from fext.edits import augment
 from fext.feed import epoch_order, neighbour_groups
@@ -189,10 +190,10 @@ def test_training_on_a_labelled_folder_hands_each_view_its_label(tmp_path, shape
 def test_readout_whitens_features_and_keeps_the_reconstruction(trained):
     ws, name = trained
     model, record = load_model(ws, name)
-    assert model_lib.has_readout(model) and record.extras["readout"]["kind"] == "whitened"
+    assert readout.has_readout(model) and record.extras["readout"]["kind"] == "whitened"
     coll_x = np.random.default_rng(1).random((6, 16, 16, 3)).astype(np.float32)
     encoder, decoder = model_lib.inference_parts(model)
-    plain = model_lib.with_readout(model, np.zeros(8, np.float32), np.eye(8, dtype=np.float32))
+    plain = readout.with_readout(model, np.zeros(8, np.float32), np.eye(8, dtype=np.float32))
     np.testing.assert_allclose(decoder.predict_on_batch(encoder.predict_on_batch(coll_x)),
                                model.predict_on_batch(coll_x), atol=1e-4)
     np.testing.assert_allclose(model.predict_on_batch(coll_x), plain.predict_on_batch(coll_x),
@@ -202,7 +203,7 @@ def test_readout_whitens_features_and_keeps_the_reconstruction(trained):
 
 
 def test_whitening_equalises_the_training_features():
-    from fext.features import whitening
+    from fext.readout import whitening
 
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(500, 4)) * np.array([100.0, 10.0, 1.0, 0.1])
@@ -214,15 +215,13 @@ def test_whitening_equalises_the_training_features():
 
 
 def test_whitening_of_a_large_folder_is_fitted_on_a_seeded_sample(trained, monkeypatch):
-    import fext.features as features
-
     model, _ = load_model(*trained)
-    fitted, fit = [], features.whitening
-    monkeypatch.setattr(features, "WHITEN_SAMPLE", 5)
-    monkeypatch.setattr(features, "whitening", lambda raw: fitted.append(raw) or fit(raw))
+    fitted, fit = [], readout.whitening
+    monkeypatch.setattr(readout, "WHITEN_SAMPLE", 5)
+    monkeypatch.setattr(readout, "whitening", lambda raw: fitted.append(raw) or fit(raw))
     images = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
-    features.readout_of(model, images, np.arange(12))
-    features.readout_of(model, images, np.arange(12))
+    readout.readout_of(model, images, np.arange(12))
+    readout.readout_of(model, images, np.arange(12))
     assert [len(f) for f in fitted] == [5, 5]
     np.testing.assert_array_equal(fitted[0], fitted[1])  # the same sample every time
 

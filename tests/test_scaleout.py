@@ -5,7 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from fext.features import Artifacts, extract
+from fext.artifacts import Artifacts
+from fext.features import extract
 from fext.index import PQ_MIN, VectorIndex, exact_knn, l2_normalize, recall_at_k
 from fext.workspace import Workspace
 from tests.helpers import run_cli

@@ -15,8 +15,9 @@ from PIL import Image
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from fext.features import Artifacts
-from fext.ui import server
+from fext.artifacts import Artifacts
+from fext.ui import served, server
+from fext.workspace import Workspace
 from tests.app_fixtures import DIM, app_workspace
 from tests.corpus import READABLE
 
@@ -26,7 +27,7 @@ def client(tmp_path_factory):
     ws = app_workspace(tmp_path_factory)
     old = os.environ.get("FEXT_WORKSPACE")
     os.environ["FEXT_WORKSPACE"] = str(ws.root)
-    server._open.cache_clear()
+    served.clear()
     try:
         yield TestClient(Starlette(routes=server.ROUTES)), Artifacts.open(ws, "demo")
     finally:
@@ -34,7 +35,7 @@ def client(tmp_path_factory):
             os.environ.pop("FEXT_WORKSPACE")
         else:
             os.environ["FEXT_WORKSPACE"] = old
-        server._open.cache_clear()
+        served.clear()
 
 
 def test_points_and_colours_are_typed_arrays_of_every_image(client):
@@ -61,7 +62,7 @@ def test_thumbnail_and_item_of_an_image(client):
     r = http.get(f"{base}/thumb/{i}")
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     thumb = np.asarray(Image.open(io.BytesIO(r.content)))
-    assert (thumb == art.collection(server.Workspace()).images[art.items["row"].iat[i]]).all()
+    assert (thumb == art.collection(Workspace()).images[art.items["row"].iat[i]]).all()
     assert http.get(f"{base}/item/{i}").json()["path"] == art.items["path"].iat[i]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from fext import registry
-from fext.config import ClassifierConfig, DataConfig, ModelConfig, TrainConfig, describe
+from fext.config import (
+    ClassifierConfig,
+    DataConfig,
+    ExtractConfig,
+    ModelConfig,
+    TrainConfig,
+    describe,
+    flag,
+    options_table,
+)
 from tests.helpers import REPO
 
 PACKAGE = REPO / "fext"
@@ -79,13 +89,14 @@ def test_read_only_commands_never_import_keras_or_tensorflow(trained, shapes_dir
     assert "HEAVY []" in proc.stderr, proc.stderr[-2000:]
 
 
-def test_every_training_setting_is_a_cli_option_with_the_dataclass_default():
+def test_every_setting_is_a_cli_option_with_the_dataclass_default():
     from fext.cli import build_parser
 
     sub = build_parser()._subparsers._group_actions[0].choices
     for command, classes in (("train", (DataConfig, ModelConfig, TrainConfig)),
                              ("build", (DataConfig, ModelConfig, TrainConfig)),
-                             ("classify", (ClassifierConfig,))):
+                             ("classify", (ClassifierConfig,)),
+                             ("extract", (ExtractConfig,))):
         options = {a.dest: a for a in sub[command]._actions}
         for cls in classes:
             for f in describe(cls):
@@ -103,6 +114,7 @@ def test_readme_option_lists_are_made_from_the_settings():
     readme = (REPO / "README.md").read_text()
     assert options_table(DataConfig, ModelConfig, TrainConfig) in readme
     assert options_table(ClassifierConfig) in readme
+    assert options_table(ExtractConfig) in readme
 
 
 def test_cli_sets_noise_and_builds_configs_by_keyword(shapes_dir, tmp_path):
@@ -171,3 +183,96 @@ def test_extras_are_stored_with_the_model_and_survive_reading(trained, tmp_path)
     record = registry.update_extras(registry.open_record(copy, name), reference={"median": 0.5})
     assert registry.open_record(copy, name).extras == {**before, "reference": {"median": 0.5}} \
         == record.extras
+
+
+SETTING_CLASSES = (DataConfig, ModelConfig, TrainConfig, ClassifierConfig, ExtractConfig)
+RESTATERS = ["fext/cli.py", "fext/experiment.py", *sorted(
+    p.relative_to(REPO).as_posix() for p in (PACKAGE / "ui").glob("*.py"))]
+
+
+def restated_in_code(path: Path) -> list[str]:
+    """Literal copies of a setting's choices (a tuple, list or set of its strings) and
+    `default=` values equal to the default of the setting an option is named after."""
+    choices = {frozenset(f.metadata["choices"]): f.name for cls in SETTING_CLASSES
+               for f in describe(cls) if f.metadata["choices"]}
+    defaults = {flag(f.name): f.default for cls in SETTING_CLASSES for f in describe(cls)}
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and len(node.elts) > 1 and all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+            name = choices.get(frozenset(e.value for e in node.elts))
+            if name:
+                found.append(f"{path.name}:{node.lineno}: the choices of {name}")
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            option = node.args[0].value
+            for kw in node.keywords:
+                if (kw.arg == "default" and isinstance(kw.value, ast.Constant)
+                        and option in defaults and kw.value.value == defaults[option]):
+                    found.append(f"{path.name}:{node.lineno}: the default of {option}")
+    return found
+
+
+def restated_in_readme(text: str) -> list[str]:
+    """Outside the option tables made from the settings: a setting's choices written out in
+    order, or a line that names a setting's option, "default" and its default value."""
+    for classes in ((DataConfig, ModelConfig, TrainConfig), (ClassifierConfig,), (ExtractConfig,)):
+        text = text.replace(options_table(*classes), "")
+    found = []
+    for cls in SETTING_CLASSES:
+        for f in describe(cls):
+            choices = f.metadata["choices"]
+            if choices and any(sep.join(choices) in text for sep in (", ", "|", " / ", " or ")):
+                found.append(f"the choices of {flag(f.name)}")
+            default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else str(f.default)
+            for line in text.splitlines():
+                if (f"`{flag(f.name)}" in line and "default" in line
+                        and re.search(rf"(?<![\w.-]){re.escape(default)}(?![\w.])", line)):
+                    found.append(f"the default of {flag(f.name)}: {line.strip()}")
+    return found
+
+
+def test_no_setting_default_or_choice_list_is_restated_in_code():
+    """Each setting's default and choices live on its field in fext/config.py; the CLI, the
+    pages and the experiment grid read them from there (a copy drifts when the setting moves)."""
+    found = [hit for rel in RESTATERS for hit in restated_in_code(REPO / rel)]
+    assert found == []
+
+
+def test_the_restatement_check_finds_copies(tmp_path):
+    copy = tmp_path / "copy.py"
+    copy.write_text('p.add_argument("--index", default="auto", choices=["auto", "flat", "ivf", '
+                    '"ivfpq"])\np.add_argument("--top", default=20)\n')
+    assert sorted(restated_in_code(copy)) == ["copy.py:1: the choices of index",
+                                              "copy.py:1: the default of --index"]
+    assert sorted(restated_in_readme("`--fit pad` (the default)\n[--scores all|isolation]")) == [
+        "the choices of --scores", "the default of --fit: `--fit pad` (the default)"]
+
+
+def test_no_setting_default_or_choice_list_is_restated_in_the_readme():
+    assert restated_in_readme((REPO / "README.md").read_text()) == []
+
+
+def test_every_bad_setting_value_gets_the_one_message_shape():
+    """Each setting declares its choices or bounds (all but the image folder, which is checked
+    on disk); `fext.config.check` answers any value outside them the same way, whichever
+    config, command or page it came from."""
+    from fext.errors import UsageError
+
+    unchecked = []
+    for cls in SETTING_CLASSES:
+        for f in describe(cls):
+            bounds, choices = f.metadata["bounds"], f.metadata["choices"]
+            if choices:
+                bad = "nope"
+            elif "above" in bounds:
+                bad = bounds["above"]  # the bound itself is outside an open interval
+            elif "at_least" in bounds:
+                bad = bounds["at_least"] - 1
+            else:
+                unchecked.append(f.name)
+                continue
+            cfg = cls(**{f.name: (bad,) if isinstance(f.default, tuple) else bad})
+            with pytest.raises(UsageError) as e:
+                cfg.validate(64) if cls is ModelConfig else cfg.validate()
+            assert re.fullmatch(rf"{flag(f.name)} must be .+, got .+", str(e.value)), str(e.value)
+    assert unchecked == ["images"]

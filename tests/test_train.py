@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 
 from fext import registry
+from fext.errors import LockedError
 from fext.registry import load as load_model
 from fext.registry import open_record as model_info
 from fext.train import train
-from fext.workspace import LockedError, Workspace
+from fext.workspace import Workspace
 from tests.helpers import tiny_config
 
 

@@ -7,6 +7,7 @@ import streamlit as st
 from fext.anomaly import SCORE_HELP, ranking
 from fext.ui import server
 from fext.ui.common import header, image_grid, need_artifacts, need_model, paged, workspace
+from fext.ui.served import extraction
 
 BINS = 60
 
@@ -31,7 +32,7 @@ if "reconstruction" not in art.score_kinds:
     st.caption("These features were extracted without the decoder pass (`--scores isolation`), "
                "so only isolation scores exist. For reconstruction scores run "
                f"`python -m fext extract --name {name}`.")
-served = server.extraction(name, art.dir.name)
+served = extraction(name, art.dir.name)
 scores = served.memo(("scores", kind), lambda: art.scores(kind))
 # the order only: a million-row ranking table is never built, a page of it is
 order = served.memo(("order", kind), lambda: np.argsort(-scores, kind="stable"))

@@ -8,13 +8,13 @@ import plotly.express as px
 import streamlit as st
 
 from fext import jobs, registry
-from fext.classifier import classifier_dir, parse_head, read_histories, read_result
+from fext.classifier import classifier_dir, read_histories, read_result
 from fext.collection import Collection
-from fext.config import MONITORS, ClassifierConfig, DataConfig, help_of
+from fext.config import MONITORS, ClassifierConfig, DataConfig, help_of, parse_head
+from fext.errors import ImageError, UsageError
 from fext.experiment import curves as experiment_curves
 from fext.experiment import experiments
-from fext.images import ImageError
-from fext.ui.common import header, model_picker, start_job, thumb, workspace
+from fext.ui.common import header, job_progress, model_picker, start_job, thumb, workspace
 from fext.workspace import Workspace, read_json
 
 C = ClassifierConfig()  # the defaults, from their one source
@@ -30,32 +30,8 @@ def label_counts(ws: Workspace, folder: str, data: DataConfig) -> pd.Series | No
     return items[items["label"] != ""]["label"].value_counts().sort_index()
 
 
-@st.fragment(run_every=1.0)
-def classify_progress(job_id: str) -> None:
-    """Live view of a classify job: phase, progress, accuracy curves; rerun the page when done."""
-    ws = workspace()
-    job = jobs.Job(job_id, ws.jobs_dir() / job_id)
-    p, status = job.progress, job.status
-    if status != "running":
-        if status == "failed":
-            st.error(f"Training the classifier failed: {job.error()}")
-        elif st.session_state.get("_classify_seen") != job_id:
-            st.session_state["_classify_seen"] = job_id
-            st.rerun()
-        return
-    stage = p.get("stage") or "starting"
-    label = {"head": "phase 1 · head only (encoder frozen)",
-             "finetune": "phase 2 · fine-tuning everything"}.get(stage, stage)
-    done, total = p.get("done", 0), max(p.get("total", 0), 1)
-    info = p.get("info", {})
-    extra = f" · epoch {info['epoch']}" if "epoch" in info else ""
-    st.progress(min(done / total, 1.0), text=f"{label}: {done}/{p.get('total', 0)}{extra}")
-    history = pd.DataFrame(p.get("history", []))
-    if len(history) and "val_accuracy" in history:
-        st.line_chart(history.set_index("epoch")[["accuracy", "val_accuracy"]], height=220)
-    if st.button("Cancel", key=f"cancel-classify-{job_id}"):
-        job.cancel()
-        st.rerun()
+PHASES = {"head": "phase 1 · head only (encoder frozen)",
+          "finetune": "phase 2 · fine-tuning everything"}  # a classify job's stages
 
 
 def train_form(ws: Workspace, name: str, data: DataConfig) -> None:
@@ -79,8 +55,9 @@ def train_form(ws: Workspace, name: str, data: DataConfig) -> None:
     if not submitted:
         return
     try:
-        parse_head(head)
-    except ValueError as e:
+        ClassifierConfig(head=parse_head(head), dropout=dropout, head_epochs=head_epochs,
+                         finetune_epochs=finetune_epochs, monitor=monitor).validate()
+    except UsageError as e:
         st.error(str(e))
         return
     if not folder or not Path(folder).expanduser().is_dir():
@@ -246,7 +223,7 @@ data = registry.open_record(ws, name).config.data
 running = jobs.active(ws, name, "classify")
 if running is not None:
     st.subheader(f"Training a classifier on {name}")
-    classify_progress(running.id)
+    job_progress(running.id, PHASES, ("accuracy", "val_accuracy"), "accuracy")
 else:
     last = jobs.latest(ws, name, "classify")
     committed = classifier_dir(ws, name) / "classifier.json"

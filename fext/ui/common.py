@@ -13,8 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from fext import demo, jobs, registry
-from fext.errors import BusyError
-from fext.features import Artifacts, StaleError
+from fext.artifacts import Artifacts, extractions
+from fext.errors import BusyError, StaleError
 from fext.images import thumbnail
 from fext.workspace import Workspace
 
@@ -130,8 +130,6 @@ def running_for(ws: Workspace, name: str) -> jobs.Job | None:
 def extraction_picker(ws: Workspace, name: str) -> str | None:
     """Sidebar choice of which folder's extraction the pages show, where the model has several
     (the most recent first); None: the most recent."""
-    from fext.features import extractions
-
     kept = extractions(ws, name)
     if len(kept) < 2:
         return None
@@ -147,7 +145,7 @@ def extraction_picker(ws: Workspace, name: str) -> str | None:
 
 def need_artifacts(ws: Workspace, name: str) -> Artifacts:
     """The chosen extraction of `name`, or a clear message (and a way to build it), then stop."""
-    from fext.ui.server import extraction
+    from fext.ui.served import extraction
 
     try:
         art = extraction(name, Artifacts.locate(ws, name, extraction_picker(ws, name)).name).art
@@ -232,8 +230,11 @@ def job_label(job: jobs.Job) -> str:
 
 
 @st.fragment(run_every=1.0)
-def job_progress(job_id: str) -> None:
-    """Live view of a background job; when it ends, the whole page reruns to show the results."""
+def job_progress(job_id: str, stages: dict | None = None, curves: tuple = ("loss", "val_loss"),
+                 y_label: str = "objective") -> None:
+    """Live view of a background job: its stage (as `stages` names it, where it does), progress,
+    the epoch curves among `curves` and a cancel button; when it ends, the whole page reruns to
+    show the results."""
     ws = workspace()
     job = jobs.Job(job_id, ws.jobs_dir() / job_id)
     p, status = job.progress, job.status
@@ -248,14 +249,15 @@ def job_progress(job_id: str) -> None:
     info = p.get("info", {})
     extra = " · ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                        for k, v in info.items() if k in ("epoch", "loss", "reused", "skipped"))
+    stage = p.get("stage") or "starting"
     st.progress(min(done / total, 1.0),
-                text=f"**{job_label(job)}** · {p.get('stage') or 'starting'}: "
+                text=f"**{job_label(job)}** · {(stages or {}).get(stage, stage)}: "
                      f"{done}/{p.get('total', 0)} {extra}")
     history = pd.DataFrame(p.get("history", []))
-    if len(history) and "epoch" in history:
-        cols = [c for c in ("loss", "val_loss") if c in history]
+    cols = [c for c in curves if c in history]
+    if len(history) and "epoch" in history and cols:
         st.line_chart(history.set_index("epoch")[cols], height=220, x_label="epoch",
-                      y_label="objective")  # the training loss; a longer label is cut off
+                      y_label=y_label)  # short: a longer label is cut off
     if st.button("Cancel", key=f"cancel-{job_id}", icon=":material/cancel:"):
         job.cancel()
         st.rerun()

@@ -4,6 +4,7 @@ see them, search from them or download them."""
 import streamlit as st
 
 from fext import projection
+from fext.errors import NotFoundError
 from fext.ui import server
 from fext.ui.common import (
     header,
@@ -16,6 +17,7 @@ from fext.ui.common import (
     workspace,
 )
 from fext.ui.scatter import scatter
+from fext.ui.served import extraction
 from fext.workspace import read_json
 
 MAX_SHOWN = 48
@@ -25,10 +27,10 @@ header("Map", "The whole collection in 2-D (UMAP of the features): similar image
 ws = workspace()
 name = need_model(ws)
 art = need_artifacts(ws, name)
-served = server.extraction(name, art.dir.name)
+served = extraction(name, art.dir.name)
 try:
     coords = served.coords()
-except server.HTTPException:
+except NotFoundError:
     running = running_for(ws, name)
     if running is not None:
         st.info("The map is being computed; it appears here when it is ready.",
@@ -51,7 +53,7 @@ left, right = st.columns([3, 1], vertical_alignment="bottom")
 choice = left.radio("Colour by", ["label", "folder"] + [ANOMALY[k] for k in kinds]
                     + ([NEW] if placed is not None else []), horizontal=True)
 by = "placed" if choice == NEW else next((k for k in kinds if ANOMALY[k] == choice), choice)
-drawn = len(served.drawn())
+drawn = len(server.drawn_of(served))
 sample = read_json(art.dir / projection.PARAMS, {}).get("sample")
 right.caption(f"{len(coords):,} images · {art.meta['dim']}-d features"
               + (f" · layout fitted on a {sample:,}-image sample, the others placed at their "
@@ -65,7 +67,7 @@ if placed is not None:
               icon=":material/add_location:")
     if act.button("Recompute the layout", icon=":material/refresh:"):
         start_job(ws, "project", name, ["--images", str(art.root), "--fresh"])
-_, how = served.colours(by)
+_, how = server.colours_of(served, by)
 base = server.base(name, art.dir.name)
 selection = scatter(base=base, plotly=server.PREFIX + "/static/plotly.min.js", colour=by,
                     categories=how.get("categories"), value_range=how.get("range"),

@@ -8,7 +8,7 @@ import streamlit as st
 
 from fext import evaluate, jobs, registry
 from fext.collection import Collection, store_dir
-from fext.feed import sample_rows
+from fext.feed import gather, sample_rows
 from fext.ui.common import autoencoder, header, job_progress, need_model, start_job, workspace
 from fext.workspace import Workspace, read_json
 
@@ -50,7 +50,7 @@ def side_by_side(x: np.ndarray, r: np.ndarray) -> np.ndarray:
 def show_pairs(rows: pd.DataFrame, images: np.ndarray, columns: int = 4) -> None:
     """Each image beside its reconstruction, with its scores."""
     model = autoencoder(str(ws.root), name, record.fingerprint)
-    x = evaluate.to_input(images, rows["row"].to_numpy())
+    x = gather(images, rows["row"].to_numpy())
     r = np.asarray(model.predict_on_batch(x))
     records = list(rows.itertuples(index=False))
     for start in range(0, len(records), columns):

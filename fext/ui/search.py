@@ -5,7 +5,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from fext.images import ImageError
+from fext.errors import ImageError
 from fext.ui.common import header, image_grid, need_artifacts, need_model, searcher, thumb, workspace
 
 header("Search", "Find the images most similar to a query image (cosine similarity of their "

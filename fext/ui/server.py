@@ -1,8 +1,9 @@
 """HTTP routes served beside the app: map points, thumbnails and CSV downloads.
 
 Everything is addressed by model name, extraction version and image id, resolved against the
-workspace's own listings; nothing in a request is ever joined into a file path, so the routes
-can serve only the workspace's artefacts and answer 404 for anything else. CSVs are written
+workspace's own listings (fext/ui/served.py, the extractions this server holds); nothing in a
+request is ever joined into a file path, so the routes can serve only the workspace's
+artefacts and answer 404 (`answering`) for anything else. CSVs are written
 once per extraction to a file and streamed from it, never held in memory; map points travel
 as typed arrays (little-endian float32 / uint32), not as a JSON object per point.
 """
@@ -11,23 +12,29 @@ from __future__ import annotations
 
 import functools
 import io
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from fext import anomaly, duplicates, projection
-from fext.features import Artifacts, write_csv
-from fext.workspace import NAME_RE, Workspace, atomic_path
+from fext.artifacts import Artifacts
+from fext.errors import NotFoundError
+from fext.features import write_csv
+from fext.ui.served import Served, extraction
+from fext.workspace import atomic_path
 
 PREFIX = "/fext"
-VERSION_RE = re.compile(r"^v-[A-Za-z0-9_-]{1,80}$")
 MAX_DRAWN = 200_000  # points drawn on the map; above it the densest places are thinned
 IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}  # a version never changes
 PLOTLY_JS = Path(__import__("plotly").__file__).parent / "package_data" / "plotly.min.js"
@@ -39,62 +46,16 @@ def base(name: str, version: str) -> str:
 
 
 # -- resolving an address -----------------------------------------------------------------
-class Served:
-    """One extraction as the server holds it: its artefacts and what the routes derive from
-    them, each computed on first use and kept while the extraction stays in the cache."""
-
-    def __init__(self, art: Artifacts):
-        self.art = art
-        self._memo: dict = {}
-
-    def memo(self, key, make):
-        if key not in self._memo:
-            self._memo[key] = make()
-        return self._memo[key]
-
-    def coords(self) -> np.ndarray:
-        coords = self.memo("coords", lambda: projection.load_cached(self.art))
-        if coords is None:
-            raise HTTPException(404)
-        return coords
-
-    def drawn(self) -> np.ndarray:
-        return self.memo("drawn", lambda: drawn(self.coords()))
-
-    def scores(self) -> np.ndarray:
-        return self.memo("scores", self.art.scores)
-
-    def colours(self, by: str) -> tuple[np.ndarray, dict]:
-        return self.memo(("colours", by), lambda: colours(self.art, by))
-
-    def pixels(self) -> np.ndarray:
-        return self.memo("pixels", lambda: self.art.collection(Workspace()).images)
-
-
-@functools.lru_cache(maxsize=2)  # an extraction's table is ~0.3 GB at a million images
-def _open(root: str, name: str, version: str, stamp: tuple) -> Served:
-    return Served(Artifacts.at(name, Path(root) / "index" / name / version))
-
-
-def extraction(name: str, version: str) -> Served:
-    """The published extraction `version` of model `name`, shared by every page and route of
-    this server (a version folder never changes once published; a new extraction is a new
-    version). Raises 404 unless both are names the workspace itself lists."""
-    ws = Workspace()
-    if not (NAME_RE.match(name) and VERSION_RE.match(version)):
-        raise HTTPException(404)
-    found = next((p for p in ws.index_versions(name) if p.name == version), None)
-    if found is None or found.is_symlink():
-        raise HTTPException(404)
-    return _open(str(ws.root), name, version, _stamp(found))
-
-
-def _stamp(version: Path) -> tuple:
-    """What changes when a published version gains or changes a file: its meta and its map
-    (computed after publishing, or again on request)."""
-    return tuple(p.stat().st_mtime_ns if p.is_file() else 0
-                 for p in (version / "meta.json", version / projection.LAYOUT,
-                           version / projection.PLACED))
+def answering(endpoint):
+    """`endpoint` with the product's NotFoundError (an address that names nothing the workspace
+    lists, or that is refused) answered as 404: the one place an error becomes a status."""
+    @functools.wraps(endpoint)
+    def route(request: Request) -> Response:
+        try:
+            return endpoint(request)
+        except NotFoundError:
+            return PlainTextResponse("Not Found", status_code=404)
+    return route
 
 
 def _served(request: Request) -> Served:
@@ -104,7 +65,7 @@ def _served(request: Request) -> Served:
 def _image_id(served: Served, request: Request) -> int:
     i = request.path_params["id"]
     if not 0 <= i < len(served.art.items):
-        raise HTTPException(404)
+        raise NotFoundError(f"no image {i} in this extraction")
     return i
 
 
@@ -140,12 +101,17 @@ def _cap(counts: np.ndarray, limit: int) -> int:
     return lo
 
 
+def drawn_of(served: Served) -> np.ndarray:
+    """The ids of an extraction's drawn points (`drawn`), thinned once."""
+    return served.memo("drawn", lambda: drawn(served.coords()))
+
+
 def points(request: Request) -> Response:
     """The drawn points: uint32 ids, then float32 x, then float32 y (n each)."""
     served = _served(request)
 
     def pack() -> bytes:
-        ids = served.drawn()
+        ids = drawn_of(served)
         xy = served.coords()[ids].astype("<f4")
         return (ids.astype("<u4").tobytes() + np.ascontiguousarray(xy[:, 0]).tobytes()
                 + np.ascontiguousarray(xy[:, 1]).tobytes())
@@ -168,17 +134,22 @@ def colours(art: Artifacts, by: str) -> tuple[np.ndarray, dict]:
         codes, names = pd.factorize(values, sort=True)
         return codes.astype("<f4"), {"categories": [str(n) for n in names]}
     if by not in art.score_kinds:
-        raise HTTPException(404)
+        raise NotFoundError(f"no colouring {by!r}")
     scores = art.scores(by).astype("<f4")
     return scores, {"range": [float(np.quantile(scores, 0.01)), float(np.quantile(scores, 0.99))]}
+
+
+def colours_of(served: Served, by: str) -> tuple[np.ndarray, dict]:
+    """`colours` of an extraction, computed once per colouring."""
+    return served.memo(("colours", by), lambda: colours(served.art, by))
 
 
 def colour(request: Request) -> Response:
     """float32 colour values of the drawn points, in the order of `points`."""
     served = _served(request)
     by = request.path_params["by"]
-    values = served.colours(by)[0]
-    body = served.memo(("colour", by), lambda: values[served.drawn()].astype("<f4").tobytes())
+    values = colours_of(served, by)[0]
+    body = served.memo(("colour", by), lambda: values[drawn_of(served)].astype("<f4").tobytes())
     return Response(body, media_type="application/octet-stream", headers=IMMUTABLE)
 
 
@@ -206,7 +177,7 @@ def item(request: Request) -> JSONResponse:
 def _written(path: Path, write) -> Path:
     """`path`, written once (atomically) by `write(text_stream)` if it is not there yet."""
     if path.is_symlink():
-        raise HTTPException(404)
+        raise NotFoundError(f"{path.name} is not a file of the extraction")
     if not path.is_file():
         with atomic_path(path, ".csv") as tmp, open(tmp, "w", newline="") as f:
             write(f)
@@ -229,7 +200,7 @@ def ranking_csv(request: Request) -> FileResponse:
     art = _served(request).art
     kind = request.path_params["kind"]
     if kind not in art.score_kinds:
-        raise HTTPException(404)
+        raise NotFoundError(f"no score {kind!r}")
 
     def write(f):
         ranked = anomaly.ranking(art.items, art.scores(kind))
@@ -246,7 +217,7 @@ def duplicates_csv(request: Request) -> Response:
     try:
         threshold = raw if raw == "auto" else float(raw)
     except ValueError:
-        raise HTTPException(404) from None
+        raise NotFoundError(f"no threshold {raw!r}") from None
     table = duplicates.removals(duplicates.find(art, threshold)["groups"], art.items)
     return _stream(table, f"{art.name}-duplicates.csv")
 
@@ -258,8 +229,8 @@ def selection_csv(request: Request) -> Response:
     art, coords = served.art, served.coords()
     try:
         ids = selected(coords, request.query_params.get("poly"), request.query_params.get("ids"))
-    except ValueError:
-        raise HTTPException(404) from None
+    except ValueError as e:
+        raise NotFoundError(f"no selection: {e}") from None
     table = art.items.iloc[ids][["path", "label"]].assign(
         x=coords[ids, 0], y=coords[ids, 1], anomaly=served.scores()[ids])
     return _stream(table, f"{art.name}-selection.csv")
@@ -312,14 +283,14 @@ def plotly_js(_: Request) -> FileResponse:
 
 
 EXTRACTION = PREFIX + "/{name}/{version}"
-ROUTES = [
-    Route(PREFIX + "/static/plotly.min.js", plotly_js),
-    Route(EXTRACTION + "/points", points),
-    Route(EXTRACTION + "/colour/{by}", colour),
-    Route(EXTRACTION + "/thumb/{id:int}", thumbnail),
-    Route(EXTRACTION + "/item/{id:int}", item),
-    Route(EXTRACTION + "/features.csv", features_csv),
-    Route(EXTRACTION + "/ranking/{kind}.csv", ranking_csv),
-    Route(EXTRACTION + "/duplicates.csv", duplicates_csv),
-    Route(EXTRACTION + "/selection.csv", selection_csv),
-]
+ROUTES = [Route(path, answering(endpoint)) for path, endpoint in (
+    (PREFIX + "/static/plotly.min.js", plotly_js),
+    (EXTRACTION + "/points", points),
+    (EXTRACTION + "/colour/{by}", colour),
+    (EXTRACTION + "/thumb/{id:int}", thumbnail),
+    (EXTRACTION + "/item/{id:int}", item),
+    (EXTRACTION + "/features.csv", features_csv),
+    (EXTRACTION + "/ranking/{kind}.csv", ranking_csv),
+    (EXTRACTION + "/duplicates.csv", duplicates_csv),
+    (EXTRACTION + "/selection.csv", selection_csv),
+)]

@@ -7,9 +7,10 @@ import plotly.express as px
 import streamlit as st
 
 from fext import jobs, registry
-from fext.config import FITS, PRESETS, DataConfig, ModelConfig, TrainConfig, help_of
+from fext.config import FITS, PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig, help_of
+from fext.errors import UsageError
 from fext.ui.common import header, job_label, job_progress, model_picker, start_job, workspace
-from fext.workspace import NAME_RE, read_json
+from fext.workspace import check_name, read_json
 
 header("Train", "Train an autoencoder on a folder of images; features, index and map follow "
                 "automatically. Jobs run in the background: reloading the page does not stop them.")
@@ -92,15 +93,18 @@ def settings_form() -> dict | None:
 
 
 def problem(v: dict) -> str | None:
-    """Why these settings cannot be trained, in the user's terms."""
-    blocks = len(PRESETS[v["preset"]])
-    if not NAME_RE.match(v["name"]):
-        return "Model names use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit."
+    """Why these settings cannot be trained: the name and the folder, then the settings as
+    their own validation (fext.config) judges them, as `train` would."""
     if not v["images"].strip() or not Path(v["images"]).expanduser().is_dir():
         return f"Folder not found on the server: `{v['images']}`. Type the path of an existing folder."
-    if v["size"] % 2 ** blocks:
-        return (f"The {v['preset']} preset halves the image {blocks} times: choose an image size "
-                f"that is a multiple of {2 ** blocks}.")
+    try:
+        check_name(v["name"])
+        RunConfig(data=DataConfig(images=v["images"], image_size=v["size"], fit=v["fit"]),
+                  model=ModelConfig(preset=v["preset"], latent_dim=v["latent"]),
+                  train=TrainConfig(epochs=v["epochs"], batch_size=v["batch"],
+                                    learning_rate=v["lr"], patience=v["patience"])).validate()
+    except UsageError as e:
+        return str(e)
     return None
 
 

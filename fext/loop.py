@@ -1,0 +1,116 @@
+"""The training loop every model of FEXT runs: the autoencoder (fext.train) and the classifier
+(fext.classifier) alike.
+
+Explicit `train_on_batch` over an order that is a pure function of (seed, epoch), the next
+batch prepared in a background thread, and one early-stopping rule whose state is plain JSON:
+a resumed run sees exactly the batches, the best epoch and the patience count it would have.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from .feed import epoch_order, iter_batches, prefetch
+from .progress import ProgressFn
+
+
+def set_seed(seed: int) -> None:
+    """Seed Keras (Python, numpy, backend) and make TensorFlow's ops deterministic."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        tf.config.experimental.enable_op_determinism()
+
+
+class EarlyStopping:
+    """The best epoch so far on a monitored figure, and the epochs waited since it improved.
+
+    `key(row)` orders epochs, higher is better: the negated loss, or (accuracy, -loss) where
+    accuracy ties are frequent on small validation sets. `state()` is plain JSON, so a resumed
+    run goes on with the same best and the same patience count.
+    """
+
+    def __init__(self, key: Callable[[dict], tuple], patience: int, state: dict | None = None):
+        self.key, self.patience = key, patience
+        state = state or {}
+        self.best = tuple(state["best"]) if state.get("best") is not None else None
+        self.best_epoch, self.wait = state.get("best_epoch", 0), state.get("wait", 0)
+
+    def offer(self, row: dict) -> bool:
+        """Count epoch `row`; returns whether it is the best so far."""
+        k = tuple(self.key(row))
+        if self.best is not None and k <= self.best:
+            self.wait += 1
+            return False
+        self.best, self.best_epoch, self.wait = k, row["epoch"], 0
+        return True
+
+    @property
+    def stop(self) -> bool:
+        return self.wait >= self.patience
+
+    def state(self) -> dict:
+        return {"best": list(self.best) if self.best is not None else None,
+                "best_epoch": self.best_epoch, "wait": self.wait}
+
+
+def lower_loss(monitor: str) -> Callable[[dict], tuple]:
+    return lambda row: (-row[monitor],)
+
+
+def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batch_size: int,
+               seed: int, on_epoch: Callable[[dict], bool], progress: ProgressFn,
+               targets: np.ndarray | None = None, make_batch=None, validate=None,
+               start_epoch: int = 0, stage: str = "train", first_epoch: int = 1,
+               epoch_steps: int = 0, arrange=None) -> None:
+    """The training loop of every model: epochs from `start_epoch` until `on_epoch(row)` says stop.
+
+    Explicit `train_on_batch` over an order that is a pure function of (seed, epoch): no epoch
+    counters or shuffling state, so a resumed run sees exactly the batches it would have seen.
+    An epoch is one pass over `rows`, or `epoch_steps` optimiser steps when that is set. The
+    next batch (and `make_batch(x, y, epoch, step)` -> (inputs, targets), its edits; y: the
+    batch's `targets`, or None) is prepared in a background thread, in that same order, while
+    the model trains on the current one. `arrange(rows, epoch)`, given, reorders each epoch's
+    rows (a permutation of them; a pure function of the model at the epoch's start, which a
+    resumed run restores).
+    Targets are the images themselves (an autoencoder) unless `targets` (one per row) are
+    given. The epoch's row holds the mean of every training log, then `validate(model)`'s.
+    """
+    length = epoch_steps * batch_size if epoch_steps else None
+    steps = epoch_steps or math.ceil(len(rows) / batch_size)
+    positions = np.arange(len(rows))
+    for epoch in range(start_epoch, epochs):
+        t0, seen, sums = time.time(), 0, {}
+        order = epoch_order(positions, seed, epoch, length)
+        if arrange is not None:
+            order = order[arrange(rows[order], epoch)]
+        ordered, ys = rows[order], (targets[order] if targets is not None else None)
+
+        def prepared(step: int, start: int, x: np.ndarray, ys=ys, epoch=epoch):
+            y = None if ys is None else ys[start:start + len(x)]
+            return step, x, *(make_batch(x, y, epoch, step) if make_batch
+                              else (x, x if y is None else y))
+
+        batches = (prepared(step, start, x)
+                   for step, (start, x) in enumerate(iter_batches(images, ordered, batch_size)))
+        for step, x, x_in, y in prefetch(batches):
+            logs = model.train_on_batch(x_in, y, return_dict=True)
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(x)
+            seen += len(x)
+            progress(stage, epoch * steps + step + 1, epochs * steps, epoch=epoch + 1,
+                     loss=sums["loss"] / seen)
+        row = {"epoch": first_epoch + epoch, **{k: v / seen for k, v in sums.items()}}
+        if validate is not None:
+            row.update(validate(model))
+        row["seconds"] = round(time.time() - t0, 2)
+        stop = on_epoch(row)
+        progress(stage, (epoch + 1) * steps, epochs * steps, epoch=epoch + 1, epoch_logs=row)
+        if stop:
+            break
