@@ -47,15 +47,18 @@ def iou(a: tuple, b: tuple) -> float:
     return inter / (area(a) + area(b) - inter)
 
 
-def crops(count: int, seed: int = 0, sizes: tuple[int, int] = (96, 256)) -> list[tuple[str, Image.Image]]:
-    """`count` distinct crops (source name, image), spread over the photographs.
+def crops(count: int, seed: int = 0, sizes: tuple[int, int] = (96, 256),
+          photos: dict[str, Image.Image] | None = None,
+          share: tuple[float, float] | None = None) -> list[tuple[str, Image.Image]]:
+    """`count` distinct crops (source name, image), spread over the photographs (`photos`:
+    name -> image, default `photographs()`; `share`: the crop's side range, default SHARE).
 
     Each crop is a random square of 12-60 % of the photograph's shorter side (6-60 % past ROOMY
     crops), resized to a random 96-256 px; a candidate overlapping an earlier crop of the same
     photograph by more than MAX_IOU is redrawn. Raises if the photographs cannot hold that many."""
     rng = np.random.default_rng(seed)
-    low = SHARE[0] if count <= ROOMY else SHARE[0] / 2
-    photos = photographs()
+    low, high = share or (SHARE[0] if count <= ROOMY else SHARE[0] / 2, SHARE[1])
+    photos = photos or photographs()
     names = sorted(photos)
     boxes: dict[str, list[tuple]] = {n: [] for n in names}
     out = []
@@ -66,7 +69,7 @@ def crops(count: int, seed: int = 0, sizes: tuple[int, int] = (96, 256)) -> list
             raise RuntimeError(f"only {len(out)} distinct crops fit in {len(names)} photographs")
         name = names[len(out) % len(names)] if tries % 4 else names[int(rng.integers(len(names)))]
         img = photos[name]
-        side = int(min(img.size) * rng.uniform(low, SHARE[1]))
+        side = int(min(img.size) * rng.uniform(low, high))
         x, y = int(rng.integers(0, img.width - side + 1)), int(rng.integers(0, img.height - side + 1))
         box = (x, y, x + side, y + side)
         if any(iou(box, b) > MAX_IOU for b in boxes[name]):

@@ -14,8 +14,10 @@ with planted copies, pairwise F1 0.71 at the best cosine threshold, 0.92 with th
 (docs/QUALITY.md).
 
 Grouping rule (no chaining): files with identical content (same SHA-1) are one item. Items
-are visited in order of how many items pass the threshold with them (most first, then
-manifest order); an item not yet grouped becomes a group's *representative*, and every
+are visited in order of their closest match (items with identical files first, then the
+highest score an item has with any other, then how many items pass the threshold with it,
+then manifest order), so a pair of copies is grouped before a look-alike with many partners
+can take one of them; an item not yet grouped becomes a group's *representative*, and every
 not-yet-grouped item among its neighbours that passes the threshold *with the representative*
 joins it. So every member is directly similar to its representative, a long string of
 slightly-different images never merges into one group, and each file is in at most one group.
@@ -34,6 +36,8 @@ K = 8  # nearest other images kept per image: a group is at most K + 1 distinct 
 CALIBRATION_SAMPLE = 500  # images whose edited copies calibrate the threshold, at most
 KEEP_COPIES = 0.95  # the threshold keeps at least this share of the edited copies ...
 FALSE_GROUPING = 0.005  # ... while at most this share of images is estimated falsely grouped
+MAX_COPY_SHARE = 0.5  # more images than this "having a copy" means look-alikes score as copies
+MIN_COPIES_KEPT = 0.5  # a threshold finding fewer of the edited copies than this is not offered
 
 
 SCORE = "cosine above the background"  # what thresholds are stated in (stored with the calibration)
@@ -56,13 +60,17 @@ def copy_scores(ids: np.ndarray, sims: np.ndarray, back: np.ndarray | None = Non
 
 @dataclass(frozen=True)
 class Calibration:
-    """The threshold fitted to one collection, and the rates it was chosen by."""
+    """The threshold fitted to one collection, the rates it was chosen by, and whether they can
+    be trusted: `trusted` False means copies and look-alikes overlap in this collection, so
+    FEXT suggests no near-duplicate removals (`threshold` is then only where a user might
+    start looking)."""
 
     threshold: float
     copies_kept: float  # share of the edited copies whose similarity to their source passes
     false_grouping: float  # estimated share of images grouped with an image that is not a copy
     sample: int  # images whose edited copies were measured
     text: str
+    trusted: bool = True
 
     def to_dict(self) -> dict:
         return {**asdict(self), "score": SCORE}
@@ -70,16 +78,26 @@ class Calibration:
 
 def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray) -> Calibration:
     """The threshold from edited copies' similarities to their sources (`copy_sims`) and the
-    same images' similarity to their nearest other image of the collection (`nearest_other`).
+    same images' similarity to their nearest other image of the collection that is not an
+    identical file (`nearest_other`).
 
-    The highest threshold that keeps KEEP_COPIES of the copies, raised if the estimated share
-    of images falsely grouped passes FALSE_GROUPING. An image's nearest other is either a real
-    copy already in the collection or not, and in a folder full of duplicates many are real
-    copies: counted as false groupings they would push the threshold above every copy. So the
-    false share is estimated from the unrelated images alone, by reflection (an "empirical
-    null"): their scores centre on `m`, the median of the nearest others that score below the
-    median edited copy, and as many pass m + d as fall below m - d. Measured on photos with
-    planted copies: pairwise F1 0.89, where counting every nearest other gave 0.01 (docs/QUALITY.md)."""
+    A sampled image's nearest other is a real copy already in the folder, or an image that
+    merely looks alike. Counted as false groupings, a folder's real copies would push the
+    threshold above every copy, so the look-alikes are estimated by reflection (an "empirical
+    null"): their scores centre on the median m of the nearest others below the median edited
+    copy, and as many pass m + d as fall below m - d. The threshold keeps KEEP_COPIES of the
+    edited copies, raised until at most FALSE_GROUPING of images are estimated grouped with a
+    look-alike.
+
+    Real copies score as the edited copies do, so the share of images with a real copy can be
+    read where look-alikes are rare: the share of nearest others at or above the median edited
+    copy, over the half of the copies that pass it (a mixture; too noisy to estimate a rate of
+    0.5 %, but plain where look-alikes crowd in). FEXT abstains (trusted=False: no near-duplicate
+    suggestions; identical files are still listed) where the numbers say it cannot tell: more
+    than MAX_COPY_SHARE of the images would have to be copies to explain how close their
+    nearest others sit (handwritten digits: look-alikes score like copies), or the raised
+    threshold keeps fewer than MIN_COPIES_KEPT of the edited copies. Measured on the
+    collection zoo (bench/zoo.py, docs/QUALITY.md)."""
     copy_sims = np.sort(np.asarray(copy_sims, np.float64))
     other = np.asarray(nearest_other, np.float64)
     other = np.sort(other[np.isfinite(other)])
@@ -88,8 +106,10 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray) -> Calibr
         return 1.0 - np.searchsorted(values, t, side="left") / max(len(values), 1)
 
     if not len(copy_sims):
-        return Calibration(1.0, 0.0, 0.0, 0, "no edited copy to calibrate on")
-    unrelated = other[other < np.median(copy_sims)]
+        return Calibration(1.0, 0.0, 0.0, 0, "no edited copy to calibrate on", trusted=False)
+    high = float(np.median(copy_sims))
+    copy_share = float(share(other, high) / max(float(share(copy_sims, high)), 1e-9))
+    unrelated = other[other < high]
     m = float(np.median(unrelated)) if len(unrelated) else 0.0
 
     def false(t: np.ndarray | float) -> np.ndarray:  # share of images at or below m - (t - m)
@@ -99,13 +119,25 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray) -> Calibr
     why = f"keeps {KEEP_COPIES:.0%} of {len(copy_sims)} edited copies"
     if float(false(t)) > FALSE_GROUPING:
         # the lowest threshold above t, just above a measured value, whose estimate is within it
-        values = np.concatenate([other, copy_sims, 2 * m - other])  # where either count moves
+        values = np.concatenate([other, copy_sims, 2 * m - other])  # where any count moves
         cand = np.unique(np.floor(values[values >= t] * 1e6) / 1e6 + 1e-6)
-        t = float(cand[np.argmax(false(cand) <= FALSE_GROUPING)])
+        within = false(cand) <= FALSE_GROUPING
+        t = float(cand[np.argmax(within)]) if within.any() else float(copy_sims[-1] + 1e-6)
         why = (f"raised from {KEEP_COPIES:.0%} of the edited copies so that at most an estimated "
                f"{FALSE_GROUPING:.1%} of images are grouped with an image that is not a copy")
-    return Calibration(round(t, 6), float(share(copy_sims, t)), float(false(t)),
-                       int(len(copy_sims)), f"calibrated on this collection: {why}")
+    kept, falsely = float(share(copy_sims, t)), float(false(t))
+    if copy_share > MAX_COPY_SHARE:
+        return Calibration(round(t, 6), kept, falsely, int(len(copy_sims)), (
+            f"not trusted: {min(copy_share, 1):.0%} of the sampled images sit as close to another "
+            "image as an edited copy sits to its source, more than real copies explain; images "
+            "here look alike as much as copies do, so FEXT suggests no near-duplicate removals"),
+            trusted=False)
+    if kept < MIN_COPIES_KEPT:
+        return Calibration(round(t, 6), kept, falsely, int(len(copy_sims)), (
+            f"not trusted: keeping look-alikes apart would find only {kept:.0%} of edited copies, "
+            "so FEXT suggests no near-duplicate removals"), trusted=False)
+    return Calibration(round(t, 6), kept, falsely, int(len(copy_sims)),
+                       f"calibrated on this collection: {why}")
 
 
 def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.ndarray,
@@ -114,20 +146,34 @@ def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.n
     """Edited copies (fext.edits) of a seeded sample of the collection's images, made into
     vectors by `encode` (uint8 images -> unit vectors, as queries are encoded), scored against
     their sources' stored vectors above the source's background (a copy's own background is
-    its source's), and the sample's nearest others (`ids`, `sims`): `choose_threshold`."""
+    its source's), and the sample's nearest others that are not identical files (`ids`,
+    `sims`; identical files are exact duplicates, found by their content): `choose_threshold`."""
     from .edits import copy_queries
 
     if len(items) < 2:
-        return Calibration(1.0, 0.0, 0.0, 0, "one image: nothing to compare")
+        return Calibration(1.0, 0.0, 0.0, 0, "one image: nothing to compare", trusted=False)
     positions, copies = copy_queries(coll, items, fit, seed, sample, progress)
     if not len(positions):
-        return Calibration(1.0, 0.0, 0.0, 0, "no image could be read to calibrate")
+        return Calibration(1.0, 0.0, 0.0, 0, "no image could be read to calibrate", trusted=False)
     vectors = np.concatenate([encode(copies[i:i + 256]) for i in range(0, len(copies), 256)])
     sources = np.asarray(features[positions], np.float32)
     ids, sims = np.asarray(ids), np.asarray(sims)
     back = backgrounds(ids, sims)
     copy_sims = (vectors * sources).sum(axis=1) - back[positions]
-    return choose_threshold(copy_sims, copy_scores(ids, sims, back)[positions, 0])
+    return choose_threshold(copy_sims, nearest_distinct(ids, copy_scores(ids, sims, back),
+                                                        items["sha1"].to_numpy(), positions))
+
+
+def nearest_distinct(ids: np.ndarray, scores: np.ndarray, sha1: np.ndarray,
+                     positions: np.ndarray) -> np.ndarray:
+    """For each row of `positions`, the score of its nearest other image whose content differs
+    (NaN where none of its neighbours does)."""
+    nb = ids[positions]
+    distinct = (nb >= 0) & (sha1[np.maximum(nb, 0)] != sha1[positions][:, None])
+    first = np.argmax(distinct, axis=1)
+    out = scores[positions, first].astype(np.float64)
+    out[~distinct.any(axis=1)] = np.nan
+    return out
 
 
 @dataclass(frozen=True)
@@ -140,7 +186,8 @@ class Groups:
 
     start: np.ndarray  # int64, groups + 1
     member: np.ndarray  # int64 item rows
-    similarity: np.ndarray  # float32: each member's score with the representative (1 for it)
+    similarity: np.ndarray  # float32: each member's score with the representative; the
+    # representative's is its score with the keeper (NaN where it is the keeper itself)
     exact: np.ndarray  # bool: the member's content is in its group twice or more
     representative: np.ndarray  # int64 item row per group
     keeper: np.ndarray  # int64 item row per group
@@ -159,7 +206,8 @@ class Groups:
         lo, hi = self.start[i], self.start[i + 1]
         return {"representative": paths.iat[self.representative[i]],
                 "keeper": paths.iat[self.keeper[i]],
-                "members": [{"path": paths.iat[f], "similarity": round(float(s), 4),
+                "members": [{"path": paths.iat[f],
+                             "similarity": None if np.isnan(s) else round(float(s), 4),
                              "exact": bool(e)}
                             for f, s, e in zip(self.member[lo:hi], self.similarity[lo:hi],
                                                self.exact[lo:hi])]}
@@ -202,10 +250,13 @@ def groups(ids: np.ndarray, sims: np.ndarray, items: pd.DataFrame, threshold: fl
     s = np.maximum.reduceat(s, first_of_pair) if len(pair) else s
     a, b = np.divmod(pair[first_of_pair], n)
     degree = np.bincount(a, minlength=n)
+    best = np.full(n, -np.inf, np.float32)
+    np.maximum.at(best, a, s)
     starts = np.concatenate([[0], np.cumsum(degree)]).tolist()
     files_of = np.bincount(canon, minlength=n)  # files holding each content (at its canon row)
     candidates = np.union1d(np.flatnonzero(degree), np.flatnonzero(files_of > 1))
-    visit = candidates[np.lexsort((candidates, -degree[candidates]))]
+    best[files_of > 1] = np.inf  # identical files first: nothing is closer than those
+    visit = candidates[np.lexsort((candidates, -degree[candidates], -best[candidates]))]
     taken = np.zeros(n, bool)
     several = (files_of > 1).tolist()
     reps, parts, part_sims = [], [], []
@@ -249,7 +300,12 @@ def groups(ids: np.ndarray, sims: np.ndarray, items: pd.DataFrame, threshold: fl
     key = np.lexsort((path_rank[member], items["path"].str.len().to_numpy(np.int64)[member],
                       items["mtime_ns"].to_numpy(np.int64)[member], -pixels, group_of))
     sizes = np.bincount(group_of)
-    keeper = member[key[np.concatenate([[0], np.cumsum(sizes)[:-1]])]]
+    keeper_at = key[np.concatenate([[0], np.cumsum(sizes)[:-1]])]
+    keeper = member[keeper_at]
+    # the representative's own score is the one with its keeper (none where it is the keeper)
+    is_rep = member == reps[group_of]
+    similarity[is_rep] = np.where(keeper[group_of[is_rep]] == member[is_rep], np.nan,
+                                  similarity[keeper_at][group_of[is_rep]])
     # largest group first, ties by the representative's path; members keep their order
     rank = np.lexsort((path_rank[reps], -sizes))
     placed = np.argsort(rank)[group_of]  # each member's group's new position
@@ -270,16 +326,21 @@ def removals(found: Groups, items: pd.DataFrame) -> pd.DataFrame:
 
 
 def find(art, threshold: str | float = "auto") -> dict:
-    """Duplicate groups of an extraction (`fext.features.Artifacts`) at its calibrated
-    threshold ("auto") or a given score (cosine above the background). Reads only."""
+    """Duplicate groups of an extraction (`fext.artifacts.Artifacts`) at its calibrated
+    threshold ("auto") or a given score (cosine above the background). Reads only.
+
+    Where the calibration abstained, "auto" groups identical files only and `threshold` is
+    None: FEXT suggests no near-duplicate removals it cannot stand behind; a threshold the
+    user gives still groups at that score."""
     from .errors import UsageError
 
     nearest, similarity = art.neighbours()
     calibration = art.meta.get("duplicates", {})
-    if calibration.get("score") != SCORE:
-        raise art.stale("before duplicate scores were measured above the background")
+    if calibration.get("score") != SCORE or "trusted" not in calibration:
+        raise art.stale("before the duplicate threshold could say where it cannot tell copies "
+                        "from look-alikes")
     if threshold == "auto":
-        value = float(calibration["threshold"])
+        value = float(calibration["threshold"]) if calibration["trusted"] else None
     else:
         try:
             value = float(threshold)
@@ -288,6 +349,8 @@ def find(art, threshold: str | float = "auto") -> dict:
         if not -1.0 <= value <= 1.0:
             raise UsageError(f"threshold is a similarity above the background, between -1 and 1; "
                              f"got {value}")
-    found = groups(np.asarray(nearest), copy_scores(nearest, similarity), art.items, value)
+    found = groups(np.asarray(nearest), copy_scores(nearest, similarity), art.items,
+                   np.inf if value is None else value)
     return {"images": art.meta["images"], "count": int(len(art.items)), "threshold": value,
-            "calibration": calibration, "groups": found, "removable": found.removable}
+            "near_duplicates": value is not None, "calibration": calibration, "groups": found,
+            "removable": found.removable}

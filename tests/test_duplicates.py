@@ -42,7 +42,7 @@ def test_a_string_of_similar_images_is_not_chained_into_one_group():
     found = groups(ids, sims, items_of(5), 0.9).dicts(items_of(5))
     assert all(len(g["members"]) <= 3 for g in found)
     for g in found:  # every member passes the threshold with its representative
-        assert all(m["similarity"] >= 0.9 for m in g["members"])
+        assert all(m["similarity"] >= 0.9 for m in g["members"] if m["path"] != g["keeper"])
     paths = [{m["path"] for m in g["members"]} for g in found]
     assert not any({"img_0.png", "img_4.png"} <= p for p in paths)
     assert sum(len(p) for p in paths) == len(set().union(*paths))  # each image once
@@ -64,6 +64,33 @@ def test_exact_copies_join_the_group_of_their_content_and_the_keeper_is_chosen_b
     found = groups(ids, sims, items, 0.99)
     assert len(found) == 1 and found.group(0, items)["keeper"] == "x/b.png"
     assert removals(found, items)["path"].tolist() == ["x/long_name.png"]
+
+
+def test_an_edited_copy_stays_with_its_source_when_a_look_alike_passes_with_the_source():
+    """A (0), its edited copy A' (1), and a look-alike B (2) that passes with A and with two
+    more images (3, 4), so B has the most partners: A and A' still end in one group."""
+    ids, sims = graph(5, {(0, 1): 0.97, (0, 2): 0.91, (2, 3): 0.92, (2, 4): 0.93})
+    items = items_of(5)
+    found = [{m["path"] for m in g["members"]} for g in groups(ids, sims, items, 0.9).dicts(items)]
+    assert any({"img_0.png", "img_1.png"} <= g for g in found), found
+
+
+def test_the_representative_shows_its_own_score_with_the_keeper():
+    """The keeper is the larger file, not the representative: the representative's row in the
+    removals says how similar it is to the keeper, never a made-up 1.0."""
+    items = items_of(3, pixels=[10, 40, 10])
+    ids, sims = graph(3, {(0, 1): 0.93, (0, 2): 0.95, (1, 2): 0.5})
+    found = groups(ids, sims, items, 0.9)
+    g = found.group(0, items)
+    assert g["representative"] == "img_0.png" and g["keeper"] == "img_1.png"
+    rows = removals(found, items).set_index("path")
+    assert rows.loc["img_0.png", "similarity"] == pytest.approx(0.93)
+    assert rows.loc["img_2.png", "similarity"] == pytest.approx(0.95)
+    scores = {m["path"]: m["similarity"] for m in g["members"]}
+    assert scores["img_1.png"] == pytest.approx(0.93) and scores["img_0.png"] == pytest.approx(0.93)
+    # where the representative is the keeper, it has no score of its own
+    g = groups(ids, sims, items_of(3), 0.9).group(0, items_of(3))
+    assert {m["path"]: m["similarity"] for m in g["members"]}[g["keeper"]] is None
 
 
 def test_threshold_keeps_the_copies_unless_too_many_images_would_be_grouped():
@@ -88,11 +115,27 @@ def test_a_folder_full_of_real_copies_does_not_push_the_threshold_above_them():
     cal = choose_threshold(copies, nearest)
     assert cal.copies_kept >= 0.95 and cal.threshold < 0.92 and cal.false_grouping <= 0.005
     assert "keeps" in cal.text
-    # the same folder where the unrelated images also come close: the estimate holds them off
+    assert cal.trusted
+    # the same folder where the unrelated images also come close: holding them off would find
+    # no copy at all, so FEXT says it cannot tell rather than offer that threshold
     nearest = np.where(has_copy, real, rng.normal(0.8, 0.06, 500))
     cal = choose_threshold(copies, nearest)
-    assert cal.false_grouping <= 0.005 and cal.threshold > 0.93 and "raised" in cal.text
-    assert ((nearest >= cal.threshold) & ~has_copy).mean() <= 0.01  # and truly so
+    assert not cal.trusted and cal.text.startswith("not trusted") and cal.copies_kept < 0.5
+
+
+def test_look_alikes_that_score_like_copies_make_the_calibration_abstain():
+    """Handwritten digits: an image's nearest other (another writer's same digit) is as close
+    as its own edited copy, for most images. No threshold separates them: FEXT abstains."""
+    rng = np.random.default_rng(2)
+    copies = rng.normal(0.05, 0.04, 500)  # edited copies barely above the background
+    nearest = rng.normal(0.06, 0.03, 500)  # look-alikes just as close
+    cal = choose_threshold(copies, nearest)
+    assert not cal.trusted and "look alike" in cal.text
+    # a folder of distinct photos with a few real copies is trusted
+    has_copy = rng.random(500) < 0.1
+    nearest = np.where(has_copy, rng.normal(0.5, 0.1, 500), rng.normal(0.0, 0.05, 500))
+    cal = choose_threshold(rng.normal(0.5, 0.1, 500), nearest)
+    assert cal.trusted and cal.copies_kept >= 0.95
 
 
 def digest(folder):
@@ -139,6 +182,27 @@ def test_duplicates_command_finds_the_planted_copies_and_changes_no_file(planted
                                 workspace=ws).stdout)
     assert strict["removable"] <= result["removable"] and strict["threshold"] == 0.9999
     assert digest(folder) == before  # FEXT never changes the user's files
+
+
+def test_where_the_calibration_abstains_only_identical_files_are_suggested(planted, tmp_path):
+    """An extraction whose calibration could not tell copies from look-alikes: `auto` groups
+    identical files only and says why; a threshold the user gives still groups near copies."""
+    ws, _, source = planted
+    copy = tmp_path / "ws"
+    shutil.copytree(ws, copy)
+    meta_path = next((copy / "index" / "d").glob("*/meta.json"))
+    meta = json.loads(meta_path.read_text())
+    meta["duplicates"].update(trusted=False, text="not trusted: images here look alike")
+    meta_path.write_text(json.dumps(meta))
+    result = json.loads(run_cli("duplicates", "--name", "d", "--json", workspace=copy).stdout)
+    assert result["threshold"] is None and result["near_duplicates"] is False
+    assert all(m["exact"] for g in result["groups"] for m in g["members"])
+    assert any(source in {m["path"] for m in g["members"]} for g in result["groups"])
+    text = run_cli("duplicates", "--name", "d", workspace=copy).stdout
+    assert "near duplicates not suggested" in text and "look alike" in text
+    loose = json.loads(run_cli("duplicates", "--name", "d", "--threshold", "-1", "--json",
+                               workspace=copy).stdout)
+    assert loose["removable"] > result["removable"]
 
 
 def test_bad_thresholds_and_old_extractions_get_a_clear_message(planted):

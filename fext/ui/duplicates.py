@@ -8,11 +8,12 @@ import pandas as pd
 import streamlit as st
 
 from fext.duplicates import find
-from fext.features import StaleError
+from fext.errors import StaleError
 from fext.ui import server
 from fext.ui.common import header, need_artifacts, need_model, start_job, thumb, workspace
 
 GROUPS_PER_PAGE = 10
+COLUMNS = 6  # thumbnails per row of a group
 
 header("Duplicates", "Copies of the same picture: identical files, and images re-saved, resized, "
                      "cropped a little or recoloured. FEXT suggests a keeper for each group and "
@@ -38,18 +39,28 @@ except StaleError as e:
     st.stop()
 
 cal = calibrated["calibration"]
-st.info(f"Suggested threshold **{cal['threshold']:.4f}**, {cal['text']}: on {cal['sample']} "
-        f"edited copies of this collection's own images, {cal['copies_kept']:.0%} are found; an "
-        f"estimated {cal['false_grouping']:.2%} of images would be grouped with an image that is "
-        "not a copy.", icon=":material/tune:")
+if cal["trusted"]:
+    st.info(f"Suggested threshold **{cal['threshold']:.4f}**, {cal['text']}: on {cal['sample']} "
+            f"edited copies of this collection's own images, {cal['copies_kept']:.0%} are found; "
+            f"an estimated {cal['false_grouping']:.2%} of images would be grouped with an image "
+            "that is not a copy.", icon=":material/tune:")
+else:
+    st.warning(f"**No near-duplicate removals suggested.** FEXT cannot tell copies from "
+               f"look-alikes in this collection ({cal['text'].removeprefix('not trusted: ')}). "
+               "Identical files are still listed. Move the slider to look at groups of similar "
+               "images yourself: they are look-alikes as often as copies.",
+               icon=":material/help:")
 low = min(0.0, float(cal["threshold"]))
-threshold = st.slider("Similarity threshold", low, 1.0, float(min(max(cal["threshold"], low), 1.0)),
-                      step=0.001, format="%.3f",
+start = float(min(max(cal["threshold"], low), 1.0)) if cal["trusted"] else 1.0
+threshold = st.slider("Similarity threshold", low, 1.0, start, step=0.001, format="%.3f",
                       help="Two images are copies when their vectors' cosine similarity, less "
                            "what unrelated images score against them (their 8th nearest "
                            "neighbour's), is at least this. Lower finds more, and more false "
-                           "matches.")
-result = calibrated if threshold == cal["threshold"] else grouped(
+                           "matches." + ("" if cal["trusted"] else
+                                         " Here no threshold is suggested: at 1.000 only "
+                                         "identical files are grouped."))
+suggested = cal["trusted"] and threshold == cal["threshold"]
+result = calibrated if suggested or (not cal["trusted"] and threshold == 1.0) else grouped(
     str(ws.root), name, art.dir.name, threshold, art)
 found = result["groups"]
 
@@ -59,7 +70,7 @@ b.metric("Duplicate groups", f"{len(found):,}")
 c.metric("Files that could be removed", f"{result['removable']:,}")
 st.link_button("Download suggested removals (CSV)",
                f"{server.base(name, art.dir.name)}/duplicates.csv?threshold="
-               + ("auto" if threshold == cal["threshold"] else repr(threshold)),
+               + ("auto" if result is calibrated else repr(threshold)),
                type="primary", icon=":material/download:", disabled=not len(found))
 st.caption("Each group: its members are each similar to the group's representative (the image "
            "most others match); the keeper is the file with the most pixels, then the oldest, "
@@ -76,10 +87,11 @@ for i in range(start, min(start + GROUPS_PER_PAGE, len(found))):
     members = pd.DataFrame(group["members"])
     with st.container(border=True):
         st.markdown(f"**Group {i + 1}** · {len(members)} files · keep `{group['keeper']}`")
-        cols = st.columns(min(len(members), 6))
+        cols = st.columns(COLUMNS)  # the same thumbnail size in a group of two as of twenty
         for j, m in enumerate(members.itertuples(index=False)):
             role = ("keep" if m.path == group["keeper"] else "remove") + (
                 " · representative" if m.path == group["representative"] else "")
-            with cols[j % len(cols)]:
+            score = "" if pd.isna(m.similarity) else f"{m.similarity:.3f} · "
+            with cols[j % COLUMNS]:
                 st.image(thumb(str(art.root / m.path)), width="stretch",
-                         caption=f"{'= ' if m.exact else ''}{m.similarity:.3f} · {role} · {m.path}")
+                         caption=f"{'= ' if m.exact else ''}{score}{role} · {m.path}")
