@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.app_fixtures import DIM, REPO, app_workspace
+from tests.app_fixtures import DIM, REPO, app_workspace, streamlit_run
 from tests.corpus import COLOURS, READABLE
 from tests.corpus import shape_image as shape
 
@@ -62,43 +57,12 @@ def app_ws(tmp_path_factory):
     return app_workspace(tmp_path_factory)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(app_ws, tmp_path_factory):
     """`streamlit run app.py` on a free port, as a user starts it, until the module ends."""
-    port = free_port()
-    env = {**os.environ, "FEXT_WORKSPACE": str(app_ws.root)}
     log = tmp_path_factory.mktemp("streamlit") / "log.txt"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py",
-                                 "--server.port", str(port), "--server.address", "127.0.0.1",
-                                 "--server.headless", "true"], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)  # between polls of the health endpoint (the condition waited on)
-    else:
-        proc.kill()
-        pytest.fail("the app did not start within 90 s")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    with streamlit_run(app_ws, log, "--server.address", "127.0.0.1") as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,11 @@ tiny trained workspace."""
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,9 +23,9 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from fext.ui import access, server
-from tests.app_fixtures import REPO, app_workspace
+from tests.app_fixtures import REPO, app_workspace, streamlit_run
 from tests.test_app import button
-from tests.test_browser import CHROMIUM, FLAGS, free_port, settle
+from tests.test_browser import CHROMIUM, FLAGS, settle
 
 KEY = "k3y-for-the-tests_" + "x" * 30
 BAD_KEYS = {"wrong": "not-the-key", "empty": "", "last character": KEY[:-1] + "y"}
@@ -37,39 +35,6 @@ ST_STATIC = Path(streamlit.__file__).parent / "static"
 @pytest.fixture(scope="session")
 def app_ws(tmp_path_factory):
     return app_workspace(tmp_path_factory)
-
-
-@contextlib.contextmanager
-def streamlit_run(ws, log: Path, *flags: str, key: str | None = None):
-    """`streamlit run app.py` on a free port with the repository's config and `flags`; yields
-    (base URL over 127.0.0.1, port) once its health check answers."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in (access.ENV_KEY, access.ENV_ROOTS)}
-    env.update({"FEXT_WORKSPACE": str(ws.root), **({access.ENV_KEY: key} if key else {})})
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py",
-                                 "--server.port", str(port), *flags], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=2).text == "ok":
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)  # between polls of the health check (the condition waited on)
-        yield url, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
