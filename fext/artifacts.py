@@ -54,6 +54,7 @@ class Artifacts:
             version = next((v for v in ws.index_versions(name)
                             if read_json(v / "meta.json", {}).get("images") == root), None)
         if version is None or not (version / "meta.json").is_file():
+            open_record(ws, name)  # an unknown model is told so, with the models there are
             where = "" if images is None else f" --images {images}"
             raise NotFoundError(f"model {name!r} has no features{' of ' + str(images) if images else ''}"
                                 f" yet; run: python -m fext extract --name {name}{where}")

@@ -129,13 +129,13 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray) -> Calibr
     if copy_share > MAX_COPY_SHARE:
         return Calibration(round(t, 6), kept, falsely, int(len(copy_sims)), (
             f"not trusted: {min(copy_share, 1):.0%} of the sampled images sit as close to another "
-            "image as an edited copy sits to its source, more than real copies explain; images "
-            "here look alike as much as copies do, so FEXT suggests no near-duplicate removals"),
+            "image as an edited copy sits to its source, more than real copies can explain: "
+            "images here look alike as much as copies do"),
             trusted=False)
     if kept < MIN_COPIES_KEPT:
         return Calibration(round(t, 6), kept, falsely, int(len(copy_sims)), (
-            f"not trusted: keeping look-alikes apart would find only {kept:.0%} of edited copies, "
-            "so FEXT suggests no near-duplicate removals"), trusted=False)
+            f"not trusted: keeping look-alikes apart would find only {kept:.0%} of edited "
+            "copies"), trusted=False)
     return Calibration(round(t, 6), kept, falsely, int(len(copy_sims)),
                        f"calibrated on this collection: {why}")
 

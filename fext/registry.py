@@ -79,9 +79,11 @@ def open_record(ws: Workspace, name: str) -> ModelRecord:
     """The record of model `name`; a clear error saying how to train it when there is none."""
     record = find(ws, name)
     if record is None:
+        there = names(ws)
         raise ModelNotFoundError(
             f"no trained model named {name!r} in {ws.root}; "
-            f"train one with: python -m fext train --images DIR --name {name}")
+            + (f"the models there: {', '.join(there)}; or " if there else "")
+            + f"train one with: python -m fext train --images DIR --name {name}")
     return record
 
 

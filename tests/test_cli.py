@@ -91,7 +91,7 @@ def test_scan_lists_skipped_files_with_reasons(cli_ws):
 
 @pytest.mark.parametrize("args,message", [
     (["search", "--name", "nope", "x.png"], "query image not found"),
-    (["anomalies", "--name", "nope"], "no features yet"),
+    (["anomalies", "--name", "nope"], "no trained model named 'nope'"),
     (["evaluate", "--name", "nope"], "no trained model"),
     (["train", "--images", "/does/not/exist", "--name", "x"], "image folder not found"),
     (["train", "--images", ".", "--name", "../../etc"], "invalid name"),
@@ -106,3 +106,12 @@ def test_workspace_from_environment(cli_ws, monkeypatch):
     monkeypatch.setenv("FEXT_WORKSPACE", str(cli_ws[0]))
     proc = run_cli("anomalies", "--name", "cli", "--top", "3", "--json", check=False)
     assert proc.returncode == 0 and len(json.loads(proc.stdout)["results"]) == 3
+
+
+def test_an_unknown_model_is_told_with_the_models_there_are(cli_ws):
+    """Not "run extract" for a model that does not exist: the advice must work."""
+    ws = cli_ws[0]
+    for command in (["anomalies"], ["duplicates"], ["project"]):
+        proc = run_cli(*command, "--name", "nope", workspace=ws, check=False)
+        assert proc.returncode == 1 and "the models there: cli" in proc.stderr, proc.stderr
+        assert "fext extract" not in proc.stderr

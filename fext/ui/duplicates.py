@@ -73,11 +73,12 @@ st.link_button("Download suggested removals (CSV)",
                + ("auto" if result is calibrated else repr(threshold)),
                type="primary", icon=":material/download:", disabled=not len(found))
 st.caption("Each group: its members are each similar to the group's representative (the image "
-           "most others match); the keeper is the file with the most pixels, then the oldest, "
+           "with the closest match); the keeper is the file with the most pixels, then the oldest, "
            "then the shortest path. Exact copies (identical content) are marked =.")
 
 if not len(found):
-    st.success("No duplicates at this threshold.", icon=":material/check_circle:")
+    st.success("No identical files." if not cal["trusted"] and threshold == 1.0 else
+               "No duplicates at this threshold.", icon=":material/check_circle:")
     st.stop()
 pages = (len(found) + GROUPS_PER_PAGE - 1) // GROUPS_PER_PAGE
 page = st.number_input(f"Page (of {pages}, largest groups first)", 1, pages, 1) if pages > 1 else 1
