@@ -305,8 +305,8 @@ def duplicates_row(kind: str, root: Path, ws: Path) -> list:
     phash_precision = removal_rates(by_distance[IMAGEDEDUP_DEFAULT])[0]
     cal = result["calibration"]
     grouped = {m: g for g in found for m in g}
-    falsely = sum(1 for p, g in grouped.items() if not g <= planted[group_of[p]]
-                  if p in group_of) + sum(1 for p in grouped if p not in group_of)
+    falsely = sum(1 for p, g in grouped.items()  # grouped with an image that is not its copy
+                  if not g <= (planted[group_of[p]] if p in group_of else {p}))
     stated = (f"{cal['copies_kept']:.2f} / {cal['false_grouping']:.2%}"
               + ("" if cal["trusted"] else " (abstained)"))
     return [kind, len(paths), suggested, f"{precision:.3f}", f"{recall:.3f}", f"{ours['f1']:.3f}",
