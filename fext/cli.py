@@ -251,7 +251,9 @@ def run_config(args):
 def train_summary(name: str, m: dict) -> str:
     found = (f", chosen on held-out copies: {m['val_copies']:.1%} of the validation images' "
              "edited views found their source" if "val_copies" in m else "")
-    lines = [f"trained {name!r}: best epoch {m['best_epoch']} of {m['epochs_run']}"
+    precision = (f" in {m['train_precision']}" if m.get("train_precision", "float32") != "float32"
+                 else "")
+    lines = [f"trained {name!r}{precision}: best epoch {m['best_epoch']} of {m['epochs_run']}"
              f"{' (stopped early)' if m['stopped_early'] else ''}{found}; "
              f"{m['skipped']} files skipped"]
     for split, s in m["splits"].items():

@@ -25,7 +25,7 @@ PRESETS: dict[str, tuple[tuple[int, int], ...]] = {
     "vgg16": ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)),
 }
 FITS = ("pad", "crop")
-PRECISIONS = ("float32", "bfloat16")  # of inference; training is always float32 on CPU
+PRECISIONS = ("float32", "bfloat16")  # of the forward passes (inference) and of training
 MONITORS = ("val_accuracy", "val_loss")  # what the classifier selects and stops on
 AUGMENTS = ("edits", "none")  # of the autoencoder's training inputs
 READOUTS = ("whiten", "raw")  # of the published features (fext.readout)
@@ -174,6 +174,12 @@ class TrainConfig:
                                  "images of a step)", at_least=1)
     readout: str = setting("whiten", "features as published: whitened on the training images, "
                                      "or the raw bottleneck", READOUTS)
+    precision: str = setting("float32", "of training: bfloat16 is mixed precision (float32 "
+                                        "weights, outputs and losses; the published model is "
+                                        "float32 either way); auto: bfloat16 where the CPU "
+                                        "computes it natively (AVX512_BF16, AMX), else float32 "
+                                        "(auto is being measured before it becomes the default)",
+                             ("auto",) + PRECISIONS)
 
     def validate(self) -> TrainConfig:
         check(self)
@@ -185,7 +191,7 @@ class TrainConfig:
 
 # What models trained before a setting existed did (RunConfig.from_dict).
 BEFORE_SETTING = {"epoch_steps": 0, "augment": "none", "invariance": 0.0, "readout": "raw",
-                  "labels": 0.0, "neighbours": 1}
+                  "labels": 0.0, "neighbours": 1, "precision": "float32"}
 
 
 @dataclass

@@ -33,11 +33,13 @@ class EarlyStopping:
 
     `key(row)` orders epochs, higher is better: the negated loss, or (accuracy, -loss) where
     accuracy ties are frequent on small validation sets. `state()` is plain JSON, so a resumed
-    run goes on with the same best and the same patience count.
+    run goes on with the same best and the same patience count. `why` says, in words, what
+    stopping means ("held-out copies have not improved for {epochs}").
     """
 
-    def __init__(self, key: Callable[[dict], tuple], patience: int, state: dict | None = None):
-        self.key, self.patience = key, patience
+    def __init__(self, key: Callable[[dict], tuple], patience: int, state: dict | None = None,
+                 why: str = "the monitored figure has not improved for {epochs}"):
+        self.key, self.patience, self.why = key, patience, why
         state = state or {}
         self.best = tuple(state["best"]) if state.get("best") is not None else None
         self.best_epoch, self.wait = state.get("best_epoch", 0), state.get("wait", 0)
@@ -55,6 +57,11 @@ class EarlyStopping:
     def stop(self) -> bool:
         return self.wait >= self.patience
 
+    @property
+    def reason(self) -> str:
+        """Why the run stops, in words (`why` with the patience filled in as {epochs})."""
+        return self.why.format(epochs=f"{self.patience} epoch{'s' if self.patience != 1 else ''}")
+
     def state(self) -> dict:
         return {"best": list(self.best) if self.best is not None else None,
                 "best_epoch": self.best_epoch, "wait": self.wait}
@@ -68,7 +75,7 @@ def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batc
                seed: int, on_epoch: Callable[[dict], bool], progress: ProgressFn,
                targets: np.ndarray | None = None, make_batch=None, validate=None,
                start_epoch: int = 0, stage: str = "train", first_epoch: int = 1,
-               epoch_steps: int = 0, arrange=None) -> None:
+               epoch_steps: int = 0, arrange=None, stopper: EarlyStopping | None = None) -> None:
     """The training loop of every model: epochs from `start_epoch` until `on_epoch(row)` says stop.
 
     Explicit `train_on_batch` over an order that is a pure function of (seed, epoch): no epoch
@@ -81,6 +88,11 @@ def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batc
     resumed run restores).
     Targets are the images themselves (an autoencoder) unless `targets` (one per row) are
     given. The epoch's row holds the mean of every training log, then `validate(model)`'s.
+
+    Each epoch ends with one `progress(..., epoch_logs=row, epochs=, steps=)` call (what the
+    per-epoch lines and the time left are made of: fext.progress.Reporter), which also says,
+    given the `stopper` that `on_epoch` consults, whether the epoch is the best so far and
+    why the run stops when it does.
     """
     length = epoch_steps * batch_size if epoch_steps else None
     steps = epoch_steps or math.ceil(len(rows) / batch_size)
@@ -111,6 +123,10 @@ def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batc
             row.update(validate(model))
         row["seconds"] = round(time.time() - t0, 2)
         stop = on_epoch(row)
-        progress(stage, (epoch + 1) * steps, epochs * steps, epoch=epoch + 1, epoch_logs=row)
+        notes = {} if stopper is None else {
+            "best": stopper.best_epoch == row["epoch"],
+            **({"stopping": stopper.reason} if stop and epoch + 1 < epochs else {})}
+        progress(stage, (epoch + 1) * steps, epochs * steps, epoch=epoch + 1, epoch_logs=row,
+                 epochs=epochs, steps=steps, **notes)
         if stop:
             break

@@ -21,38 +21,83 @@ READOUT_INVERSE = "readout_inverse"  # its inverse, so the decoder still sees th
 TEMPERATURE = 0.1  # of the invariance term's softmax over cosine similarities
 
 
-def conv_block(x, filters: int, convs: int, prefix: str):
+def conv_block(x, filters: int, convs: int, prefix: str, dtype: str = "float32"):
     for i in range(convs):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{prefix}_conv{i + 1}")(x)
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, dtype=dtype,
+                          name=f"{prefix}_conv{i + 1}")(x)
         # Momentum 0.9: moving statistics settle within an epoch even on small collections,
         # so validation loss (inference mode) tracks training loss from the first epochs.
-        x = layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn{i + 1}")(x)
-        x = layers.ReLU(name=f"{prefix}_relu{i + 1}")(x)
+        x = layers.BatchNormalization(momentum=0.9, dtype=dtype, name=f"{prefix}_bn{i + 1}")(x)
+        x = layers.ReLU(dtype=dtype, name=f"{prefix}_relu{i + 1}")(x)
     return x
 
 
-def build_autoencoder(cfg: ModelConfig, image_size: int) -> keras.Model:
-    """Encoder of VGG blocks (3x3 convs + 2x2 max-pool), a dense bottleneck, a mirrored decoder."""
+def train_precision(setting: str) -> str:
+    """What TrainConfig.precision trains in on this machine: "auto" is bfloat16 where the CPU
+    computes it natively (`native_bfloat16`), float32 elsewhere (emulated bfloat16 is slower)."""
+    if setting not in ("auto",) + PRECISIONS:
+        raise UsageError(f"unknown precision {setting!r}; use auto or one of {', '.join(PRECISIONS)}")
+    if setting == "auto":
+        return "bfloat16" if native_bfloat16() else "float32"
+    return setting
+
+
+def dtype_policy(precision: str) -> str:
+    """The Keras dtype policy of the hidden layers of a model trained in `precision`: mixed
+    bfloat16 computes in bfloat16 and keeps float32 weights (the optimiser updates those)."""
+    return "mixed_bfloat16" if precision == "bfloat16" else "float32"
+
+
+def build_autoencoder(cfg: ModelConfig, image_size: int, precision: str = "float32") -> keras.Model:
+    """Encoder of VGG blocks (3x3 convs + 2x2 max-pool), a dense bottleneck, a mirrored decoder.
+
+    `precision="bfloat16"` makes it a mixed-precision model, layer by layer (no global policy,
+    so nothing leaks into the next model built in this process): every hidden layer computes
+    in bfloat16, while the feature vector (which the invariance term and the read-out read)
+    and the reconstruction (which the reconstruction loss reads) are computed in float32."""
     cfg.validate(image_size)
+    hidden = dtype_policy(precision)
     blocks = PRESETS[cfg.preset]
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = inputs
     for b, (filters, convs) in enumerate(blocks, 1):
-        x = conv_block(x, filters, convs, f"enc{b}")
-        x = layers.MaxPooling2D(2, name=f"enc{b}_pool")(x)
+        x = conv_block(x, filters, convs, f"enc{b}", hidden)
+        x = layers.MaxPooling2D(2, dtype=hidden, name=f"enc{b}_pool")(x)
     side, channels = image_size // 2 ** len(blocks), blocks[-1][0]
-    x = layers.Flatten(name="enc_flatten")(x)
-    z = layers.Dense(cfg.latent_dim, name=BOTTLENECK)(x)
+    x = layers.Flatten(dtype=hidden, name="enc_flatten")(x)
+    z = layers.Dense(cfg.latent_dim, dtype="float32", name=BOTTLENECK)(x)
 
-    y = layers.Dense(side * side * channels, name="dec_dense")(z)
-    y = layers.ReLU(name="dec_dense_relu")(y)
-    y = layers.Reshape((side, side, channels), name="dec_reshape")(y)
+    y = layers.Dense(side * side * channels, dtype=hidden, name="dec_dense")(z)
+    y = layers.ReLU(dtype=hidden, name="dec_dense_relu")(y)
+    y = layers.Reshape((side, side, channels), dtype=hidden, name="dec_reshape")(y)
     for b, (filters, convs) in reversed(list(enumerate(blocks, 1))):
-        y = layers.UpSampling2D(2, name=f"dec{b}_up")(y)
-        y = conv_block(y, filters, convs, f"dec{b}")
+        y = layers.UpSampling2D(2, dtype=hidden, name=f"dec{b}_up")(y)
+        y = conv_block(y, filters, convs, f"dec{b}", hidden)
     outputs = layers.Conv2D(3, 3, padding="same", activation="sigmoid", dtype="float32",
                             name=RECONSTRUCTION)(y)
     return keras.Model(inputs, outputs, name=f"fext_{cfg.preset}_ae")
+
+
+def precision_of(model: keras.Model) -> str:
+    """"bfloat16" where any layer of `model` computes in bfloat16, else "float32"."""
+    return "bfloat16" if any(layer.compute_dtype == "bfloat16" for layer in model.layers) \
+        else "float32"
+
+
+def in_float32(autoencoder: keras.Model) -> keras.Model:
+    """The same autoencoder (same layers, names and weights) computing in float32 throughout:
+    what a model trained in mixed precision is published as, so that every reader of a model
+    file loads and runs it exactly as one trained in float32. A float32 model is returned as
+    it is."""
+    if precision_of(autoencoder) == "float32":
+        return autoencoder
+    image = keras.Input(autoencoder.input.shape[1:], name="image")
+    x = image
+    for layer in autoencoder.layers[1:]:  # the builders make a chain: image -> ... -> output
+        clone = type(layer).from_config({**layer.get_config(), "dtype": "float32"})
+        x = clone(x)
+        clone.set_weights(layer.get_weights())
+    return keras.Model(image, x, name=autoencoder.name)
 
 
 def encoder_of(autoencoder: keras.Model) -> keras.Model:
@@ -158,11 +203,12 @@ def native_bfloat16() -> bool:
                                                         or " amx_bf16" in flags)
 
 
-def _policy(layer, precision: str):
-    """Layers compute in bfloat16 when asked, but the feature vector and the reconstruction."""
+def _policy(layer, precision: str) -> str:
+    """Layers compute in bfloat16 when asked, but the feature vector and the reconstruction;
+    in float32 otherwise, whatever precision the model was trained in."""
     if precision == "bfloat16" and layer.name not in (BOTTLENECK, RECONSTRUCTION):
         return "mixed_bfloat16"
-    return layer.dtype_policy
+    return "float32"
 
 
 def _folded(chain: list, x, precision: str = "float32"):

@@ -8,7 +8,8 @@ is fext.loop's, shared with the classifier; every encoding is fext.encoding's.
 The run works in ``models/<name>/run/``; the finished model replaces ``models/<name>/model.keras``
 only at the very end (atomically), so a failed or killed run never damages the previous model.
 Early stopping and the best checkpoint look at the validation split only; the test split is
-evaluated once, after the model is chosen.
+evaluated once, after the model is chosen. A run in bfloat16 (TrainConfig.precision) trains a
+mixed-precision model and publishes it in float32, so what reads a model never knows.
 """
 
 from __future__ import annotations
@@ -188,8 +189,9 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
                              f"({len(coll.skipped())} files skipped)")
         model_dir = ws.model_dir(name)
         run_dir = model_dir / "run"
+        precision = model_lib.train_precision(cfg.train.precision)  # "auto" as on this machine
         run_key = {"config": cfg.to_dict(), "collection": coll.fingerprint,
-                   "validation": VALIDATION}
+                   "validation": VALIDATION, "precision": precision}
         state = read_json(run_dir / "state.json") if not fresh else None
         resumable = (state and state.get("key") == run_key and not state.get("finished")
                      and "stopping" in state and (run_dir / "last.keras").is_file())
@@ -202,7 +204,7 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         if resumable:
             trainer = model_lib.load(run_dir / "last.keras")
         else:
-            ae = model_lib.build_autoencoder(cfg.model, cfg.data.image_size)
+            ae = model_lib.build_autoencoder(cfg.model, cfg.data.image_size, precision)
             trainer = (model_lib.build_trainer(ae, tc.invariance, tc.learning_rate, tc.labels)
                        if tc.invariance else model_lib.compile_autoencoder(ae, tc.learning_rate))
         # the autoencoder itself (validated, checkpointed as best, published); with an
@@ -212,7 +214,10 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         monitor = "val_loss" if len(val_rows) else "loss"
         copies = bool(tc.invariance and len(val_rows))  # the checkpoint that finds copies best
         key = (lambda row: (row["val_copies"], -row[monitor])) if copies else lower_loss(monitor)
-        stopper = EarlyStopping(key, cfg.train.patience, state.get("stopping"))
+        figure = {"val_copies": "held-out copies have", "val_loss": "the validation loss has",
+                  "loss": "the training loss has"}["val_copies" if copies else monitor]
+        stopper = EarlyStopping(key, cfg.train.patience, state.get("stopping"),
+                                why=figure + " not improved for {epochs}")
 
         def on_epoch(row: dict) -> bool:
             end_epoch(ae, trainer, run_dir, state, stopper, row)
@@ -243,10 +248,11 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
                        validate=validate if len(val_rows) else None, start_epoch=state["epoch"],
                        epoch_steps=tc.epoch_steps,
                        arrange=(look_alike_batches(ae, coll.images, group, tc.batch_size)
-                                if group > 1 else None))
+                                if group > 1 else None), stopper=stopper)
         state["stopped_early"] = state["epoch"] < cfg.train.epochs
 
-        best = model_lib.load(run_dir / "best.keras")
+        # published in float32 whatever it trained in: every reader runs it as it always has
+        best = model_lib.in_float32(model_lib.load(run_dir / "best.keras"))
         progress("readout", 0, 1)
         best = readout_of(best, coll.images, train_rows, tc.batch_size, tc.readout)
         with atomic_path(run_dir / "published.keras", ".keras") as tmp:
@@ -258,6 +264,7 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
             "best_epoch": stopper.best_epoch, "epochs_run": state["epoch"],
             "steps_run": state["epoch"] * (tc.epoch_steps or math.ceil(len(train_rows) / per_step)),
             "stopped_early": bool(state.get("stopped_early")),
+            "train_precision": precision,
             "monitor": "val_copies" if copies else monitor,
             **({"val_copies": next(r["val_copies"] for r in state["history"]
                                    if r["epoch"] == stopper.best_epoch)} if copies else {}),

@@ -88,3 +88,42 @@ def test_bfloat16_inference_stays_close_to_float32():
     assert r16.dtype == np.float32 and np.abs(r16 - d32.predict_on_batch(z32)).max() < 0.02
     with pytest.raises(ValueError, match="precision"):
         model_lib.inference_parts(ae, "float16")
+
+
+def test_a_mixed_precision_model_is_published_as_the_same_float32_model():
+    """Trained in bfloat16 (per layer: no global policy), published in float32: the same layers
+    and weights, float32 throughout, and its folded inference parts compute what it computes."""
+    keras.utils.set_random_seed(3)
+    ae = model_lib.build_autoencoder(ModelConfig(preset="small", latent_dim=16), 16, "bfloat16")
+    assert keras.config.dtype_policy().name == "float32"
+    assert ae.get_layer("enc1_conv1").compute_dtype == "bfloat16"
+    assert {ae.get_layer(n).compute_dtype for n in (model_lib.BOTTLENECK,
+                                                    model_lib.RECONSTRUCTION)} == {"float32"}
+    assert model_lib.precision_of(ae) == "bfloat16"
+    rng = np.random.default_rng(0)
+    for layer in ae.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.2, n),
+                               rng.normal(0, 0.5, n), rng.uniform(0.3, 3.0, n)])
+    f32 = model_lib.in_float32(ae)
+    assert model_lib.precision_of(f32) == "float32" and model_lib.in_float32(f32) is f32
+    assert [lay.name for lay in f32.layers] == [lay.name for lay in ae.layers]
+    for a, b in zip(f32.weights, ae.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    x = rng.random((4, 16, 16, 3)).astype(np.float32)
+    assert np.abs(np.asarray(f32.predict_on_batch(x)) - ae.predict_on_batch(x)).max() < 0.02
+    encoder, decoder = model_lib.inference_parts(ae)  # float32 inference, even from bf16 layers
+    assert {lay.compute_dtype for lay in encoder.layers + decoder.layers} == {"float32"}
+    np.testing.assert_allclose(decoder.predict_on_batch(encoder.predict_on_batch(x)),
+                               f32.predict_on_batch(x), atol=1e-5)
+
+
+def test_training_precision_auto_follows_the_cpu(monkeypatch):
+    assert model_lib.train_precision("float32") == "float32"
+    assert model_lib.train_precision("bfloat16") == "bfloat16"
+    for native, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(model_lib, "native_bfloat16", lambda native=native: native)
+        assert model_lib.train_precision("auto") == expected
+    with pytest.raises(ValueError, match="precision"):
+        model_lib.train_precision("float16")

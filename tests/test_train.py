@@ -1,6 +1,7 @@
 """Training: saved artefacts, reproducibility, resume after an interruption, previous model kept."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -8,11 +9,13 @@ import pytest
 
 from fext import registry
 from fext.errors import LockedError
+from fext.loop import EarlyStopping, run_epochs
+from fext.progress import Reporter, duration, time_left
 from fext.registry import load as load_model
 from fext.registry import open_record as model_info
 from fext.train import train
 from fext.workspace import Workspace
-from tests.helpers import tiny_config
+from tests.helpers import TINY, run_cli, tiny_config
 
 
 class StopAfter:
@@ -57,9 +60,11 @@ def test_training_is_reproducible(tmp_path, shapes_dir):
     np.testing.assert_allclose(history(ws, "a")["loss"], history(ws, "b")["loss"], rtol=1e-6)
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path, shapes_dir):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, shapes_dir, precision):
     ws = Workspace(tmp_path)
-    cfg = tiny_config(shapes_dir, epochs=4, noise=0.05)  # denoising: noise seeded per step
+    # denoising: noise seeded per step
+    cfg = tiny_config(shapes_dir, epochs=4, noise=0.05, precision=precision)
     train(ws, "whole", cfg)
     with pytest.raises(KeyboardInterrupt):
         train(ws, "cut", cfg, progress=StopAfter(2))
@@ -71,6 +76,99 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, shapes_dir):
     np.testing.assert_allclose(history(ws, "cut")["loss"], history(ws, "whole")["loss"], rtol=1e-5)
     np.testing.assert_allclose(history(ws, "cut")["val_loss"], history(ws, "whole")["val_loss"],
                                rtol=1e-5)
+    np.testing.assert_array_equal(history(ws, "cut")["val_copies"],
+                                  history(ws, "whole")["val_copies"])
+    for name in ("whole", "cut"):
+        metrics = json.loads((ws.model_dir(name) / "metrics.json").read_text())
+        assert metrics["train_precision"] == precision
+
+
+def test_a_bfloat16_run_publishes_a_float32_model(tmp_path, shapes_dir):
+    import keras
+
+    from fext.features import extract
+    from fext.model import inference_parts
+
+    ws = Workspace(tmp_path)
+    train(ws, "bf", tiny_config(shapes_dir, epochs=1, precision="bfloat16"))
+    assert keras.config.dtype_policy().name == "float32"  # no global policy left behind
+    model, record = load_model(ws, "bf")
+    assert record.config.train.precision == "bfloat16"
+    assert {layer.compute_dtype for layer in model.layers} == {"float32"}
+    encoder, decoder = inference_parts(model)  # batch-norm folded, as for any model
+    x = np.random.default_rng(0).random((4, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(decoder.predict_on_batch(encoder.predict_on_batch(x)),
+                               model.predict_on_batch(x), atol=1e-5)
+    assert extract(ws, "bf", precision="float32")["count"] > 0
+
+
+def test_old_models_read_as_trained_in_float32():
+    from fext.config import RunConfig
+
+    assert RunConfig.from_dict({"train": {"epochs": 3}}).train.precision == "float32"
+
+
+def test_time_left_is_the_mean_epoch_times_the_epochs_left():
+    assert time_left([10.0, 20.0], epoch=2, epochs=6) == 60.0
+    assert time_left([30.0], epoch=1, epochs=3) == 60.0
+    assert time_left([10.0, 20.0], epoch=6, epochs=6) == 0.0  # the last epoch: nothing left
+    assert time_left([], epoch=0, epochs=6) == 0.0  # nothing timed yet: no estimate
+    assert time_left([5.0], epoch=7, epochs=6) == 0.0
+    assert [duration(s) for s in (42.4, 185, 3720)] == ["42 s", "3 min 05 s", "1 h 02 min"]
+
+
+class NoModel:
+    """Just enough of a Keras model for fext.loop: a loss that never improves."""
+
+    def train_on_batch(self, x, y, return_dict=True):
+        return {"loss": 1.0}
+
+
+def test_epoch_lines_say_the_best_the_time_left_and_why_a_run_stops(capsys):
+    """The loop and the Reporter, without Keras: one line per epoch with its figures, the best
+    epoch marked, the estimate after each but the last, and the reason of an early stop."""
+    stopper = EarlyStopping(lambda row: (row["val_copies"],), patience=2,
+                            why="held-out copies have not improved for {epochs}")
+    reporter = Reporter(bar=False)
+
+    def on_epoch(row: dict) -> bool:
+        stopper.offer(row)
+        return stopper.stop
+
+    run_epochs(NoModel(), np.zeros((8, 2, 2, 3), np.uint8), np.arange(8), epochs=6,
+               batch_size=4, seed=0, on_epoch=on_epoch, progress=reporter,
+               validate=lambda m: {"val_loss": 0.5, "val_copies": 0.75}, epoch_steps=2,
+               stopper=stopper)
+    lines = [x for x in capsys.readouterr().err.splitlines() if " epoch " in x]
+    assert len(lines) == 4 and lines[3].startswith("[train] stopping early after epoch 3 of 6: "
+                                                   "held-out copies have not improved for 2 epochs")
+    for k, line in enumerate(lines[:3], 1):
+        assert line.startswith(f"[train] epoch {k} of 6: 2 steps, loss 1.00000, val_loss "
+                               "0.50000, val_copies 0.750, ")
+        assert ("best so far" in line) == (k == 1)
+    assert "at most" in lines[0] and "(5 more epochs)" in lines[0]
+    assert "at most" not in lines[2]  # the run stops there: nothing is left
+    history = reporter.state["history"]
+    assert [r["best"] for r in history] == [True, False, False]
+    assert reporter.state["estimate"]["stopping"].startswith("held-out copies")
+
+
+def test_train_prints_one_line_per_epoch_on_stderr(tmp_path, shapes_dir):
+    opts = {**TINY, "epochs": 3}
+    proc = run_cli("train", "--images", str(shapes_dir), "--name", "lines", "--json",
+                   *[f for k, v in opts.items() for f in (f"--{k.replace('_', '-')}", str(v))],
+                   workspace=tmp_path)
+    json.loads(proc.stdout)  # stdout holds the one JSON object, and nothing else
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("[train] epoch ")]
+    assert len(lines) == 3
+    h = history(Workspace(tmp_path), "lines")
+    for k, line in enumerate(lines, 1):
+        assert re.match(rf"\[train\] epoch {k} of 3: 4 steps, loss \d\.\d{{5}}, val_loss "
+                        rf"\d\.\d{{5}}, val_copies {h['val_copies'][k - 1]:.3f}, \d+\.\d s", line)
+        assert ("at most" in line and f"left ({3 - k} more epoch" in line) == (k < 3)
+    chosen = json.loads((Workspace(tmp_path).model_dir("lines") / "metrics.json").read_text())
+    # the published epoch was, when it ended, the best so far (a later one can only tie it)
+    assert "best so far" in lines[0] and "best so far" in lines[chosen["best_epoch"] - 1]
 
 
 def test_failed_retraining_keeps_the_previous_model(tmp_path, shapes_dir):

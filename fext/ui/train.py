@@ -9,6 +9,7 @@ import streamlit as st
 from fext import jobs, registry
 from fext.config import FITS, PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig, help_of
 from fext.errors import UsageError
+from fext.progress import duration
 from fext.ui.common import header, job_label, job_progress, model_picker, start_job, workspace
 from fext.workspace import check_name, read_json
 
@@ -20,11 +21,45 @@ models = registry.names(ws)
 
 
 def running_jobs() -> None:
-    """Every running job with its progress, live loss curves and a cancel button."""
+    """Every running job with its progress, live loss curves, its epochs and a cancel button."""
     for job in [j for j in jobs.all_jobs(ws) if j.status == "running"]:
         with st.container(border=True):
             st.subheader(f":material/pending: Running: {job_label(job)}")
             job_progress(job.id)
+            epochs_so_far(job.id)
+
+
+EPOCH_COLUMNS = ("epoch", "loss", "val_loss", "val_copies", "seconds", "best")
+
+
+@st.fragment(run_every=2.0)
+def epochs_so_far(job_id: str) -> None:
+    """A running job's epochs, one row each as `fext train` prints them, and at most how long
+    the epochs left take (the mean epoch's seconds times the epochs left: early stopping may
+    end the run sooner)."""
+    p = jobs.Job(job_id, workspace().jobs_dir() / job_id).progress
+    history = pd.DataFrame(p.get("history", []))
+    if p.get("status") != "running" or not len(history):
+        return
+    estimate = p.get("estimate") or {}
+    st.dataframe(history[[c for c in EPOCH_COLUMNS if c in history]], hide_index=True,
+                 width="stretch", column_config={
+                     "loss": st.column_config.NumberColumn("objective (loss)", format="%.5f"),
+                     "val_loss": st.column_config.NumberColumn(format="%.5f"),
+                     "val_copies": st.column_config.NumberColumn(
+                         "held-out copies found", format="percent",
+                         help="share of the validation images' edited views that found their "
+                              "source: it chooses the published epoch"),
+                     "seconds": st.column_config.NumberColumn(format="%.1f s"),
+                     "best": st.column_config.CheckboxColumn("best so far")})
+    epoch, epochs = estimate.get("epoch"), estimate.get("epochs")
+    if estimate.get("stopping"):
+        st.caption(f"Stopped early after epoch {epoch} of {epochs}: {estimate['stopping']}.")
+    elif epoch and epochs and epoch < epochs:
+        more, left = epochs - epoch, estimate.get("seconds_left", 0.0)
+        st.caption(f"After epoch {epoch} of {epochs}: at most {duration(left)} of training "
+                   f"left ({more} more epoch{'s' if more != 1 else ''} of "
+                   f"{duration(left / more)} on average; early stopping may end it sooner).")
 
 
 def last_outcome() -> None:
