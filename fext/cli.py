@@ -1,10 +1,10 @@
 """`python -m fext <command>`: the whole pipeline from a terminal, for scripts and batch work.
 
-Every command takes --workspace (or FEXT_WORKSPACE). Errors print one clear line on stderr and
-exit with status 1 (2 for bad usage); --json prints exactly one JSON object on stdout. Options
-come from the settings (fext.config), and every cheap check (settings, names, folders) runs
-before Keras or TensorFlow is imported, so a mistake is answered at once.
-"""
+Every command takes --workspace (or FEXT_WORKSPACE). Errors, bad usage included, print one
+clear `error:` line on stderr and exit with status 1 (--help prints the usage); --json prints
+exactly one JSON object on stdout. Options come from the settings (fext.config), and every
+cheap check (settings, names, folders) runs before Keras or TensorFlow is imported, so a
+mistake is answered at once."""
 
 from __future__ import annotations
 
@@ -73,10 +73,26 @@ def store_options(c: argparse.ArgumentParser) -> None:
                    help="Qdrant URL (http://host:6333), or a folder for Qdrant's local mode")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is a UsageError: one `error:` line naming the option and
+    what it takes, status 1, like every other mistake (not the whole usage and status 2)."""
+
+    def error(self, message: str):
+        if message.endswith("required: COMMAND"):
+            message = f"a command is needed: one of {', '.join(COMMANDS)}"
+        raise UsageError(f"{message} (see: {self.prog} --help)")
+
+
+def program() -> str:
+    """The program's name as the user typed it: `fext`, or `python -m fext`."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "python -m fext" if name in ("", "__main__.py", "-c") else name
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import ClassifierConfig, DataConfig, ExtractConfig, ModelConfig, TrainConfig
 
-    p = argparse.ArgumentParser(prog="python -m fext", description=(
+    p = Parser(prog=program(), description=(
         "FEXT: train a convolutional autoencoder on a folder of images, then extract features, "
         "search by image, rank anomalies and map the collection."),
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -203,7 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command. A FextError (the user can fix it) prints one `error:` line and exits 1;
     anything else is a bug and keeps its traceback (the progress file still says it failed)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     from .errors import FextError
     from .progress import Reporter
 

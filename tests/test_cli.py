@@ -2,6 +2,9 @@
 
 import csv
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +33,19 @@ def test_help_on_every_command():
         assert "usage:" in run_cli(c, "--help").stdout
 
 
+@pytest.mark.parametrize("args,message", [
+    (["train", "--images", ".", "--name", "x", "--preset", "huge"],
+     "argument --preset: invalid choice: 'huge' (choose from 'small', 'medium', 'large', 'vgg16')"),
+    (["anomalies", "--name", "x", "--top", "abc"], "argument --top: invalid int value: 'abc'"),
+    ([], "a command is needed: one of train, build, extract"),
+])
+def test_usage_mistakes_are_one_error_line_and_status_1(args, message):
+    proc = run_cli(*args, check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and message in proc.stderr
+    assert "usage:" not in proc.stderr
+
+
 def test_the_console_script_runs_as_its_own_process(tmp_path):
     """The real `python -m fext` process: its status and one error line (the other CLI tests
     call fext.cli.main in this process)."""
@@ -37,6 +53,10 @@ def test_the_console_script_runs_as_its_own_process(tmp_path):
     assert proc.returncode == 1 and "no trained model" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert "usage:" in run_cli("train", "--help", subprocess_=True).stdout
+    # the program is named as the user typed it: the installed `fext` command
+    fext = Path(sys.executable).parent / "fext"
+    out = subprocess.run([str(fext), "train", "--preset", "huge"], capture_output=True, text=True)
+    assert out.returncode == 1 and "(see: fext train --help)" in out.stderr
 
 
 def test_train_reports_metrics_and_skipped_files(cli_ws):
