@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -150,7 +151,10 @@ def test_collection_shows_counts_and_skipped_files(on_demo):
     skipped = at.dataframe[0].value
     assert set(skipped["path"]) == set(BROKEN)
     assert skipped["reason"].str.len().min() > 0  # every skipped file says why
-    assert len(image_captions(at)) == 12
+    captions = image_captions(at)
+    assert len(captions) == 12
+    # the samples come from every split, not only the one the first content hashes fall in
+    assert {c.rsplit(" · ", 1)[-1] for c in captions} == {"train", "val", "test"}
 
 
 def test_rescan_picks_up_a_new_file(own_ws):
@@ -239,7 +243,8 @@ def test_train_starts_one_build_job_and_shows_it_live(own_ws, monkeypatch, fake_
             "--patience"} <= set(opts)
     # the page now shows the job: progress bar, live curves, a cancel button
     assert "Running: build shapes-2" in texts(at)
-    assert at.get("progress") and at.get("vega_lite_chart")
+    assert at.get("progress") and at.get("plotly_chart")
+    assert '"dtick":1' in at.get("plotly_chart")[0].proto.spec.replace(" ", "")  # whole epochs
     # a reload (a fresh session) shows the same job and starts nothing new
     again = run_page("train")
     assert "Running: build shapes-2" in texts(again) and len(calls) == 1
@@ -269,9 +274,19 @@ def test_reconstruction_of_a_large_collection_reads_a_sample_and_says_so(on_demo
     assert len(image_captions(at)) >= 9
 
 
+def test_the_map_of_a_folder_without_labels_starts_coloured_by_anomaly(own_ws):
+    """Every point would be "(none)" by label: the map opens on the anomaly score instead."""
+    items_path = next((own_ws.root / "index" / "demo").glob("v-*/items.csv"))
+    items = pd.read_csv(items_path, keep_default_na=False)
+    items.assign(label="").to_csv(items_path, index=False)
+    at = run_page("map")
+    assert not at.exception and at.radio[0].value.startswith("anomaly")
+
+
 def test_map_colours_by_every_option(on_demo):
     at = run_page("map")
     assert at.get("bidi_component") and "anomaly (odd ones out)" in at.radio[0].options
+    assert at.radio[0].value == "label"  # three labels: the most informative colour
     for option in at.radio[0].options[1:]:  # folder and each anomaly score
         at.radio[0].set_value(option).run()
         assert not at.exception

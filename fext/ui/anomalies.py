@@ -52,8 +52,9 @@ d.metric("Highest score", f"{hi:.4f}")
 counts, edges = served.memo(("hist", kind), lambda: np.histogram(scores, BINS))
 fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges) * 0.95,
                        marker_color="#2f6fdf", hovertemplate="%{x:.4f}: %{y} images<extra></extra>"))
-fig.add_vline(x=threshold, line_dash="dash", line_color="crimson",
-              annotation_text=f"threshold · {n_above:,} above", annotation_position="top left")
+fig.add_vline(x=threshold, line_dash="dash", line_color="crimson")
+fig.add_annotation(x=threshold, y=1, yref="paper", yanchor="bottom", showarrow=False,
+                   text=f"threshold · {n_above:,} above", font_color="crimson")  # above the bars
 fig.update_layout(margin=dict(l=10, r=10, t=30, b=10), xaxis_title=f"{kind} score",
                   yaxis_title="images", height=260)
 st.plotly_chart(fig, width="stretch")

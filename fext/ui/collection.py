@@ -4,6 +4,7 @@ rescan it, point the app at another folder, or upload images into a new collecti
 import re
 from pathlib import Path
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -132,6 +133,14 @@ if rescan or not manifest.is_file():
 
 
 @st.cache_data(max_entries=4, show_spinner="Reading the collection…")
+def across_splits(items: pd.DataFrame, count: int) -> pd.DataFrame:
+    """`count` images taken in turn from each split, each split's first by content hash (the
+    split itself comes from that hash, so the first by hash alone are all of one split)."""
+    ordered = items.sort_values("sha1")
+    turn = ordered.groupby("split").cumcount()
+    return ordered.assign(_turn=turn.to_numpy()).sort_values(["_turn", "split"]).head(count)
+
+
 def summary(root: str, folder: str, size: int, fit: str, stamp: int) -> dict:
     """What the page shows of a scanned folder, read once per state of its manifest (`stamp`):
     at a million images the manifest is not re-read on every rerun."""
@@ -141,7 +150,7 @@ def summary(root: str, folder: str, size: int, fit: str, stamp: int) -> dict:
             "splits": [int((items["split"] == s).sum()) for s in ("train", "val", "test")],
             "counts": items.assign(label=items["label"].replace("", "(none)"))
             .groupby(["label", "split"]).size().reset_index(name="images"),
-            "sample": items.sort_values("sha1").head(12)[["path", "label", "split"]],
+            "sample": across_splits(items, 12)[["path", "label", "split"]],
             "skipped": coll.skipped()}
 
 

@@ -256,8 +256,14 @@ def job_progress(job_id: str, stages: dict | None = None, curves: tuple = ("loss
     history = pd.DataFrame(p.get("history", []))
     cols = [c for c in curves if c in history]
     if len(history) and "epoch" in history and cols:
-        st.line_chart(history.set_index("epoch")[cols], height=220, x_label="epoch",
-                      y_label=y_label)  # short: a longer label is cut off
+        import plotly.express as px
+
+        long = history.melt(id_vars="epoch", value_vars=cols, var_name="curve")
+        fig = px.line(long, x="epoch", y="value", color="curve", markers=True, height=240)
+        fig.update_xaxes(dtick=1)  # epochs are whole numbers
+        fig.update_layout(margin=dict(l=10, r=10, t=10, b=10), yaxis_title=y_label,
+                          legend_title=None)  # short: a longer label is cut off
+        st.plotly_chart(fig, width="stretch")
     if st.button("Cancel", key=f"cancel-{job_id}", icon=":material/cancel:"):
         job.cancel()
         st.rerun()

@@ -50,8 +50,11 @@ kinds = [k for k in art.score_kinds if k in ANOMALY]
 placed = projection.placed_of(art)
 NEW = "placed since the layout"
 left, right = st.columns([3, 1], vertical_alignment="bottom")
-choice = left.radio("Colour by", ["label", "folder"] + [ANOMALY[k] for k in kinds]
-                    + ([NEW] if placed is not None else []), horizontal=True)
+options = ["label", "folder"] + [ANOMALY[k] for k in kinds] + ([NEW] if placed is not None else [])
+# the most informative colour first: labels where there are two or more, else the anomaly score
+labelled = art.items["label"].nunique() >= 2
+choice = left.radio("Colour by", options, horizontal=True,
+                    index=0 if labelled or not kinds else options.index(ANOMALY[kinds[0]]))
 by = "placed" if choice == NEW else next((k for k in kinds if ANOMALY[k] == choice), choice)
 drawn = len(server.drawn_of(served))
 sample = read_json(art.dir / projection.PARAMS, {}).get("sample")

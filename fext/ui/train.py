@@ -187,6 +187,7 @@ def runs() -> None:
         dash = "curve" if both["curve"].nunique() > 1 else None  # a run without a val split
         fig = px.line(both, x="epoch", y="value", color="model", line_dash=dash, markers=True,
                       log_y=True, height=340, title="Validation loss per epoch")
+        fig.update_xaxes(dtick=1)  # epochs are whole numbers
         fig.update_layout(margin=dict(l=10, r=10, t=40, b=10),
                           yaxis_title="loss (training objective, log)")
         st.plotly_chart(fig, width="stretch")
