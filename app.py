@@ -6,9 +6,14 @@ opened to a network, every request needs the key (fext/ui/access.py).
 """
 
 import streamlit as st
+import streamlit.net_util
 from starlette.middleware import Middleware
 
 from fext.ui.access import RequireKey
 from fext.ui.server import ROUTES
+
+# An offline tool never asks the internet for its own address: on a wildcard address Streamlit
+# would ask checkip.amazonaws.com at start-up and at every websocket origin check that misses.
+streamlit.net_util._external_ip = ""
 
 app = st.App("fext/ui/main.py", routes=ROUTES, middleware=[Middleware(RequireKey)])

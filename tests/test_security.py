@@ -314,3 +314,14 @@ def test_the_collection_page_refuses_a_folder_outside_the_roots(app_ws, tmp_path
     assert any("outside the folders" in e and str(allowed.resolve()) in e and "FEXT_ROOTS" in e
                for e in errors), errors
     assert str(outside) not in "".join(m.value for m in at.markdown)  # not opened
+
+
+def test_the_app_never_asks_the_internet_for_its_address():
+    """Streamlit checks a websocket's origin against the machine's public address, fetched from
+    checkip.amazonaws.com on every miss; the app settles it as unknown once, offline."""
+    import runpy
+
+    import streamlit.net_util
+
+    runpy.run_path(str(REPO / "app.py"))
+    assert streamlit.net_util.get_external_ip() == ""
