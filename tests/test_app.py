@@ -490,3 +490,19 @@ print(base, before, rss())
     base, before, after = map(float, out.stdout.split())
     assert before - base > 250, "the freed blocks should still be resident before the release"
     assert after - base < 50
+
+
+def test_the_app_starts_preparing_the_demo_when_the_server_starts(app_ws, tmp_path, monkeypatch):
+    """`make app` loads app.py once, at start-up: the demo job starts then, not at the first
+    page view, and only where there is no demo model yet."""
+    import runpy
+
+    started = []
+    monkeypatch.setattr("fext.jobs.start", lambda ws, command, name, args: started.append(
+        (ws.root, command)))
+    monkeypatch.setenv("FEXT_WORKSPACE", str(tmp_path / "new"))
+    runpy.run_path(str(REPO / "app.py"))
+    assert started == [((tmp_path / "new").resolve(), "demo")]
+    monkeypatch.setenv("FEXT_WORKSPACE", str(app_ws.root))  # it holds a model named "demo"
+    runpy.run_path(str(REPO / "app.py"))
+    assert len(started) == 1

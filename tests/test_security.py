@@ -316,12 +316,14 @@ def test_the_collection_page_refuses_a_folder_outside_the_roots(app_ws, tmp_path
     assert str(outside) not in "".join(m.value for m in at.markdown)  # not opened
 
 
-def test_the_app_never_asks_the_internet_for_its_address():
+def test_the_app_never_asks_the_internet_for_its_address(tmp_path, monkeypatch):
     """Streamlit checks a websocket's origin against the machine's public address, fetched from
     checkip.amazonaws.com on every miss; the app settles it as unknown once, offline."""
     import runpy
 
     import streamlit.net_util
 
+    monkeypatch.setenv("FEXT_WORKSPACE", str(tmp_path))
+    monkeypatch.setattr("fext.jobs.start", lambda *a: None)  # no demo preparation here
     runpy.run_path(str(REPO / "app.py"))
     assert streamlit.net_util.get_external_ip() == ""

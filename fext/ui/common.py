@@ -57,21 +57,19 @@ def demo_job(ws: Workspace) -> jobs.Job | None:
     Only a workspace with no model named "demo" at all (and the bundled images present) gets one:
     a workspace that already holds a demo model is used as it is.
     """
-    running = jobs.active(ws, command="demo")
-    if running is not None or "demo" in registry.names(ws) or not demo.DEMO_DIR.is_dir():
-        return running
-    if ws.is_locked(demo.DEMO_NAME):
-        return None
+    job = demo.start_preparing(ws)
+    if job is not None or "demo" in registry.names(ws) or not demo.DEMO_DIR.is_dir():
+        return job
     last = jobs.latest(ws, command="demo")
     if last is not None and last.status == "failed":
         st.error(f"Preparing the demo failed: {last.error()}")
-        if not st.button("Try again"):
-            return None
-    try:
-        return jobs.start(ws, "demo", None, [])
-    except BusyError as e:  # another tab started it a moment ago
-        st.warning(str(e))
-        return jobs.active(ws, command="demo")
+        if st.button("Try again"):
+            try:
+                return jobs.start(ws, "demo", None, [])
+            except BusyError as e:  # another tab started it a moment ago
+                st.warning(str(e))
+                return jobs.active(ws, command="demo")
+    return None
 
 
 def show_demo_progress(job: jobs.Job) -> None:
