@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name_required:
             c.add_argument("--name", required=True, help="model name (letters, digits, _ - .)")
         c.add_argument("--progress-file", default=None, help=argparse.SUPPRESS)
+        c.add_argument("--verbose", action="store_true",
+                       help="also show TensorFlow's own log lines (or FEXT_VERBOSE=1)")
         return c
 
     c = cmd("train", "train an autoencoder on a folder of images (resumes an interrupted run)")
@@ -224,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    from .quiet import quiet_tensorflow
+
+    quiet_tensorflow(args.verbose)
     from .errors import FextError
     from .progress import Reporter
 

@@ -135,3 +135,17 @@ def test_an_unknown_model_is_told_with_the_models_there_are(cli_ws):
         proc = run_cli(*command, "--name", "nope", workspace=ws, check=False)
         assert proc.returncode == 1 and "the models there: cli" in proc.stderr, proc.stderr
         assert "fext extract" not in proc.stderr
+
+
+def test_commands_print_only_fexts_lines_unless_verbose(tmp_path):
+    """TensorFlow's start-up lines stay off the terminal (fext/quiet.py); --verbose brings them
+    back."""
+    make_shapes(tmp_path / "images", per_label=4)
+    train = ["train", "--images", str(tmp_path / "images"), "--name", "q", "--preset", "small",
+             "--image-size", "16", "--latent-dim", "8", "--epochs", "1", "--epoch-steps", "2",
+             "--batch-size", "8", "--fresh"]
+    quiet = run_cli(*train, workspace=tmp_path / "ws", subprocess_=True)
+    assert "oneDNN" not in quiet.stderr and "absl" not in quiet.stderr
+    assert "epoch 1 of 1" in quiet.stderr  # FEXT's own lines are there
+    loud = run_cli(*train, "--verbose", workspace=tmp_path / "ws", subprocess_=True)
+    assert "oneDNN" in loud.stderr and "epoch 1 of 1" in loud.stderr
