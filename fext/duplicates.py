@@ -38,6 +38,8 @@ KEEP_COPIES = 0.95  # the threshold keeps at least this share of the edited copi
 FALSE_GROUPING = 0.005  # ... while at most this share of images is estimated falsely grouped
 MAX_COPY_SHARE = 0.5  # more images than this "having a copy" means look-alikes score as copies
 MIN_COPIES_KEPT = 0.5  # a threshold finding fewer of the edited copies than this is not offered
+MAX_CROWDING = 0.2  # look-alikes passing with this share of images where KEEP_COPIES of copies
+# pass: the two overlap too much for a raised threshold to be estimated to 0.5 %
 
 
 SCORE = "cosine above the background"  # what thresholds are stated in (stored with the calibration)
@@ -91,12 +93,17 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray) -> Calibr
 
     Real copies score as the edited copies do, so the share of images with a real copy can be
     read where look-alikes are rare: the share of nearest others at or above the median edited
-    copy, over the half of the copies that pass it (a mixture; too noisy to estimate a rate of
-    0.5 %, but plain where look-alikes crowd in). FEXT abstains (trusted=False: no near-duplicate
+    copy, over the half of the copies that pass it (a mixture). The nearest others passing t
+    less the copies expected to pass it are then look-alikes too; that count is noisy (about
+    ±1.4 points at 500 samples), so it counts only beyond two standard errors, and the larger
+    of the two estimates is taken: the reflection alone stated 0.43 % falsely grouped on crops
+    of flat wallpaper skies where 7 % were (docs/QUALITY.md). FEXT abstains (trusted=False: no near-duplicate
     suggestions; identical files are still listed) where the numbers say it cannot tell: more
     than MAX_COPY_SHARE of the images would have to be copies to explain how close their
-    nearest others sit (handwritten digits: look-alikes score like copies), or the raised
-    threshold keeps fewer than MIN_COPIES_KEPT of the edited copies. Measured on the
+    nearest others sit (handwritten digits: look-alikes score like copies), more than
+    MAX_CROWDING of the images pass with a look-alike where KEEP_COPIES of the copies pass
+    (crops of flat skies, frames of a burst), or the raised threshold keeps fewer than
+    MIN_COPIES_KEPT of the edited copies. Measured on the
     collection zoo (bench/zoo.py, docs/QUALITY.md)."""
     copy_sims = np.sort(np.asarray(copy_sims, np.float64))
     other = np.asarray(nearest_other, np.float64)
@@ -112,11 +119,17 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray) -> Calibr
     unrelated = other[other < high]
     m = float(np.median(unrelated)) if len(unrelated) else 0.0
 
-    def false(t: np.ndarray | float) -> np.ndarray:  # share of images at or below m - (t - m)
-        return np.searchsorted(other, 2 * m - np.asarray(t), side="right") / max(len(other), 1)
+    def false(t: np.ndarray | float) -> np.ndarray:  # look-alikes passing t, share of images
+        mirror = np.searchsorted(other, 2 * m - np.asarray(t), side="right") / max(len(other), 1)
+        passing, copies = share(other, t), share(copy_sims, t)
+        mixture = passing - min(copy_share, 1.0) * copies
+        noise = np.sqrt(passing * (1 - passing) / max(len(other), 1)
+                        + min(copy_share, 1.0) ** 2 * copies * (1 - copies) / len(copy_sims))
+        return np.maximum(mirror, mixture - 2 * noise)  # the mixture beyond its sampling noise
 
     t = float(np.floor(np.quantile(copy_sims, 1 - KEEP_COPIES) * 1e6) / 1e6)  # never above what was measured
     why = f"keeps {KEEP_COPIES:.0%} of {len(copy_sims)} edited copies"
+    crowding = float(false(t))  # look-alikes as close as most copies, as a share of images
     if float(false(t)) > FALSE_GROUPING:
         # the lowest threshold above t, just above a measured value, whose estimate is within it
         values = np.concatenate([other, copy_sims, 2 * m - other])  # where any count moves
@@ -132,6 +145,11 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray) -> Calibr
             "image as an edited copy sits to its source, more than real copies can explain: "
             "images here look alike as much as copies do"),
             trusted=False)
+    if crowding > MAX_CROWDING:
+        return Calibration(round(t, 6), kept, falsely, int(len(copy_sims)), (
+            f"not trusted: where {KEEP_COPIES:.0%} of edited copies are found, an estimated "
+            f"{crowding:.0%} of images would be grouped with a look-alike; copies and images that "
+            "look alike overlap too much here to tell apart"), trusted=False)
     if kept < MIN_COPIES_KEPT:
         return Calibration(round(t, 6), kept, falsely, int(len(copy_sims)), (
             f"not trusted: keeping look-alikes apart would find only {kept:.0%} of edited "
