@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from common import fext, machine, table
 from photos import crops, photographs
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
@@ -250,21 +251,14 @@ def write_kind(kind: str, dest: Path, count: int, heldout: int, seed: int) -> di
 
 
 # -- measuring the product's decisions on a kind --------------------------------------------
-def run_fext(*args: str) -> str:
-    """`python -m fext ...` as a user runs it; its stdout (exits on failure)."""
-    from common import fext
-
-    return fext(*args)
-
-
 def trained(kind: str, root: Path, train_args: list[str]) -> Path:
     """The kind's workspace, trained and extracted with the shipped defaults (plus
     `train_args`) through the CLI; reused when it exists (delete it to retrain)."""
     ws = root / "ws"
     if not (ws / "index" / kind).is_dir():
-        run_fext("train", "--images", str(root / "collection"), "--name", kind, "--workspace",
+        fext("train", "--images", str(root / "collection"), "--name", kind, "--workspace",
                  str(ws), *train_args)
-        run_fext("extract", "--name", kind, "--workspace", str(ws))
+        fext("extract", "--name", kind, "--workspace", str(ws))
     return ws
 
 
@@ -281,7 +275,7 @@ def duplicates_row(kind: str, root: Path, ws: Path) -> list:
     truth = json.loads((root / "truth.json").read_text())
     planted = [set(g) for g in truth["copies"]]
     group_of = {p: i for i, g in enumerate(planted) for p in g}
-    result = json.loads(run_fext("duplicates", "--name", kind, "--workspace", str(ws), "--json"))
+    result = json.loads(fext("duplicates", "--name", kind, "--workspace", str(ws), "--json"))
     found = [{m["path"] for m in g["members"]} for g in result["groups"]]
 
     def removal_rates(found_groups: list[dict]) -> tuple[float, float, int]:
@@ -355,8 +349,6 @@ def main() -> None:
     p.add_argument("--train-args", default="",
                    help="extra `fext train` options (default none: the shipped defaults)")
     a = p.parse_args()
-    from common import machine, table
-
     rows = []
     for kind in a.kinds.split(","):
         root = a.out / kind

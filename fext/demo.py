@@ -80,23 +80,19 @@ def prepare(ws: Workspace, progress: ProgressFn | None = None, epochs: int | Non
     return {"name": DEMO_NAME, "count": int(len(art.items))}
 
 
-def start_preparing(ws: Workspace):
+def start_preparing(ws: Workspace, retry: bool = False):
     """The background job (fext.jobs) preparing the demo in `ws`, started now if the workspace
     has no model named "demo", the bundled images are there and no earlier preparation failed
-    (the app then offers to try again); else the running one, or None. What `make app` does at
-    start-up, so the demo is ready sooner than a first page view would start it."""
+    (unless `retry`: the app offers to try again); else the running one, or None. What `make
+    app` does at start-up, so the demo is ready sooner than a first page view would start it."""
     from . import jobs
-    from .errors import BusyError
 
     running = jobs.active(ws, command="demo")
     if running is not None or DEMO_NAME in registry.names(ws) or not DEMO_DIR.is_dir() \
             or ws.is_locked(DEMO_NAME):
         return running
     last = jobs.latest(ws, command="demo")
-    if last is not None and last.status == "failed":
+    if last is not None and last.status == "failed" and not retry:
         return None
-    try:
-        return jobs.start(ws, "demo", None, [])
-    except BusyError:  # another process started it a moment ago
-        return jobs.active(ws, command="demo")
+    return jobs.start(ws, "demo", None, [])
 

@@ -28,9 +28,10 @@ def batch_for(image_size: int) -> int:
 
 
 def resolve_precision(precision: str) -> str:
-    """The precision of extraction's forward passes (one of ExtractConfig's, validated there):
-    "auto" is bfloat16 where the CPU computes it natively (2x the float32 forward pass on such
-    CPUs, features within 1e-5 cosine of float32: docs/BENCHMARKS.md), else float32."""
+    """The precision of forward passes, extraction's and training's (one of the settings'
+    choices, validated there): "auto" is bfloat16 where the CPU computes it natively (2x the
+    float32 forward pass on such CPUs, features within 1e-5 cosine of float32:
+    docs/BENCHMARKS.md), else float32 (emulated bfloat16 is slower)."""
     if precision != "auto":
         return precision
     from .model import native_bfloat16

@@ -32,16 +32,6 @@ def conv_block(x, filters: int, convs: int, prefix: str, dtype: str = "float32")
     return x
 
 
-def train_precision(setting: str) -> str:
-    """What TrainConfig.precision trains in on this machine: "auto" is bfloat16 where the CPU
-    computes it natively (`native_bfloat16`), float32 elsewhere (emulated bfloat16 is slower)."""
-    if setting not in ("auto",) + PRECISIONS:
-        raise UsageError(f"unknown precision {setting!r}; use auto or one of {', '.join(PRECISIONS)}")
-    if setting == "auto":
-        return "bfloat16" if native_bfloat16() else "float32"
-    return setting
-
-
 def dtype_policy(precision: str) -> str:
     """The Keras dtype policy of the hidden layers of a model trained in `precision`: mixed
     bfloat16 computes in bfloat16 and keeps float32 weights (the optimiser updates those)."""

@@ -25,7 +25,7 @@ from . import model as model_lib
 from .collection import Collection
 from .config import RunConfig
 from .edits import augment
-from .encoding import encode_all, encode_batch
+from .encoding import encode_all, encode_batch, resolve_precision
 from .errors import UsageError
 from .evaluate import reconstruction_metrics
 from .feed import iter_batches, neighbour_groups, sample_rows
@@ -189,7 +189,7 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
                              f"({len(coll.skipped())} files skipped)")
         model_dir = ws.model_dir(name)
         run_dir = model_dir / "run"
-        precision = model_lib.train_precision(cfg.train.precision)  # "auto" as on this machine
+        precision = resolve_precision(cfg.train.precision)  # "auto" as on this machine
         run_key = {"config": cfg.to_dict(), "collection": coll.fingerprint,
                    "validation": VALIDATION, "precision": precision}
         state = read_json(run_dir / "state.json") if not fresh else None

@@ -120,10 +120,13 @@ def test_a_mixed_precision_model_is_published_as_the_same_float32_model():
 
 
 def test_training_precision_auto_follows_the_cpu(monkeypatch):
-    assert model_lib.train_precision("float32") == "float32"
-    assert model_lib.train_precision("bfloat16") == "bfloat16"
+    from fext.config import TrainConfig
+    from fext.encoding import resolve_precision
+
+    assert resolve_precision("float32") == "float32"
+    assert resolve_precision("bfloat16") == "bfloat16"
     for native, expected in ((True, "bfloat16"), (False, "float32")):
         monkeypatch.setattr(model_lib, "native_bfloat16", lambda native=native: native)
-        assert model_lib.train_precision("auto") == expected
+        assert resolve_precision("auto") == expected
     with pytest.raises(ValueError, match="precision"):
-        model_lib.train_precision("float16")
+        TrainConfig(precision="float16").validate()

@@ -64,11 +64,7 @@ def demo_job(ws: Workspace) -> jobs.Job | None:
     if last is not None and last.status == "failed":
         st.error(f"Preparing the demo failed: {last.error()}")
         if st.button("Try again"):
-            try:
-                return jobs.start(ws, "demo", None, [])
-            except BusyError as e:  # another tab started it a moment ago
-                st.warning(str(e))
-                return jobs.active(ws, command="demo")
+            return demo.start_preparing(ws, retry=True)
     return None
 
 
