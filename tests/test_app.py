@@ -293,6 +293,17 @@ def test_map_colours_by_every_option(on_demo):
     assert "Click a point" in texts(at)
 
 
+def test_the_map_mounts_for_an_extraction_folder_whose_name_holds_a_double_underscore():
+    """mkdtemp names extractions 'v-<time>-<random>', and the random part may hold '__', which
+    Streamlit refuses in a component's key: the map must mount whatever the folder is called."""
+    def page():
+        from fext.ui.scatter import scatter
+        scatter(base="/fext/x", plotly="/plotly.js", colour="label", key="map-v-20261203-x__y_")
+
+    at = AppTest.from_function(page, default_timeout=60).run()
+    assert not at.exception and at.get("bidi_component")
+
+
 def test_anomaly_threshold_counts_images(on_demo):
     at = run_page("anomalies")
     threshold = widget(at.slider, "Threshold")

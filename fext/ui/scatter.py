@@ -9,6 +9,7 @@ inside it over the whole collection, drawn or not).
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import streamlit as st
@@ -154,6 +155,12 @@ _component = st.components.v2.component("fext_map", html=HTML, css=CSS, js=JS,
                                         isolate_styles=False)
 
 
+def component_key(key: str) -> str:
+    """Streamlit refuses a component key holding "__" (its ID delimiter), and an extraction's
+    folder name may hold one (mkdtemp's random part): the component gets a digest of the key."""
+    return "fext-map-" + hashlib.blake2s(key.encode(), digest_size=8).hexdigest()
+
+
 def scatter(*, base: str, plotly: str, colour: str, categories: list | None = None,
             value_range: list | None = None, colour_name: str = "", key: str):
     """Mount the map; returns the selection the user last made: {"ids": [...]},
@@ -161,6 +168,6 @@ def scatter(*, base: str, plotly: str, colour: str, categories: list | None = No
     data = {"base": base, "points": f"{base}/points", "colour": f"{base}/colour/{colour}",
             "plotly": plotly, "categories": categories, "range": value_range,
             "colour_name": colour_name}
-    result = _component(data=data, key=key, default={"selection": None},
+    result = _component(data=data, key=component_key(key), default={"selection": None},
                         on_selection_change=lambda: None)
     return result.selection
