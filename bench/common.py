@@ -55,9 +55,20 @@ def fext(*args: str) -> str:
     return proc.stdout
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or the architecture where it cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def machine() -> str:
     """One line naming the machine the figures come from."""
-    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+    return (f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"load average {os.getloadavg()[0]:.1f} at start")
 
 

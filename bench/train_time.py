@@ -103,12 +103,15 @@ def one_build(folder: Path, tmp: Path, config: str, options: list[str], seed: in
     wall = time.perf_counter() - t0
     d = ws / "models" / name
     m = json.loads((d / "metrics.json").read_text())
-    train_s = float(pd.read_csv(d / "history.csv")["seconds"].sum())
+    history = pd.read_csv(d / "history.csv")
+    train_s = float(history["seconds"].sum())
+    check_s = float(history.get("validation_seconds", pd.Series([0.0])).sum())
     r1 = copy_recall(ws, name, paths, queries, truth)
     shutil.rmtree(ws, ignore_errors=True)
     return {"config": config, "seed": seed, "wall s": wall, "train s": train_s,
             "steps": int(m["steps_run"]), "published": f"{m['best_epoch']} of {m['epochs_run']}",
-            "precision": m.get("train_precision", "float32"), "recall@1": r1}
+            "precision": m.get("train_precision", "float32"),
+            "validation share": f"{check_s / max(train_s, 1e-9):.0%}", "recall@1": r1}
 
 
 def summary(runs: pd.DataFrame, order: list[str]) -> list[list]:

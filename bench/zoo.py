@@ -332,6 +332,35 @@ def edited_copies_passing(kind: str, ws: Path, planted: list[set], threshold: fl
     return float(np.mean(passing)) if passing else float("nan")
 
 
+def copies_row(kind: str, ws: Path) -> list:
+    """The one copy figure on this kind: the published checkpoint's held-out copies
+    (`val_copies`: validation images, chosen the epoch) beside `fext evaluate`'s copy detection
+    (test images) and its baselines, raw pixels, PCA and pHash, on the same copies."""
+    metrics = json.loads((ws / "models" / kind / "metrics.json").read_text())
+    copies = json.loads(fext("evaluate", "--name", kind, "--workspace", str(ws), "--json"))["copies"]
+    r1 = {m: r["recall@1"] for m, r in copies["methods"].items()}
+    ours, held = r1.pop("autoencoder"), metrics.get("val_copies", float("nan"))
+    best_base = max(r1, key=r1.get)
+    return [kind, f"{held:.3f}", f"{ours:.3f}", f"{ours - held:+.3f}",
+            *(f"{v:.3f}" for v in r1.values()), "yes" if ours > r1[best_base] else f"no ({best_base})"]
+
+
+def anomalies_row(kind: str, root: Path, ws: Path) -> list:
+    """The reference threshold's stated false-alarm rate against the share of the kind's
+    held-out normal images (never trained on, not in the collection) it flags, through
+    `fext extract --images heldout/` and `fext anomalies` as a user checks a new folder."""
+    held = root / "heldout"
+    fext("extract", "--name", kind, "--images", str(held), "--workspace", str(ws))
+    result = json.loads(fext("anomalies", "--name", kind, "--images", str(held), "--top", "0",
+                             "--workspace", str(ws), "--json"))
+    flagged, count = result["flagged"], max(len(result["results"]), 1)
+    return [kind, f"{result['score']}: {result['threshold']['text']}", f"{flagged} of {count}",
+            f"{flagged / count:.1%}"]
+
+
+COPY_COLUMNS = ["kind", "held-out copies (published epoch)", "evaluate: autoencoder",
+                "difference", "raw pixels", "PCA", "pHash 64-bit", "above every baseline"]
+ANOMALY_COLUMNS = ["kind", "threshold as stated", "held-out normal images flagged", "measured rate"]
 DUPLICATE_COLUMNS = ["kind", "files", "suggested removals", "removal precision", "removal recall",
                      "pair F1", "pHash d<=10 F1 (removal precision)", "pHash best F1",
                      "stated copies kept / falsely grouped", "measured"]
@@ -344,12 +373,13 @@ def main() -> None:
     p.add_argument("--count", type=int, default=400, help="normal images per collection")
     p.add_argument("--heldout", type=int, default=100, help="held-out normal images per kind")
     p.add_argument("--seed", type=int, default=1, help="zoo seed (tune on one, report another)")
-    p.add_argument("--task", default="write", choices=["write", "duplicates"],
-                   help="write the collections only, or also measure `fext duplicates` on them")
+    p.add_argument("--task", default="write", choices=["write", "duplicates", "decisions"],
+                   help="write the collections only, or also measure `fext duplicates` on them, "
+                        "or every decision: duplicates, the copy figure, the anomaly threshold")
     p.add_argument("--train-args", default="",
                    help="extra `fext train` options (default none: the shipped defaults)")
     a = p.parse_args()
-    rows = []
+    rows, copy_rows, anomaly_rows = [], [], []
     for kind in a.kinds.split(","):
         root = a.out / kind
         if not (root / "truth.json").is_file() or a.task == "write":
@@ -360,11 +390,25 @@ def main() -> None:
                 continue
             print(f"{kind}: {t['files']} files ({len(t['copies'])} planted copy groups, "
                   f"{len(t['odd'])} odd ones out), {t['heldout']} held out -> {root}")
-        if a.task == "duplicates":
-            rows.append(duplicates_row(kind, root, trained(kind, root, a.train_args.split())))
+        if a.task in ("duplicates", "decisions"):
+            ws = trained(kind, root, a.train_args.split())
+            rows.append(duplicates_row(kind, root, ws))
+            print(table(DUPLICATE_COLUMNS, rows[-1:]), flush=True)  # survives an interruption
+        if a.task == "decisions":
+            copy_rows.append(copies_row(kind, ws))
+            anomaly_rows.append(anomalies_row(kind, root, ws))
+            print(table(COPY_COLUMNS, copy_rows[-1:]), table(ANOMALY_COLUMNS, anomaly_rows[-1:]),
+                  sep="\n", flush=True)
     if rows:
         print(f"\nzoo seed {a.seed}, {machine()}; fext train {a.train_args or '(shipped defaults)'}")
-        print(table(DUPLICATE_COLUMNS, rows))
+        print(table(DUPLICATE_COLUMNS, rows, "duplicates: suggested removals against the "
+                                             "planted copies"))
+    if copy_rows:
+        print(table(COPY_COLUMNS, copy_rows, "copy recall@1: the published epoch's held-out "
+                                             "copies and fext evaluate's, baselines on the same "
+                                             "copies"))
+        print(table(ANOMALY_COLUMNS, anomaly_rows, "the anomaly threshold on held-out normal "
+                                                   "images"))
 
 
 if __name__ == "__main__":

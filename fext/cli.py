@@ -274,8 +274,9 @@ def run_config(args):
 
 
 def train_summary(name: str, m: dict) -> str:
-    found = (f", chosen on held-out copies: {m['val_copies']:.1%} of the validation images' "
-             "edited views found their source" if "val_copies" in m else "")
+    found = (f", chosen on held-out copies: {m['val_copies']:.1%} of edited copies of validation "
+             "images found their source first (the copy figure `evaluate` gives on the test "
+             "split)" if "val_copies" in m else "")
     precision = (f" in {m['train_precision']}" if m.get("train_precision", "float32") != "float32"
                  else "")
     lines = [f"trained {name!r}{precision}: best epoch {m['best_epoch']} of {m['epochs_run']}"
@@ -469,7 +470,9 @@ def cmd_evaluate(args, progress):
     ws = _ws(args)
     model, record = registry.load(ws, args.name)
     coll = Collection.for_data(ws, record.config.data, progress=progress)
-    result = {"model": args.name, "reconstruction": reconstruction_metrics(model, coll),
+    from .model import inference_parts
+
+    result = {"model": args.name, "reconstruction": reconstruction_metrics(inference_parts(model), coll),
               "copies": copy_detection(model, record, coll, progress=progress),
               **quality(model, record, coll, one_class=args.one_class, progress=progress)}
     write_json(ws.model_dir(args.name) / "evaluation.json", result)
@@ -484,8 +487,10 @@ def evaluation_table(result: dict) -> list[str]:
                          f"{s['ssim']:6.3f}")
     copies = result.get("copies", {})
     if "methods" in copies:
-        lines += ["", f"copy detection: {copies['queries']} edited copies of the collection's own "
-                      f"images among {copies['database']} images (no labels needed)",
+        lines += ["", f"copy detection: {copies['queries']} edited copies of "
+                      f"{copies['images copied']} images of the {copies['sources']} among "
+                      f"{copies['database']} images of the collection (no labels needed; the "
+                      "figure that chose the published epoch, on the validation split)",
                   f"{'method':14s} {'recall@1':>9s} {'recall@5':>9s}"]
         lines += [f"{m:14s} {r['recall@1']:9.3f} {r['recall@5']:9.3f}"
                   for m, r in copies["methods"].items()]

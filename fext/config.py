@@ -151,13 +151,15 @@ class ModelConfig:
 class TrainConfig:
     """How the autoencoder is trained; the run is a pure function of these and the images."""
 
-    epochs: int = setting(6, "most epochs (early stopping usually ends sooner)", at_least=1)
-    epoch_steps: int = setting(100, "optimiser steps per epoch, the same for any folder size "
+    epochs: int = setting(12, "most epochs (early stopping usually ends sooner: see --patience)",
+                          at_least=1)
+    epoch_steps: int = setting(50, "optimiser steps per epoch, the same for any folder size "
                                     "(0: one pass over the training images)", at_least=0)
     batch_size: int = setting(64, "inputs per optimiser step", at_least=1)
     learning_rate: float = setting(1e-3, "Adam learning rate", above=0, below=1)
-    patience: int = setting(5, "early-stopping patience in epochs (on held-out copies found, "
-                               "then the validation loss)", at_least=1)
+    patience: int = setting(2, "early-stopping patience in epochs (on held-out copies found, "
+                               "then the validation loss): a run stops once this many epochs "
+                               "in a row did not beat the best", at_least=1)
     seed: int = setting(42, "seed of initialisation, batch order and input noise", at_least=0)
     noise: float = setting(0.0, "std of Gaussian noise added to the inputs (a denoising "
                                 "autoencoder; 0: none)", at_least=0)
@@ -174,11 +176,10 @@ class TrainConfig:
                                  "images of a step)", at_least=1)
     readout: str = setting("whiten", "features as published: whitened on the training images, "
                                      "or the raw bottleneck", READOUTS)
-    precision: str = setting("float32", "of training: bfloat16 is mixed precision (float32 "
-                                        "weights, outputs and losses; the published model is "
-                                        "float32 either way); auto: bfloat16 where the CPU "
-                                        "computes it natively (AVX512_BF16, AMX), else float32 "
-                                        "(auto is being measured before it becomes the default)",
+    precision: str = setting("auto", "of training: bfloat16 is mixed precision (float32 "
+                                     "weights, outputs and losses; the published model is "
+                                     "float32 either way); auto: bfloat16 where the CPU "
+                                     "computes it natively (AVX512_BF16, AMX), else float32",
                              ("auto",) + PRECISIONS)
 
     def validate(self) -> TrainConfig:

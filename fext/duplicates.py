@@ -34,6 +34,7 @@ import pandas as pd
 
 K = 8  # nearest other images kept per image: a group is at most K + 1 distinct images
 CALIBRATION_SAMPLE = 500  # images whose edited copies calibrate the threshold, at most
+CALIBRATION_BATCH = 256  # copies encoded at once
 KEEP_COPIES = 0.95  # the threshold keeps at least this share of the edited copies ...
 FALSE_GROUPING = 0.005  # ... while at most this share of images is estimated falsely grouped
 MAX_COPY_SHARE = 0.5  # more images than this "having a copy" means look-alikes score as copies
@@ -173,7 +174,8 @@ def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.n
     positions, copies = copy_queries(coll, items, fit, seed, sample, progress)
     if not len(positions):
         return Calibration(1.0, 0.0, 0.0, 0, "no image could be read to calibrate", trusted=False)
-    vectors = np.concatenate([encode(copies[i:i + 256]) for i in range(0, len(copies), 256)])
+    vectors = np.concatenate([encode(copies[i:i + CALIBRATION_BATCH])
+                              for i in range(0, len(copies), CALIBRATION_BATCH)])
     sources = np.asarray(features[positions], np.float32)
     ids, sims = np.asarray(ids), np.asarray(sims)
     back = backgrounds(ids, sims)

@@ -114,29 +114,39 @@ def working_copy(path, side: int) -> Image.Image:
     return img
 
 
-def copy_queries(coll, items, fit: str, seed: int = 0, limit: int = 500, progress=None):
+def copy_queries(coll, items, fit: str, seed: int = 0, limit: int = 500, progress=None,
+                 repeat: bool = False):
     """(positions into `items`, uint8 model inputs): edited copies of a seeded sample of up
     to `limit` of a collection's images, loaded as a query is. Each is edited on a working
     copy of up to 4x the model's input size. Files that cannot be read any more are passed
-    over (others stand in). What the label-free copy figure and the duplicate threshold use."""
+    over (others stand in). With `repeat`, a collection smaller than `limit` is walked again,
+    each pass editing every image anew, so a small split still gives `limit` copies.
+    What the duplicate threshold and the copy figure (fext.quality.copy_test) search for."""
     from .errors import ImageError
     from .images import load
 
     rng = np.random.default_rng(seed)
-    size, want = coll.image_size, min(limit, len(items))
-    positions, copies = [], []
-    for pos in rng.permutation(len(items)):
-        if len(copies) >= want:
+    size = coll.image_size
+    want = limit if repeat and len(items) else min(limit, len(items))
+    positions, copies, unreadable = [], [], set()
+    while len(copies) < want and len(unreadable) < len(items):
+        for pos in rng.permutation(len(items)):
+            if len(copies) >= want:
+                break
+            if pos in unreadable:
+                continue
+            try:
+                img = working_copy(coll.root / items["path"].iat[pos], 4 * size)
+            except (ImageError, OSError):
+                unreadable.add(pos)
+                continue
+            buf = io.BytesIO()
+            edit(img, int(rng.integers(2 ** 31))).save(buf, "PNG")
+            copies.append(load(buf.getvalue(), size, fit))
+            positions.append(int(pos))
+            if progress:
+                progress("copies", len(copies), want)
+        if not repeat:
             break
-        try:
-            img = working_copy(coll.root / items["path"].iat[pos], 4 * size)
-        except (ImageError, OSError):
-            continue
-        buf = io.BytesIO()
-        edit(img, int(rng.integers(2 ** 31))).save(buf, "PNG")
-        copies.append(load(buf.getvalue(), size, fit))
-        positions.append(int(pos))
-        if progress:
-            progress("copies", len(copies), want)
     empty = np.zeros((0, size, size, 3), np.uint8)
     return np.array(positions, np.int64), (np.stack(copies) if copies else empty)

@@ -39,13 +39,24 @@ def resolve_precision(precision: str) -> str:
     return "bfloat16" if native_bfloat16() else "float32"
 
 
-def encode_batch(encoder, x: np.ndarray, decoder=None) -> tuple[np.ndarray, np.ndarray | None]:
+def predict(model, x: np.ndarray, pad_to: int | None = None) -> np.ndarray:
+    """`model` on a batch, in inference mode. A batch shorter than `pad_to` is padded to it
+    (and the padding dropped): a pass over a folder then shows the model one batch shape,
+    not a second one for its last batch, and Keras traces its predict function once per
+    model instead of twice (tracing costs about a second, and TensorFlow warns about it)."""
+    n = len(x)
+    if pad_to is not None and 0 < n < pad_to:
+        x = np.concatenate([x, np.zeros((pad_to - n, *x.shape[1:]), x.dtype)])
+    return np.asarray(model.predict_on_batch(x))[:n]
+
+
+def encode_batch(encoder, x: np.ndarray, decoder=None,
+                 pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """(L2-normalised features, reconstruction errors | None) of a float batch: the one
     encoding step every engine and every query runs, so all compute the same vectors. The
-    decoder, twice the encoder's cost, runs only when given."""
-    z = np.asarray(encoder.predict_on_batch(x))
-    err = (None if decoder is None
-           else reconstruction_error(x, np.asarray(decoder.predict_on_batch(z))))
+    decoder, twice the encoder's cost, runs only when given. `pad_to`: see `predict`."""
+    z = predict(encoder, x, pad_to)
+    err = None if decoder is None else reconstruction_error(x, predict(decoder, z, pad_to))
     return l2_normalize(z), err
 
 
@@ -56,7 +67,7 @@ def encode_rows(parts, images: np.ndarray, rows: np.ndarray, batch_size: int,
     `fext.model.inference_parts(autoencoder)`. The next batch is read while this one is encoded."""
     encoder, decoder = parts
     for start, x in prefetch(iter_batches(images, rows, batch_size)):
-        z, err = encode_batch(encoder, x, decoder if reconstruct else None)
+        z, err = encode_batch(encoder, x, decoder if reconstruct else None, pad_to=batch_size)
         yield np.arange(start, start + len(x)), z, err
 
 

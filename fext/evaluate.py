@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter
 
+from .encoding import predict
 from .feed import iter_batches, sample_rows
 
 SPLITS = ("train", "val", "test")
@@ -42,20 +43,22 @@ def psnr(mse: np.ndarray) -> np.ndarray:
 PAGE_SAMPLE = 20_000  # images the Reconstruction page reconstructs at most: seconds at a million
 
 
-def per_image(model, images: np.ndarray, rows: np.ndarray, batch_size: int = 64) -> dict:
-    """Per-image reconstruction MSE, PSNR and SSIM for `rows` of the image cache."""
+def per_image(parts, images: np.ndarray, rows: np.ndarray, batch_size: int = 64) -> dict:
+    """Per-image reconstruction MSE, PSNR and SSIM for `rows` of the image cache; `parts` is
+    `fext.model.inference_parts(autoencoder)` (the models extraction and the reference run)."""
+    encoder, decoder = parts
     n = len(rows)
     mse, sim = np.zeros(n, np.float32), np.zeros(n, np.float32)
     for start, x in iter_batches(images, rows, batch_size):
-        r = np.asarray(model.predict_on_batch(x), np.float32)
+        r = np.asarray(predict(decoder, predict(encoder, x, batch_size), batch_size), np.float32)
         mse[start:start + len(x)] = ((r - x) ** 2).reshape(len(x), -1).mean(axis=1)
         sim[start:start + len(x)] = ssim(x, r)
     return {"mse": mse, "psnr": psnr(mse).astype(np.float32), "ssim": sim}
 
 
-def reconstruction_metrics(model, coll, batch_size: int = 64) -> dict:
+def reconstruction_metrics(parts, coll, batch_size: int = 64) -> dict:
     """Mean MSE (the training loss), PSNR and SSIM on each split (on a seeded sample of
-    SPLIT_SAMPLE of a larger split: `measured` says how many)."""
+    SPLIT_SAMPLE of a larger split: `measured` says how many); `parts` as for `per_image`."""
     out = {}
     for split in SPLITS:
         rows = coll.items(split)["row"].to_numpy()
@@ -63,7 +66,7 @@ def reconstruction_metrics(model, coll, batch_size: int = 64) -> dict:
             out[split] = {"images": 0}
             continue
         measured = sample_rows(rows, SPLIT_SAMPLE)
-        m = per_image(model, coll.images, measured, batch_size)
+        m = per_image(parts, coll.images, measured, batch_size)
         out[split] = {"images": int(len(rows)), "measured": int(len(measured)),
                       "loss": float(m["mse"].mean()), "psnr": float(m["psnr"].mean()),
                       "ssim": float(m["ssim"].mean())}

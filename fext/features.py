@@ -158,8 +158,10 @@ def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, in
     from .model import load  # Keras only here, where the model runs
 
     encoder = query_encoder(load(record.path), job.precision)
-    calibration = duplicates.calibrate(lambda x: encode_batch(encoder, to_model_input(x))[0], coll,
-                                       items, feats, nearest, similarity, coll.fit, progress=progress)
+    batch = duplicates.CALIBRATION_BATCH
+    calibration = duplicates.calibrate(
+        lambda x: encode_batch(encoder, to_model_input(x), pad_to=batch)[0], coll, items, feats,
+        nearest, similarity, coll.fit, progress=progress)
     progress("duplicate threshold", 1, 1)
     progress("anomaly scores", 0, 1)
     isolation = anomaly.isolation_of(similarity)

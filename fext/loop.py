@@ -120,7 +120,9 @@ def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batc
                      loss=sums["loss"] / seen)
         row = {"epoch": first_epoch + epoch, **{k: v / seen for k, v in sums.items()}}
         if validate is not None:
+            t1 = time.time()
             row.update(validate(model))
+            row["validation_seconds"] = round(time.time() - t1, 2)  # its share of the epoch
         row["seconds"] = round(time.time() - t0, 2)
         stop = on_epoch(row)
         notes = {} if stopper is None else {

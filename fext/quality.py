@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .copies import copy_test, cosine_top, held_out_sources
 from .feed import gather
 from .index import l2_normalize
 from .progress import ProgressFn, report
@@ -189,41 +190,33 @@ def one_class_auc(record, coll, train_items, test_items, progress: ProgressFn) -
             for m, v in per_label.items()}
 
 
-COPY_QUERIES = 500  # edited copies the label-free figure searches for, at most
-COPY_DATABASE = 2000  # images they are searched among (their sources included), at most
-
-
+COPY_QUERIES = 500  # edited copies `fext evaluate` searches for
 def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed: int = 0,
-                   queries: int = COPY_QUERIES, database: int = COPY_DATABASE) -> dict:
-    """How often an edited copy of one of the collection's own images finds its source first.
+                   queries: int = COPY_QUERIES) -> dict:
+    """How often an edited copy of one of the collection's held-out images finds its source
+    first (`copy_test`: the figure that chose the published epoch, on the test split).
 
-    No labels needed: a seeded sample of up to `queries` images is edited (fext.edits: re-saved
-    as JPEG, resized, cropped a little, shifted, blurred, brightness and contrast changed, on a
-    working copy of up to 4x the model's input size) and each copy is loaded and encoded as a
-    query is, then searched (cosine) among up to `database` images of the collection holding
-    the sources, encoded as extraction encodes them. Raw pixels at the model's input size,
-    PCA of them at the feature size and a 64-bit pHash (Hamming) search the same copies among
-    the same images. Recall@1 and recall@5 of the source for each."""
+    No labels needed. Each copy is encoded as a query is and searched (cosine) among images
+    encoded as extraction encodes them. Raw pixels at the model's input size, PCA of them at
+    the feature size and a 64-bit pHash (Hamming) search the same copies among the same
+    images. Recall@1 and recall@5 of the source for each."""
     import imagehash
     from sklearn.decomposition import PCA
 
-    from .edits import copy_queries
     from .encoding import encode_batch, query_encoder
     from .images import to_model_input
 
     progress = report(progress)
-    items = coll.items().sort_values("sha1", kind="stable")
-    if len(items) < 2:
+    if len(coll.items()) < 2:
         return {"note": "copy detection needs at least two images"}
-    rng = np.random.default_rng(seed)
-    db = items.iloc[np.sort(rng.choice(len(items), min(database, len(items)), replace=False))]
-    truth, copies = copy_queries(coll, db, record.config.data.fit, seed, queries, progress)
-    if not len(truth):
+    sources, others, name = held_out_sources(coll)
+    test = copy_test(coll, sources, others, record.config.data.fit, seed, queries, progress, name)
+    if not len(test.truth):
         return {"note": "none of the sampled images could be read to make copies"}
-    db_rows = db["row"].to_numpy()
+    db_rows, truth, copies = test.db_rows, test.truth, test.copies
     encoder = query_encoder(model)
     feats = EncoderFeatures(model).features(coll.images, db_rows)
-    q_feats = np.concatenate([encode_batch(encoder, to_model_input(copies[i:i + 256]))[0]
+    q_feats = np.concatenate([encode_batch(encoder, to_model_input(copies[i:i + 256]), pad_to=256)[0]
                               for i in range(0, len(copies), 256)])
     pixels = gather(coll.images, db_rows, flat=True)
     q_pixels = to_model_input(copies).reshape(len(copies), -1)
@@ -232,19 +225,14 @@ def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed
     bits = lambda arrays: np.stack([imagehash.phash(Image.fromarray(a)).hash.reshape(-1)  # noqa: E731
                                     for a in arrays])
     db_bits = bits(coll.images[r] for r in db_rows)
-    rankings = {"autoencoder": _cosine_top(feats, q_feats), "raw pixels": _cosine_top(pixels, q_pixels),
-                f"PCA-{dim}": _cosine_top(pca.transform(pixels), pca.transform(q_pixels)),
+    rankings = {"autoencoder": cosine_top(feats, q_feats), "raw pixels": cosine_top(pixels, q_pixels),
+                f"PCA-{dim}": cosine_top(pca.transform(pixels), pca.transform(q_pixels)),
                 "pHash 64-bit": _hamming_top(db_bits, bits(copies))}
-    return {"queries": int(len(truth)), "database": int(len(db)),
+    return {"queries": int(len(truth)), "sources": name,
+            "images copied": int(len(np.unique(truth))), "database": int(len(db_rows)),
             "methods": {m: {"recall@1": float((top[:, 0] == truth).mean()),
                             "recall@5": float((top == truth[:, None]).any(axis=1).mean())}
                         for m, top in rankings.items()}}
-
-
-def _cosine_top(db: np.ndarray, queries: np.ndarray, k: int = 5) -> np.ndarray:
-    db, queries = l2_normalize(db), l2_normalize(queries)
-    return np.concatenate([np.argsort(-(queries[i:i + 256] @ db.T), axis=1, kind="stable")[:, :k]
-                           for i in range(0, len(queries), 256)])
 
 
 def _hamming_top(db: np.ndarray, queries: np.ndarray, k: int = 5) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.util
+import logging
 import os
 import sys
 
@@ -45,6 +46,8 @@ class _Quiet(importlib.abc.Loader):
     def exec_module(self, module):
         with stderr_closed():
             self.loader.exec_module(module)
+        # and its Python-side warnings afterwards (they go through the "tensorflow" logger)
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 class _QuietTensorFlow(importlib.abc.MetaPathFinder):

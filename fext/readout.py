@@ -14,6 +14,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from .encoding import predict
 from .feed import iter_batches, sample_rows
 from .model import BOTTLENECK, READOUT, READOUT_INVERSE, inference_parts
 
@@ -70,7 +71,7 @@ def readout_of(autoencoder, images: np.ndarray, train_rows: np.ndarray, batch_si
         return autoencoder
     train_rows = sample_rows(train_rows, WHITEN_SAMPLE)
     encoder = inference_parts(autoencoder)[0]
-    raw = np.concatenate([np.asarray(encoder.predict_on_batch(x))
+    raw = np.concatenate([predict(encoder, x, batch_size)
                           for _, x in iter_batches(images, train_rows, batch_size)])
     return with_readout(autoencoder, *whitening(raw))
 

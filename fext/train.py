@@ -24,6 +24,7 @@ from . import anomaly, registry
 from . import model as model_lib
 from .collection import Collection
 from .config import RunConfig
+from .copies import HELD_OUT_COPIES, copy_recall, copy_test
 from .edits import augment
 from .encoding import encode_all, encode_batch, resolve_precision
 from .errors import UsageError
@@ -72,35 +73,25 @@ def views(x: np.ndarray, labels: np.ndarray | None, tcfg, epoch: int, step: int,
 # Validation: each epoch, seeded edited views of (a sample of) the validation split, the same
 # views every epoch so that epochs compare
 VIEW_SAMPLE = 1024  # validation images viewed each epoch, at most: seconds at any folder size
-MIN_VIEWS = 256  # held-out copies searched, at least: a small split is edited several times
 VALIDATION_EPOCH = 1_000_000  # the views' seeds: (seed, this, ...), never a training epoch's
-COPY_DATABASE = 4096  # clean images the held-out copies are searched among, at most
-VALIDATION = "held-out copies, then the objective on edited views"  # in every run's key
+VALIDATION = "held-out copies (fext.copies.copy_test), then the objective on edited views"
 
 
-def held_out_copies(encoder, images: np.ndarray, val_rows: np.ndarray, train_rows: np.ndarray,
-                    tcfg, fit: str, batch_size: int) -> float:
-    """Recall@1 of edited views of validation images searched among clean images (those and a
-    seeded sample of the training split): how well the features find a copy, the product's
-    everyday job, on images training never saw. It chooses the published checkpoint.
+def held_out_copies(encoder, images: np.ndarray, test, batch_size: int) -> float:
+    """Recall@1 of the copy test's edited copies of validation images, searched among the
+    collection (fext.copies.copy_test: the same figure `fext evaluate` reports on the test
+    split): how well the features find a copy, the product's everyday
+    job, on images training never saw. It chooses the published checkpoint.
 
     Why not the validation loss: the features are the product, and the loss does not follow
     them. On 200 photos the held-out reconstruction error bottomed out after 200 of 600 steps
     (and the objective, whose invariance part is easy on a few held-out images, with it),
     while copy recall on test queries rose from 0.94 there to 0.98 (docs/QUALITY.md)."""
-    db_rows = np.concatenate([val_rows, sample_rows(train_rows, COPY_DATABASE - len(val_rows))])
-    db = encode_all((encoder, None), images, db_rows, batch_size, reconstruct=False)[0]
-    # a small split is repeated, each repeat edited anew, and searched in full batches: a 20-image
-    # split costs as many encoder calls as a 256-image one
-    queries = np.tile(val_rows, max(1, math.ceil(MIN_VIEWS / max(len(val_rows), 1))))
-    hits = 0
-    for start, x in iter_batches(images, queries, batch_size):
-        pixels = np.rint(x * 255).astype(np.uint8)
-        v = to_model_input(augment(pixels, [tcfg.seed, VALIDATION_EPOCH, start, 3], fit))
-        z, _ = encode_batch(encoder, v)  # as every query is encoded: cosine against db
-        source = (start + np.arange(len(x))) % len(val_rows)  # db's first rows are val_rows
-        hits += int((np.argmax(z @ db.T, axis=1) == source).sum())
-    return hits / max(len(queries), 1)
+    db = encode_all((encoder, None), images, test.db_rows, batch_size, reconstruct=False)[0]
+    queries = np.concatenate([encode_batch(encoder, to_model_input(test.copies[i:i + batch_size]),
+                                           pad_to=batch_size)[0]
+                              for i in range(0, len(test.copies), batch_size)])
+    return copy_recall(db, queries, test.truth)
 
 
 def held_out_objective(trainer, images: np.ndarray, rows: np.ndarray, targets, tcfg,
@@ -125,12 +116,12 @@ def held_out_objective(trainer, images: np.ndarray, rows: np.ndarray, targets, t
 LOOK_ALIKE_WINDOW = 4096  # rows grouped at once: a 64 MiB similarity matrix at any folder size
 
 
-def look_alike_batches(autoencoder, images: np.ndarray, group: int, batch_size: int):
+def look_alike_batches(encoder, images: np.ndarray, group: int, batch_size: int):
     """`fext.loop.run_epochs`' `arrange`: each epoch's images in groups of `group` nearest
     neighbours in the features the model has at the epoch's start (fext.feed.neighbour_groups).
     Costs one encoder pass over the epoch's images (a few per cent of its training), window by
-    window, so memory does not grow with the folder."""
-    encoder = model_lib.encoder_of(autoencoder)
+    window, so memory does not grow with the folder. `encoder` shares the weights being
+    trained, and is the one validation encodes with (one predict function for both)."""
 
     def arrange(rows: np.ndarray, epoch: int) -> np.ndarray:
         perm = []
@@ -228,6 +219,10 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         val_sample = sample_rows(val_rows, VIEW_SAMPLE)  # each epoch: seconds at any size
         val_targets = (label_indices(coll.items("val"))[np.isin(val_rows, val_sample)]
                        if tc.invariance else None)
+        if copies:  # made once: the same copies every epoch, and after a resume
+            progress("copies", 0, HELD_OUT_COPIES)
+            test = copy_test(coll, coll.items("val"), coll.items(), cfg.data.fit, tc.seed,
+                             HELD_OUT_COPIES, progress, "val split")
 
         encoder = model_lib.encoder_of(ae)  # shares the weights being trained
 
@@ -235,8 +230,7 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
             row = held_out_objective(trainer, coll.images, val_sample, val_targets, tc,
                                      per_step, cfg.data.fit)
             if copies:
-                row["val_copies"] = held_out_copies(encoder, coll.images, val_sample, train_rows,
-                                                    tc, cfg.data.fit, tc.batch_size)
+                row["val_copies"] = held_out_copies(encoder, coll.images, test, tc.batch_size)
             return row
 
         group = min(tc.neighbours, per_step) if tc.invariance else 1  # look-alikes per group
@@ -247,7 +241,7 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
                        make_batch=lambda x, y, epoch, step: views(x, y, tc, epoch, step, cfg.data.fit),
                        validate=validate if len(val_rows) else None, start_epoch=state["epoch"],
                        epoch_steps=tc.epoch_steps,
-                       arrange=(look_alike_batches(ae, coll.images, group, tc.batch_size)
+                       arrange=(look_alike_batches(encoder, coll.images, group, tc.batch_size)
                                 if group > 1 else None), stopper=stopper)
         state["stopped_early"] = state["epoch"] < cfg.train.epochs
 
@@ -259,8 +253,9 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
             best.save(tmp)
         progress("readout", 1, 1)
         progress("evaluate", 0, 1)
+        parts = model_lib.inference_parts(best)  # what extraction runs: measured once, reused
         metrics = {
-            "splits": reconstruction_metrics(best, coll, cfg.train.batch_size),
+            "splits": reconstruction_metrics(parts, coll, cfg.train.batch_size),
             "best_epoch": stopper.best_epoch, "epochs_run": state["epoch"],
             "steps_run": state["epoch"] * (tc.epoch_steps or math.ceil(len(train_rows) / per_step)),
             "stopped_early": bool(state.get("stopped_early")),
@@ -273,7 +268,6 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         }
         progress("evaluate", 1, 1)
         progress("reference", 0, 1)
-        parts = model_lib.inference_parts(best)
         reference = anomaly.reference_of(encode_all(parts, coll.images, train_rows, tc.batch_size),
                                          encode_all(parts, coll.images, val_rows, tc.batch_size))
         progress("reference", 1, 1)

@@ -77,18 +77,20 @@ def test_a_large_split_is_summarised_on_a_seeded_sample(trained, monkeypatch):
     from fext import evaluate
     from fext.collection import Collection
     from fext.feed import sample_rows
+    from fext.model import inference_parts
     from fext.registry import load as load_model
 
     ws, name = trained
     model, record = load_model(ws, name)
+    parts = inference_parts(model)
     data = record.config.data
     coll = Collection.open(ws, data.images, data.image_size, data.fit)
     monkeypatch.setattr(evaluate, "SPLIT_SAMPLE", 3)
-    first, again = (evaluate.reconstruction_metrics(model, coll) for _ in range(2))
+    first, again = (evaluate.reconstruction_metrics(parts, coll) for _ in range(2))
     train = coll.items("train")["row"].to_numpy()
     assert first["train"]["images"] == len(train) > 3 and first["train"]["measured"] == 3
     assert first == again  # the same sample every time
     rows = sample_rows(train, 3)
     assert len(set(rows)) == 3 and set(rows) <= set(train) and list(rows) == sorted(rows)
     assert np.isclose(first["train"]["loss"],
-                      evaluate.per_image(model, coll.images, rows)["mse"].mean())
+                      evaluate.per_image(parts, coll.images, rows)["mse"].mean())

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from fext import model as model_lib
 from fext import readout
@@ -39,12 +40,12 @@ def test_a_cropped_view_is_padded_as_a_query_is_not_stretched():
     assert not white(cropped).any()
 
 
-def test_held_out_copies_measure_how_well_views_find_their_source():
-    """Recall@1 of edited held-out views among clean images: near 1 for features that keep the
-    image (its pixels), chance for features that keep nothing."""
+def test_held_out_copies_measure_how_well_copies_find_their_source():
+    """Recall@1 of the copy test's copies among its database: near 1 for features that keep
+    the image (its pixels), chance for features that keep nothing."""
     import keras
 
-    from fext.config import TrainConfig
+    from fext.copies import CopyTest
     from fext.train import held_out_copies
 
     rng = np.random.default_rng(0)
@@ -55,12 +56,40 @@ def test_held_out_copies_measure_how_well_views_find_their_source():
     nothing = keras.Model(inp, keras.layers.Dense(4, kernel_initializer="zeros",
                                                   bias_initializer="ones")(
                                                       keras.layers.Flatten()(inp)))
-    val, train_rows = np.arange(20), np.arange(20, 60)
-    tcfg = TrainConfig()
-    kept = held_out_copies(pixels, images, val, train_rows, tcfg, "pad", 16)
-    assert kept >= 0.9
-    assert kept == held_out_copies(pixels, images, val, train_rows, tcfg, "pad", 16)  # seeded
-    assert held_out_copies(nothing, images, val, train_rows, tcfg, "pad", 16) <= 0.1
+    db_rows = np.r_[40:60, 0:40]  # the sources first, as copy_test lays them out
+    truth = np.tile(np.arange(20), 3)  # each source copied three times
+    noise = rng.integers(-20, 21, (60, 16, 16, 3))
+    copies = np.clip(images[db_rows[truth]] + noise, 0, 255).astype(np.uint8)
+    test = CopyTest(db_rows, truth, copies, "val split")
+    assert held_out_copies(pixels, images, test, 16) >= 0.9
+    assert held_out_copies(nothing, images, test, 16) <= 0.1
+
+
+def test_the_copy_test_edits_held_out_images_and_searches_them_among_the_collection(tmp_path,
+                                                                                  monkeypatch):
+    """The one copy figure's material: a small split is copied several times over (each copy
+    edited anew), every copy's truth is its own source, and the database holds the sources
+    and others up to its size, the same for the same seed."""
+    import pandas as pd
+
+    import fext.copies
+    from fext.copies import copy_test
+
+    for i in range(12):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (48, 40, 3), np.uint8)).save(
+            tmp_path / f"{i}.png")
+    coll = type("Coll", (), {"root": tmp_path, "image_size": 16})()
+    items = pd.DataFrame({"path": [f"{i}.png" for i in range(12)], "row": np.arange(12) + 100})
+    sources = items.iloc[[2, 5, 7]]
+    test = copy_test(coll, sources, items, "pad", seed=3, count=10)
+    assert len(test.copies) == 10 and test.copies.shape[1:] == (16, 16, 3)
+    assert sorted(test.db_rows[:3]) == [102, 105, 107] and sorted(test.db_rows) == list(items["row"])
+    assert set(test.truth) == {0, 1, 2}  # every source copied, each several times
+    assert len({c.tobytes() for c in test.copies}) == 10  # each copy edited anew
+    again = copy_test(coll, sources, items, "pad", seed=3, count=10)
+    assert np.array_equal(test.db_rows, again.db_rows) and np.array_equal(test.copies, again.copies)
+    monkeypatch.setattr(fext.copies, "COPY_DATABASE", 5)  # sources, then others up to 5
+    assert len(copy_test(coll, sources, items, "pad", seed=3, count=4).db_rows) == 5
 
 
 def test_epochs_of_steps_walk_an_endless_stream_of_passes():
