@@ -173,3 +173,27 @@ def ranking(items, scores: np.ndarray, top: int | None = None):
     df = df.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     return df.head(top) if top else df
+
+
+def score_parts(kind: str, values: dict[str, float], sorted_scores: dict[str, np.ndarray],
+                stats: ReferenceStats | None = None) -> list[dict]:
+    """What makes up one image's `kind` score, for a person asking why it ranks where it does:
+    each part's value and its share. For `reference`, each part over its normal median and its
+    share of their sum (the score); otherwise each part's share of the folder the image is
+    odder than (`combined` is the larger of those, the smaller breaking ties). `values` holds
+    the image's "isolation", "reconstruction" (and "reference") values; `sorted_scores`, each
+    part's values over the folder, sorted."""
+    if kind == "reference" and stats is not None and "reconstruction" in values:
+        recon = values["reconstruction"] / max(stats.median_reconstruction, 1e-12)
+        distance = values["reference"] - recon  # the score is their sum (`reference_score`)
+        total = max(distance + recon, 1e-12)
+        return [{"part": "distance to the nearest training images", "relative": distance,
+                 "value": distance * stats.median_distance, "share": distance / total},
+                {"part": "reconstruction error", "relative": recon,
+                 "value": values["reconstruction"], "share": recon / total}]
+    names = {"isolation": "isolation (distance to the nearest images of the folder)",
+             "reconstruction": "reconstruction error"}
+    return [{"part": names[p], "value": values[p],
+             "share": float(np.searchsorted(sorted_scores[p], values[p], side="left")
+                            / max(len(sorted_scores[p]), 1))}
+            for p in ("isolation", "reconstruction") if p in values]

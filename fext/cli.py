@@ -137,9 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = cmd("anomalies", "rank images by anomaly score (most unusual first)")
     c.add_argument("--top", type=int, default=20, help="how many to show (0: all)")
+    c.add_argument("--all", action="store_true", help="list (and map) every image: --top 0")
     c.add_argument("--score", default=None, choices=REFERENCE_SCORES, help=SCORE_HELP)
     c.add_argument("--images", default=None,
                    help="which extraction: that of this folder (default: the most recent)")
+    c.add_argument("--maps", default=None, metavar="DIR",
+                   help="also write each listed image's anomaly map into DIR: the map over the "
+                        "image (PNG, at the image's own aspect ratio) and its values (float32 "
+                        ".npy at the model's input size, higher = more unusual; see README)")
     c.add_argument("--json", action="store_true")
 
     c = cmd("duplicates", "groups of exact and near-duplicate images (FEXT never deletes or moves "
@@ -232,7 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import FextError
     from .progress import Reporter
 
-    reporter = Reporter(args.progress_file)
+    progress_file = args.progress_file  # given: the caller keeps the record (the app's jobs.start)
+    if progress_file is None and args.command in JOBS:
+        from .jobs import register
+
+        try:
+            progress_file = register(_ws(args), args.command, getattr(args, "name", None),
+                                     sys.argv[1:] if argv is None else argv).dir / "progress.json"
+        except OSError as e:
+            print(f"error: cannot record the job in the workspace: {e}", file=sys.stderr)
+            return 1
+    reporter = Reporter(progress_file)
     try:
         result = COMMANDS[args.command](args, reporter)
     except KeyboardInterrupt:
@@ -391,11 +406,12 @@ def cmd_anomalies(args, progress):
     from .anomaly import ranking
     from .artifacts import Artifacts
 
-    art = Artifacts.open(_ws(args), args.name, images=args.images)
+    ws = _ws(args)
+    art = Artifacts.open(ws, args.name, images=args.images)
     kind = args.score or art.score_kinds[0]
     scores = art.scores(kind)
     threshold = art.threshold(kind)
-    df = ranking(art.items, scores, args.top or None)
+    df = ranking(art.items, scores, None if args.all else args.top or None)
     results = [{"rank": int(r.rank), "path": r.path, "label": r.label, "score": float(r.score),
                 "flagged": bool(r.score > threshold["value"])} for r in df.itertuples()]
     reference = art.reference if kind == "reference" else {
@@ -406,9 +422,22 @@ def cmd_anomalies(args, progress):
             f"{len(scores)} images flagged"]
     text += [f"{r['rank']:4d}  {r['score']:.5f}{' !' if r['flagged'] else '  '}  {r['path']}"
              for r in results]
+    extra = {}
+    if args.maps:  # Keras only here: a ranking alone never imports it
+        from .maps import write_maps
+        from .registry import open_record
+
+        extra["maps"], files = write_maps(ws, art, open_record(ws, args.name), df,
+                                          Path(args.maps).expanduser(), progress)
+        for r, f in zip(results, files):
+            r["map"] = f
+        text += [f"anomaly maps of {len(files)} images written to {args.maps} (PNG: the map over "
+                 f"the image; .npy: float32 values at {extra['maps']['size']} px): "
+                 f"{extra['maps']['text']}"] + ([f"note: {extra['maps']['note']}"]
+                                                 if "note" in extra["maps"] else [])
     _out(args, {"model": args.name, "images": str(art.root), "score": kind,
                 "reference": reference, "threshold": threshold, "flagged": flagged,
-                "results": results}, "\n".join(text))
+                **extra, "results": results}, "\n".join(text))
 
 
 def cmd_duplicates(args, progress):
@@ -463,7 +492,7 @@ def cmd_export(args, progress):
 def cmd_evaluate(args, progress):
     from . import registry
     from .collection import Collection
-    from .evaluate import reconstruction_metrics
+    from .evaluate import pca_metrics, reconstruction_metrics
     from .quality import copy_detection, quality
     from .workspace import write_json
 
@@ -473,6 +502,7 @@ def cmd_evaluate(args, progress):
     from .model import inference_parts
 
     result = {"model": args.name, "reconstruction": reconstruction_metrics(inference_parts(model), coll),
+              "reconstruction_baseline": pca_metrics(coll, record.config.model.latent_dim),
               "copies": copy_detection(model, record, coll, progress=progress),
               **quality(model, record, coll, one_class=args.one_class, progress=progress)}
     write_json(ws.model_dir(args.name) / "evaluation.json", result)
@@ -480,20 +510,36 @@ def cmd_evaluate(args, progress):
 
 
 def evaluation_table(result: dict) -> list[str]:
-    lines = [f"{'split':6s} {'images':>7s} {'loss':>9s} {'PSNR':>7s} {'SSIM':>6s}"]
+    from .copies import interval
+
+    pca = result.get("reconstruction_baseline", {"method": "", "splits": {}})
+    lines = [f"{'':14s} {'':7s} {'autoencoder':^24s}"
+             + (f"  {pca['method'] + ' (same images)':^24s}" if pca["splits"] else ""),
+             f"{'split':14s} {'images':>7s} {'loss':>9s} {'PSNR':>7s} {'SSIM':>6s}"
+             + (f"  {'loss':>9s} {'PSNR':>7s} {'SSIM':>6s}" if pca["splits"] else "")]
     for split, s in result["reconstruction"].items():
         if s.get("images"):
-            lines.append(f"{split:6s} {s['images']:7d} {s['loss']:9.5f} {s['psnr']:7.2f} "
-                         f"{s['ssim']:6.3f}")
+            b = pca["splits"].get(split, {})
+            lines.append(f"{split:14s} {s['images']:7d} {s['loss']:9.5f} {s['psnr']:7.2f} "
+                         f"{s['ssim']:6.3f}" + (f"  {b['loss']:9.5f} {b['psnr']:7.2f} "
+                                                f"{b['ssim']:6.3f}" if b.get("images") else ""))
+    if pca["splits"]:
+        lines.append(f"{pca['method']}: PCA of the pixels with as many components as the model "
+                     f"has features, fitted on {pca['fitted_on']} training images")
     copies = result.get("copies", {})
     if "methods" in copies:
         lines += ["", f"copy detection: {copies['queries']} edited copies of "
                       f"{copies['images copied']} images of the {copies['sources']} among "
-                      f"{copies['database']} images of the collection (no labels needed; the "
-                      "figure that chose the published epoch, on the validation split)",
-                  f"{'method':14s} {'recall@1':>9s} {'recall@5':>9s}"]
-        lines += [f"{m:14s} {r['recall@1']:9.3f} {r['recall@5']:9.3f}"
+                      f"{copies['database']} images of the collection (no labels needed)",
+                  f"{'method':14s} {'recall@1':>9s} {'95 % interval':>14s} {'recall@5':>9s}"]
+        lines += [f"{m:14s} {r['recall@1']:9.3f} {interval(r):>14s} {r['recall@5']:9.3f}"
                   for m, r in copies["methods"].items()]
+        if "validation" in copies:
+            v = copies["validation"]
+            lines.append(f"the same test on the validation split (what chose the published "
+                         f"epoch; {v['images copied']} images): autoencoder {v['recall@1']:.3f} "
+                         f"({interval(v)}); splits that differ within their intervals differ by "
+                         "chance")
     if "note" in result:
         return lines + ["", result["note"]]
     auc = result.get("one_class_auc", {})
@@ -623,3 +669,7 @@ COMMANDS = {"train": cmd_train, "build": cmd_build, "extract": cmd_extract, "sea
             "evaluate": cmd_evaluate,
             "project": cmd_project, "scan": cmd_scan, "demo": cmd_demo,
             "classify": cmd_classify, "predict": cmd_predict, "experiment": cmd_experiment}
+
+# the long commands: typed in a terminal, each records itself as a job of the workspace
+# (fext.jobs.register), so the app lists it with its live progress as it lists its own
+JOBS = ("train", "build", "extract", "evaluate", "project", "classify", "experiment", "demo")

@@ -51,6 +51,35 @@ def copy_test(coll, sources, others, fit: str, seed: int, count: int,
                     truth.astype(np.int64), copies, name)
 
 
+def validation_test(coll, fit: str, seed: int, progress: ProgressFn | None = None) -> CopyTest:
+    """The copy test of the validation split: what training measures after each epoch to
+    choose the published one, and what `fext evaluate` repeats on the published features."""
+    return copy_test(coll, coll.items("val"), coll.items(), fit, seed, HELD_OUT_COPIES, progress,
+                     "val split")
+
+
+def recall_interval(hits: np.ndarray, truth: np.ndarray, level: float = 0.95,
+                    rounds: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """A bootstrap interval of recall@1 that resamples the copied images, not the copies: the
+    copies of one image tend to succeed or fail together, so 256 copies of a 45-image split
+    say no more than 45 images do. Two splits' figures that differ within their intervals
+    differ by chance (which images landed in which split)."""
+    if not len(truth):
+        return (0.0, 0.0)
+    _, per = np.unique(truth, return_inverse=True)
+    found, count = np.bincount(per, weights=hits), np.bincount(per)
+    picks = np.random.default_rng(seed).integers(0, len(count), (rounds, len(count)))
+    recall = found[picks].sum(axis=1) / count[picks].sum(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(recall, tail)), float(np.quantile(recall, 1 - tail))
+
+
+def interval(figure: dict) -> str:
+    """A figure's 95 % interval as 'lo-hi' (evaluations from before intervals: blank)."""
+    lo_hi = figure.get("interval")
+    return f"{lo_hi[0]:.3f}-{lo_hi[1]:.3f}" if lo_hi else ""
+
+
 def copy_recall(db: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> float:
     """Recall@1: the share of copies whose nearest image (cosine) is their source."""
     return float((cosine_top(db, queries, k=1)[:, 0] == truth).mean()) if len(truth) else 0.0

@@ -1,14 +1,20 @@
-"""Long work as background processes: `python -m fext <command> ... --progress-file F`.
+"""Long work as processes of the CLI, each a folder of the workspace's jobs/ (job.json, progress.json).
 
-The app starts a job and polls its JSON progress file; the job survives page reloads and is
-shared by every browser tab, because it lives on disk, not in a Streamlit session. At most one
-job runs per model name (the command itself holds the model's lock, and `start` refuses a
-second one up front with a clear message).
+One notion of a job, whoever started it. The app starts one in the background
+(`start`: `python -m fext <command> ... --progress-file F`, its output in log.txt); a long command
+typed in a terminal records itself (`register`, from fext.cli.main). Either way job.json says
+what runs (command, model name, arguments, pid, where it was started) and the command's
+Reporter (fext.progress) writes progress.json, so the app shows both alike, live, and a page
+reload or a second browser tab neither kills nor duplicates a job. A job whose process is gone
+without writing how it ended (SIGKILL, out of memory) reads as failed. At most one job runs per
+model name: the command itself holds the model's lock, and `start` refuses a second one up
+front with a clear message.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +25,20 @@ from pathlib import Path
 
 from .errors import BusyError
 from .workspace import Workspace, read_json, write_json
+
+KEEP = 100  # job folders kept; older finished ones are removed as new jobs start
+ORIGINS = {"app": "the app", "cli": "the command line"}
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks since boot) of process `pid`, from /proc; None where
+    there is no such file (no process, or no /proc). The start time tells a job's process from
+    a later one that happens to get the same pid."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1].split()
+        return fields[0], int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 @dataclass
@@ -38,24 +58,39 @@ class Job:
     def pid(self) -> int:
         return int(self.spec.get("pid", 0))
 
+    @property
+    def origin(self) -> str:
+        """Who started it, in words: the app, or the command line (older records: the app)."""
+        return ORIGINS.get(self.spec.get("origin", "app"), "the app")
+
     def alive(self) -> bool:
-        pid = self.pid
+        """Whether the job's own process still runs (not a zombie, not a later process that
+        reuses its pid). Reaps it if it is this process's child, keeping its exit status."""
+        spec = self.spec
+        pid = int(spec.get("pid", 0))
         if pid <= 0:
             return False
-        try:
-            waited, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
-            if waited == pid:
-                return False
-        except ChildProcessError:
-            pass
+        if pid != os.getpid():
+            try:
+                waited, status = os.waitpid(pid, os.WNOHANG)
+                if waited == pid:
+                    write_json(self.dir / "job.json",
+                               {**spec, "returncode": os.waitstatus_to_exitcode(status)})
+                    return False
+            except ChildProcessError:
+                pass
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
-            return True
-        stat = Path(f"/proc/{pid}/stat")
-        return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+            pass  # it exists, under another user
+        stat = _proc_stat(pid)
+        if stat is None:
+            return True  # no /proc here: the pid exists, which is all there is to know
+        state, started = stat
+        recorded = spec.get("pid_start")
+        return state not in ("Z", "X") and recorded in (None, started)
 
     @property
     def status(self) -> str:
@@ -68,21 +103,60 @@ class Job:
         return "cancelled" if self.spec.get("cancelled") else "failed"
 
     def error(self) -> str:
+        """Why it failed, in one line: the error the command reported, else the last `error:`
+        line of its log, else how its process ended without a word."""
         result = self.progress.get("result") or {}
         if result.get("error"):
             return result["error"]
         log = self.dir / "log.txt"
         lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
         errors = [ln for ln in lines if ln.startswith("error:")]
-        return (errors or lines or ["the job stopped without a message"])[-1]
+        if errors:
+            return errors[-1]
+        code = self.spec.get("returncode")
+        how = (f"killed by {signal.Signals(-code).name}" if isinstance(code, int) and code < 0
+               and -code in signal.valid_signals() else
+               f"exit status {code}" if isinstance(code, int) else
+               "killed, out of memory, or the machine stopped")
+        last = f"; its last output: {lines[-1]}" if lines else ""
+        return f"interrupted: its process ended without finishing ({how}){last}"
 
     def cancel(self) -> None:
+        """Mark it cancelled and stop it: an app job with its whole process group (its own
+        session), a command-line job by its pid alone (its group is the user's shell's)."""
         spec = self.spec
+        alive = self.alive()
         write_json(self.dir / "job.json", {**spec, "cancelled": True})
+        if not alive:
+            return
         try:
-            os.killpg(self.pid, signal.SIGTERM)
+            if spec.get("origin", "app") == "app":
+                os.killpg(self.pid, signal.SIGTERM)
+            else:
+                os.kill(self.pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _new(ws: Workspace) -> Job:
+    """A new job's folder (older finished ones beyond KEEP removed); job.json comes once its
+    process is known."""
+    job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    job_dir = ws.jobs_dir() / job_id
+    job_dir.mkdir(parents=True)
+    for old in all_jobs(ws)[KEEP:]:
+        if old.status != "running":
+            shutil.rmtree(old.dir, ignore_errors=True)
+    return Job(job_id, job_dir)
+
+
+def _record(job: Job, command: str, name: str | None, args: list[str], pid: int,
+            origin: str) -> None:
+    stat = _proc_stat(pid)
+    write_json(job.dir / "job.json", {
+        "id": job.id, "command": command, "name": name, "args": [str(a) for a in args],
+        "pid": pid, "pid_start": stat[1] if stat else None, "origin": origin,
+        "started": time.time()})
 
 
 def start(ws: Workspace, command: str, name: str | None, args: list[str]) -> Job:
@@ -91,27 +165,33 @@ def start(ws: Workspace, command: str, name: str | None, args: list[str]) -> Job
         running = active(ws, name)
         if running is not None:
             raise BusyError(f"a {running.spec.get('command')} job for {name!r} is already "
-                               "running; wait for it or cancel it")
+                            f"running (started from {running.origin}); wait for it or cancel it")
         if ws.is_locked(name):
             raise BusyError(f"model {name!r} is busy with another job (started elsewhere)")
-    job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    job_dir = ws.jobs_dir() / job_id
-    job_dir.mkdir(parents=True)
+    job = _new(ws)
     argv = [sys.executable, "-m", "fext", command, "--workspace", str(ws.root),
-            "--progress-file", str(job_dir / "progress.json")]
+            "--progress-file", str(job.dir / "progress.json")]
     if name:
         argv += ["--name", name]
     argv += [str(a) for a in args]
-    with open(job_dir / "log.txt", "wb") as log:
+    with open(job.dir / "log.txt", "wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 cwd=str(Path(__file__).resolve().parent.parent))
-    write_json(job_dir / "job.json", {"id": job_id, "command": command, "name": name,
-                                      "args": argv[3:], "pid": proc.pid, "started": time.time()})
-    return Job(job_id, job_dir)
+    _record(job, command, name, argv[3:], proc.pid, "app")
+    return job
+
+
+def register(ws: Workspace, command: str, name: str | None, args: list[str]) -> Job:
+    """Record the command this process runs (typed in a terminal) as a job of `ws`; its
+    Reporter then writes the job's progress.json, and the app shows it as it shows its own."""
+    job = _new(ws)
+    _record(job, command, name, args, os.getpid(), "cli")
+    return job
 
 
 def all_jobs(ws: Workspace) -> list[Job]:
+    """Every recorded job, the most recent first."""
     base = ws.jobs_dir()
     if not base.is_dir():
         return []

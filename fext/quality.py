@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .copies import copy_test, cosine_top, held_out_sources
+from .copies import copy_test, cosine_top, held_out_sources, recall_interval, validation_test
 from .feed import gather
 from .index import l2_normalize
 from .progress import ProgressFn, report
@@ -194,12 +194,15 @@ COPY_QUERIES = 500  # edited copies `fext evaluate` searches for
 def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed: int = 0,
                    queries: int = COPY_QUERIES) -> dict:
     """How often an edited copy of one of the collection's held-out images finds its source
-    first (`copy_test`: the figure that chose the published epoch, on the test split).
+    first (fext.copies.copy_test), on the test split, with a 95 % interval over its images.
 
     No labels needed. Each copy is encoded as a query is and searched (cosine) among images
     encoded as extraction encodes them. Raw pixels at the model's input size, PCA of them at
     the feature size and a 64-bit pHash (Hamming) search the same copies among the same
-    images. Recall@1 and recall@5 of the source for each."""
+    images. Recall@1 and recall@5 of the source for each. `validation` repeats, on the
+    published features, the very test that chose the published epoch (the validation split's
+    copies): the figure training reported, which the test split's should match within the
+    two intervals."""
     import imagehash
     from sklearn.decomposition import PCA
 
@@ -210,14 +213,19 @@ def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed
     if len(coll.items()) < 2:
         return {"note": "copy detection needs at least two images"}
     sources, others, name = held_out_sources(coll)
-    test = copy_test(coll, sources, others, record.config.data.fit, seed, queries, progress, name)
+    fit = record.config.data.fit
+    test = copy_test(coll, sources, others, fit, seed, queries, progress, name)
     if not len(test.truth):
         return {"note": "none of the sampled images could be read to make copies"}
     db_rows, truth, copies = test.db_rows, test.truth, test.copies
     encoder = query_encoder(model)
-    feats = EncoderFeatures(model).features(coll.images, db_rows)
-    q_feats = np.concatenate([encode_batch(encoder, to_model_input(copies[i:i + 256]), pad_to=256)[0]
-                              for i in range(0, len(copies), 256)])
+    features = EncoderFeatures(model)
+
+    def encoded(batch: np.ndarray) -> np.ndarray:
+        return np.concatenate([encode_batch(encoder, to_model_input(batch[i:i + 256]), pad_to=256)[0]
+                               for i in range(0, len(batch), 256)])
+
+    feats, q_feats = features.features(coll.images, db_rows), encoded(copies)
     pixels = gather(coll.images, db_rows, flat=True)
     q_pixels = to_model_input(copies).reshape(len(copies), -1)
     dim = record.config.model.latent_dim
@@ -228,11 +236,22 @@ def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed
     rankings = {"autoencoder": cosine_top(feats, q_feats), "raw pixels": cosine_top(pixels, q_pixels),
                 f"PCA-{dim}": cosine_top(pca.transform(pixels), pca.transform(q_pixels)),
                 "pHash 64-bit": _hamming_top(db_bits, bits(copies))}
-    return {"queries": int(len(truth)), "sources": name,
-            "images copied": int(len(np.unique(truth))), "database": int(len(db_rows)),
-            "methods": {m: {"recall@1": float((top[:, 0] == truth).mean()),
-                            "recall@5": float((top == truth[:, None]).any(axis=1).mean())}
-                        for m, top in rankings.items()}}
+    out = {"queries": int(len(truth)), "sources": name,
+           "images copied": int(len(np.unique(truth))), "database": int(len(db_rows)),
+           "methods": {m: {"recall@1": float((top[:, 0] == truth).mean()),
+                           "recall@5": float((top == truth[:, None]).any(axis=1).mean()),
+                           "interval": recall_interval(top[:, 0] == truth, truth)}
+                       for m, top in rankings.items()}}
+    if name != "val split" and len(coll.items("val")):
+        val = validation_test(coll, fit, record.config.train.seed, progress)
+        if len(val.truth):
+            hits = cosine_top(features.features(coll.images, val.db_rows),
+                              encoded(val.copies), k=1)[:, 0] == val.truth
+            out["validation"] = {"recall@1": float(hits.mean()),
+                                 "interval": recall_interval(hits, val.truth),
+                                 "queries": int(len(val.truth)),
+                                 "images copied": int(len(np.unique(val.truth)))}
+    return out
 
 
 def _hamming_top(db: np.ndarray, queries: np.ndarray, k: int = 5) -> np.ndarray:

@@ -156,12 +156,13 @@ def publish(folder: Path, prefix: str, save: Callable[[Path], None], record_file
 
 def publish_autoencoder(ws: Workspace, name: str, best_file: Path, cfg: RunConfig, coll,
                         history: list[dict], metrics: dict, reference=None,
-                        readout: dict | None = None) -> ModelRecord:
+                        readout: dict | None = None, maps=None) -> ModelRecord:
     """Publish a finished training run of model `name` (its best checkpoint).
 
     `reference` (index, stats) is the training collection new images are scored against; its
     index file is named after the model's fingerprint, so it always matches its model.
-    `readout` says what the model's features are (whitened or the raw bottleneck).
+    `readout` says what the model's features are (whitened or the raw bottleneck). `maps`
+    (fext.maps.MapStats) is what its anomaly maps measure against, kept the same way.
     """
     folder = ws.model_dir(name)
     fingerprint = uuid.uuid4().hex[:16]
@@ -174,10 +175,16 @@ def publish_autoencoder(ws: Workspace, name: str, best_file: Path, cfg: RunConfi
         files.append((ref_file, lambda tmp: index.save(tmp)))
         extras["reference"] = {**stats.to_dict(), "file": ref_file, "kind": index.kind,
                                "nprobe": index.nprobe, "recall": index.recall}
+    if maps is not None:
+        from .maps import stats_file
+
+        files.append((stats_file(fingerprint), lambda tmp: maps.save(tmp)))
+        extras["maps"] = {**maps.summary(), "file": stats_file(fingerprint)}
     d = publish(folder, "model", lambda tmp: shutil.copyfile(best_file, tmp), RECORD,
                 {**cfg.to_dict(), "fingerprint": fingerprint, "collection": coll.fingerprint,
                  "extras": extras}, {"history.csv": history}, files)
-    for old in folder.glob("reference-*.faiss"):
-        if old.name != extras.get("reference", {}).get("file"):
-            old.unlink(missing_ok=True)
+    for pattern, kept in (("reference-*.faiss", "reference"), ("maps-*.npz", "maps")):
+        for old in folder.glob(pattern):
+            if old.name != extras.get(kept, {}).get("file"):
+                old.unlink(missing_ok=True)
     return ModelRecord.from_dict(name, folder, d)

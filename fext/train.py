@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import anomaly, registry
+from . import anomaly, maps, registry
 from . import model as model_lib
 from .collection import Collection
 from .config import RunConfig
-from .copies import HELD_OUT_COPIES, copy_recall, copy_test
+from .copies import HELD_OUT_COPIES, copy_recall, validation_test
 from .edits import augment
 from .encoding import encode_all, encode_batch, resolve_precision
 from .errors import UsageError
@@ -221,8 +221,7 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
                        if tc.invariance else None)
         if copies:  # made once: the same copies every epoch, and after a resume
             progress("copies", 0, HELD_OUT_COPIES)
-            test = copy_test(coll, coll.items("val"), coll.items(), cfg.data.fit, tc.seed,
-                             HELD_OUT_COPIES, progress, "val split")
+            test = validation_test(coll, cfg.data.fit, tc.seed, progress)
 
         encoder = model_lib.encoder_of(ae)  # shares the weights being trained
 
@@ -271,8 +270,11 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         reference = anomaly.reference_of(encode_all(parts, coll.images, train_rows, tc.batch_size),
                                          encode_all(parts, coll.images, val_rows, tc.batch_size))
         progress("reference", 1, 1)
+        progress("map statistics", 0, 1)  # what its anomaly maps measure against (fext.maps)
+        map_stats = maps.fit(parts, coll.images, train_rows, val_rows, tc.batch_size)
+        progress("map statistics", 1, 1)
         registry.publish_autoencoder(ws, name, run_dir / "published.keras", cfg, coll, state["history"],
-                                     metrics, reference, readout_label(best))
+                                     metrics, reference, readout_label(best), map_stats)
         state["finished"] = True
         write_json(run_dir / "state.json", state)
         return metrics

@@ -517,3 +517,84 @@ def test_the_app_starts_preparing_the_demo_when_the_server_starts(app_ws, tmp_pa
     monkeypatch.setenv("FEXT_WORKSPACE", str(app_ws.root))  # it holds a model named "demo"
     runpy.run_path(str(REPO / "app.py"))
     assert len(started) == 1
+
+
+# -- jobs, however they were started ------------------------------------------------------------
+def until(condition, timeout: float = 300, what: str = "the condition"):
+    """Poll `condition` until it returns something true; its value (fails after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)  # between polls of the condition waited on
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_a_training_typed_in_a_terminal_shows_live_and_a_kill_shows_as_failed_at_once(own_ws):
+    """`python -m fext train` in a terminal: the Train page shows it running with its progress
+    and epochs; SIGKILLed (no word from it), the same session's next refresh says it failed."""
+    from fext import jobs
+    from fext.registry import open_record
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fext", "train", "--images", open_record(own_ws, "demo").images,
+         "--name", "from-cli", "--workspace", str(own_ws.root), "--preset", "small",
+         "--image-size", "16", "--latent-dim", "8", "--batch-size", "8", "--epoch-steps", "2",
+         "--epochs", "500", "--patience", "500"],  # runs until killed
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        job = until(lambda: next((j for j in jobs.all_jobs(own_ws)
+                                  if len(j.progress.get("history", [])) >= 1), None),
+                    600, "the training's first epoch")
+        at = run_page("train")
+        shown = texts(at)
+        assert "Running: train from-cli" in shown, shown
+        assert f"Started from the command line (process {proc.pid})" in shown
+        assert "train:" in at.get("progress")[0].proto.text
+        epochs = next(d.value for d in at.dataframe if "epoch" in d.value)
+        assert len(epochs) >= 1 and button(at, "Cancel")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        at.run()  # what the page's one-second poll does: the same session, no reload
+        assert not at.exception
+        assert "Running: train from-cli" not in texts(at)
+        failed = [e.value for e in at.error]
+        assert any("The train from-cli job (started from the command line) failed: "
+                   "interrupted: its process ended without finishing" in e for e in failed), failed
+        assert job.status == "failed"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_job_that_fails_shows_as_failed_at_once_with_its_reason(own_ws, tmp_path):
+    from tests.helpers import run_cli
+
+    (tmp_path / "no-images").mkdir()
+    (tmp_path / "no-images" / "notes.txt").write_text("not a picture")
+    at = run_page("train")
+    assert not at.exception
+    out = run_cli("build", "--images", str(tmp_path / "no-images"), "--name", "broken",
+                  workspace=own_ws.root, check=False)
+    assert out.returncode == 1
+    at.run()  # the page's poll, in the session that was open when the job started and ended
+    reason = out.stderr.strip().splitlines()[-1].removeprefix("error: ")
+    assert "no readable images" in reason
+    assert any(f"The build broken job (started from the command line) failed: {reason}" in e.value
+               for e in at.error)
+    assert "Running:" not in texts(at)
+    recent = [m.value for m in at.markdown if "**build broken**" in m.value]  # Recent jobs
+    assert len(recent) == 1 and "from the command line · :red[failed]: no readable images" \
+        in recent[0]
+
+
+def test_the_runs_table_names_each_models_folder_without_its_whole_path(on_demo):
+    from fext.registry import open_record
+
+    at = run_page("train")
+    runs = at.dataframe[0].value
+    folder = Path(open_record(on_demo, "demo").images)
+    assert runs.set_index("model").loc["demo", "image folder"] == folder.name
+    assert str(folder) not in runs.to_string()

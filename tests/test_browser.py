@@ -9,6 +9,7 @@ import io
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from playwright.sync_api import expect
 
@@ -286,4 +287,80 @@ def test_ranking_csv_download(browser, app_url):
     rows = list(csv.DictReader(io.StringIO(text)))
     assert filename.startswith("demo-anomalies-") and len(rows) == READABLE
     assert [int(r["rank"]) for r in rows] == list(range(1, READABLE + 1))
+    page.close()
+
+
+# the drawn points inside the plot's current axes, and where each sits on the screen
+ON_SCREEN = """() => { const gd = document.querySelector('.fext-plot'); const fl = gd._fullLayout;
+  const t = gd._fullData[0], r = gd.getBoundingClientRect();
+  const [x0, x1] = fl.xaxis.range, [y0, y1] = fl.yaxis.range, out = [];
+  for (let i = 0; i < t.x.length; i++) {
+    if (t.x[i] >= x0 && t.x[i] <= x1 && t.y[i] >= y0 && t.y[i] <= y1)
+      out.push({id: gd.__fextIds[i], x: r.left + fl._size.l + fl.xaxis.l2p(t.x[i]),
+                y: r.top + fl._size.t + fl.yaxis.l2p(t.y[i])});
+  }
+  return out; }"""
+
+
+def test_zooming_in_draws_the_points_as_their_pictures(browser, app_url, app_ws):
+    """A small collection is drawn as pictures at once; the mouse wheel zooms in, and every point
+    left on screen is still drawn as its picture, from the atlas route, at its own place."""
+    from PIL import Image
+
+    from fext.artifacts import Artifacts
+    labels = Artifacts.open(app_ws, "demo").items["label"]
+    atlases = []
+    page = browser.new_page(viewport={"width": WIDTH, "height": 1000})
+    page.on("request", lambda r: atlases.append(r.url) if "/atlas/" in r.url else None)
+    page.goto(f"{app_url}/map")
+    settle(page)
+    page.wait_for_selector(MAP_READY, timeout=60_000)
+    pictures = ".fext-map[data-pictures='{}']"
+    page.wait_for_selector(pictures.format(READABLE), state="attached", timeout=30_000)
+    expect(page.locator(".fext-pics")).to_have_text(f"{READABLE} images drawn as pictures")
+    box = page.locator(".fext-plot").bounding_box()
+    first = page.evaluate(POINT, 0)  # zoom in on a point: the wheel, as a user does
+    page.mouse.move(first["x"], first["y"])
+    span = ("() => { const r = document.querySelector('.fext-plot')._fullLayout.xaxis.range; "
+            "return r[1] - r[0]; }")
+    for _ in range(3):  # a notch at a time, each applied (plotly ends a wheel zoom with a relayout)
+        before = page.evaluate(span)
+        page.mouse.wheel(0, -200)
+        page.wait_for_function(f"() => ({span})() < {before} * 0.95", timeout=30_000)
+    settle(page)
+    on = page.evaluate(ON_SCREEN)
+    assert 0 < len(on) < READABLE
+    page.wait_for_selector(pictures.format(len(on)), state="attached", timeout=30_000)
+    expect(page.locator(".fext-pics")).to_have_text(f"{len(on)} images drawn as pictures")
+    assert page.locator(".fext-map").get_attribute("data-renderer") == "webgl"
+    assert any(u.endswith("/slots") for u in atlases) and any(u.endswith("/0") for u in atlases)
+    page.mouse.move(5, 5)  # no hover tip over the pictures in the screenshot
+    screenshot(page, "map-pictures")
+    # in the screenshot, each point on screen shows its image's shape, in the shape's colour
+    # (the dots are drawn in other colours), within the picture's square around the point
+    on = page.evaluate(ON_SCREEN)
+    shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"), np.int16)
+    half = 14  # the smallest picture is 28 px a side
+    shown = 0
+    for p in on:
+        x, y = int(p["x"]), int(p["y"])
+        if not (box["x"] + half < x < box["x"] + box["width"] - half):
+            continue
+        patch = shot[y - half:y + half, x - half:x + half]
+        near = (np.abs(patch - COLOURS[labels.iat[p["id"]]]) < 40).all(-1).sum()
+        shown += near >= 12
+    assert shown >= 0.8 * len(on), (shown, len(on))
+    # the pictures leave the hover alone: the point under the cursor still shows its thumbnail
+    page.mouse.move(on[0]["x"], on[0]["y"])
+    page.wait_for_function("""() => { const t = document.querySelector('.fext-tip');
+        return !t.hidden && t.querySelector('img')?.complete; }""", timeout=10_000)
+    # another colouring redraws the same map: its pictures come back (from the atlases it has)
+    page.mouse.move(5, 5)
+    loaded = page.locator(".fext-map").get_attribute("data-atlases")
+    page.get_by_text("folder", exact=True).click()
+    page.wait_for_function("""() => { const m = document.querySelector('.fext-map');
+        return m.dataset.key.includes('/colour/folder') && m.dataset.ready === '1'
+               && +m.dataset.pictures > 0 && m.dataset.pictures === m.dataset.onscreen; }""",
+                           timeout=60_000)
+    assert page.locator(".fext-map").get_attribute("data-atlases") == loaded
     page.close()

@@ -92,6 +92,18 @@ def test_the_copy_test_edits_held_out_images_and_searches_them_among_the_collect
     assert len(copy_test(coll, sources, items, "pad", seed=3, count=4).db_rows) == 5
 
 
+def test_the_copy_interval_resamples_images_not_copies():
+    """Copies of one image succeed or fail together: ten images copied ten times each say
+    less than a hundred images copied once, and the interval shows it."""
+    from fext.copies import recall_interval
+
+    assert recall_interval(np.ones(40, bool), np.arange(40) % 8) == (1.0, 1.0)
+    clustered = recall_interval(np.repeat(np.arange(10) < 7, 10), np.repeat(np.arange(10), 10))
+    spread = recall_interval(np.arange(100) < 70, np.arange(100))
+    assert clustered[0] < 0.7 < clustered[1] and spread[0] < 0.7 < spread[1]
+    assert clustered[1] - clustered[0] > 1.5 * (spread[1] - spread[0])
+
+
 def test_epochs_of_steps_walk_an_endless_stream_of_passes():
     rows = np.arange(10, 17)  # 7 rows, epochs of 5: every row once per pass, no row dropped
     stream = np.concatenate([epoch_order(rows, 3, e, length=5) for e in range(7)])
@@ -282,6 +294,12 @@ def test_copy_detection_lines_up_copies_with_their_sources(trained, monkeypatch)
     edited = copy_detection(model, record, coll, queries=20)
     assert set(edited["methods"]) == {"autoencoder", "raw pixels", "PCA-8", "pHash 64-bit"}
     assert all(0 <= r["recall@1"] <= r["recall@5"] <= 1 for r in edited["methods"].values())
+    assert all(lo <= r["recall@1"] <= hi for r in edited["methods"].values()
+               for lo, hi in [r["interval"]])
+    assert edited["sources"] == "test split" and edited["images copied"] <= len(coll.items("test"))
+    # the test that chose the published epoch, repeated on the published features
+    val = edited["validation"]
+    assert val["images copied"] == len(coll.items("val")) and val["queries"] == 256
 
 
 def test_evaluate_reports_copy_detection_without_labels(trained):

@@ -105,9 +105,15 @@ def every_request(ws) -> list[tuple[str, str]]:
 
     from streamlit.web.server.starlette.starlette_app import create_streamlit_routes
 
-    values = {"name": "demo", "version": ws.current_index("demo").name, "by": "label", "id": 0,
+    from fext.artifacts import Artifacts
+    from fext.atlas import map_key
+    from fext.ui.served import Served
+
+    version = ws.current_index("demo")
+    values = {"name": "demo", "version": version.name, "by": "label", "id": 0,
               "kind": "isolation", "file_id": "0123456789abcdef.png", "session_id": "a-session",
-              "path": "some-component/index.html"}
+              "path": "some-component/index.html", "block": 0,
+              "map": map_key(Served(Artifacts.at("demo", version)).coords())}
     assets = sorted((ST_STATIC / "static" / "js").iterdir())[:1]
     static = ["/", "/index.html", "/favicon.png", "/manifest.json", "/no-such-file",
               *(f"/static/js/{p.name}" for p in assets)]

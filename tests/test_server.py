@@ -15,6 +15,7 @@ from PIL import Image
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from fext import atlas
 from fext.artifacts import Artifacts
 from fext.ui import served, server
 from fext.workspace import Workspace
@@ -168,3 +169,104 @@ def test_a_version_symlinked_out_of_the_workspace_is_not_served(client, tmp_path
         assert http.get(f"{server.base('demo', art.dir.name)}/features.csv").status_code == 404
     finally:
         inside.unlink()
+
+
+# -- the map's pictures (fext/atlas.py) ---------------------------------------------------------
+def _map_key(art) -> str:
+    return atlas.map_key(np.load(art.dir / "umap.npy"))
+
+
+def test_each_drawn_point_has_its_own_picture_in_an_atlas(client):
+    http, art = client
+    base = f"{server.base('demo', art.dir.name)}/atlas/{_map_key(art)}"
+    r = http.get(f"{base}/slots")
+    assert r.status_code == 200 and "immutable" in r.headers["cache-control"]
+    slots = np.frombuffer(r.content, "<u4")
+    n = len(art.items)  # the fixture draws every point (n is far under MAX_DRAWN)
+    assert sorted(slots.tolist()) == list(range(n))
+    r = http.get(f"{base}/0")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert "immutable" in r.headers["cache-control"]
+    sheet = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"), np.float32)
+    rows = -(-n // atlas.SIDE)
+    assert sheet.shape == (rows * atlas.THUMB, atlas.SIDE * atlas.THUMB, 3)
+    pixels = art.collection(Workspace()).images
+    t = atlas.THUMB
+    thumbs = np.stack([np.asarray(Image.fromarray(pixels[r]).resize((t, t), Image.BILINEAR), np.float32)
+                       for r in art.items["row"]])
+    for i, slot in enumerate(slots.tolist()):  # every picture is its own image (the corpus has
+        y, x = divmod(slot, atlas.SIDE)       # two blue triangles alike at 16 px: ties count)
+        cell = sheet[y * t:(y + 1) * t, x * t:(x + 1) * t]
+        error = np.abs(thumbs - cell).mean(axis=(1, 2, 3))
+        assert error[i] < 12 and error[i] <= error.min() + 1e-3, (i, error[i], error.min())
+        assert np.sort(error)[2] > 2 * error[i] + 2  # and unlike any other
+
+
+@pytest.mark.parametrize("path", [
+    "/fext/demo/{version}/atlas/0123456789abcdef/0",  # another map (a layout computed again)
+    "/fext/demo/{version}/atlas/0123456789abcdef/slots",
+    "/fext/demo/{version}/atlas/{map}/1",  # past the last atlas
+    "/fext/demo/{version}/atlas/{map}/-1",
+    "/fext/demo/{version}/atlas/{map}/99999999999999999999999",
+    "/fext/demo/{version}/atlas/{map}/0.jpg",
+    "/fext/demo/{version}/atlas/{map}/..%2F..%2Fmeta.json",
+    "/fext/demo/v-nonexistent/atlas/{map}/0",
+    "/fext/nomodel/{version}/atlas/{map}/slots",
+    "/fext/..%2Fdemo/{version}/atlas/{map}/0",
+])
+def test_atlases_of_anything_else_are_404(client, path):
+    http, art = client
+    r = http.get(path.replace("{version}", art.dir.name).replace("{map}", _map_key(art)))
+    assert r.status_code == 404, (path, r.status_code, r.text[:200])
+
+
+def test_atlases_are_compact_patches_of_the_map():
+    """A zoomed-in view needs a few atlases, not one per point: the blocks are whole (the last
+    one aside), disjoint rectangles, and a view of ~2,000 of 100,000 points touches a handful."""
+    rng = np.random.default_rng(2)
+    xy = np.concatenate([rng.normal(0, 1, (60_000, 2)), rng.uniform(-8, 8, (40_000, 2))])
+    order = atlas.arrange(xy, 1024)
+    assert sorted(order.tolist()) == list(range(len(xy)))
+    slots = atlas.slots(order)
+    assert (order[slots] == np.arange(len(xy))).all()
+    blocks = [xy[order[s:s + 1024]] for s in range(0, len(xy), 1024)]
+    assert {len(b) for b in blocks[:-1]} == {1024} and 0 < len(blocks[-1]) <= 1024
+    lo = np.array([b.min(0) for b in blocks])
+    hi = np.array([b.max(0) for b in blocks])
+    overlap = (lo[:, None] < hi[None]).all(-1) & (lo[None] < hi[:, None]).all(-1)
+    assert overlap.sum() == len(blocks)  # each block overlaps only itself
+    for centre, half in (((0, 0), 0.12), ((3, -4), 1.4), ((-1, 1), 0.2)):
+        on = np.flatnonzero((np.abs(xy - centre) <= half).all(1))
+        touched = np.unique(slots[on] // 1024)
+        assert 500 < len(on) < 2500 and len(touched) <= 12, (centre, len(on), len(touched))
+        ids_touched = np.unique(on // 1024)  # the same view with atlases in id order
+        assert len(ids_touched) > 5 * len(touched)
+
+
+def test_a_sheet_shrinks_or_enlarges_each_picture_to_its_cell():
+    rng = np.random.default_rng(3)
+    big = rng.integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    out = atlas.sheet(big, np.array([4, 0]), thumb=32, side=4)
+    assert out.shape == (32, 128, 3)
+    box = big[4].reshape(32, 2, 32, 2, 3).mean((1, 3))  # BOX: the mean of each 2x2 square
+    assert np.abs(out[:, :32].astype(float) - box).max() <= 1
+    assert (out[:, 64:] == 0).all()  # cells past the last picture stay empty
+    small = atlas.sheet(big[:, :16, :16], np.arange(5), thumb=32, side=4)
+    assert small.shape == (64, 128, 3)
+    with pytest.raises(ValueError):
+        atlas.sheet(big, np.arange(17), thumb=32, side=4)
+
+
+def test_the_atlas_cache_keeps_the_most_recent_within_its_bytes():
+    cache = atlas.Cache(limit=250)
+    made = []
+
+    def make(k):
+        made.append(k)
+        return bytes(100)
+    for k in ("a", "b", "a", "c"):  # "a" used again, so "b" is the least recent when "c" comes
+        cache.get(k, lambda k=k: make(k))
+    assert made == ["a", "b", "c"] and cache.size == 200
+    cache.get("a", lambda: make("a"))
+    cache.get("b", lambda: make("b"))
+    assert made == ["a", "b", "c", "b"] and cache.size <= 250

@@ -179,7 +179,7 @@ def test_extras_are_stored_with_the_model_and_survive_reading(trained, tmp_path)
     copy = Workspace(tmp_path / "copy")
     shutil.copytree(ws.model_dir(name), copy.model_dir(name))
     before = registry.open_record(copy, name).extras
-    assert set(before) == {"reference", "readout"}  # what training stores with every model
+    assert set(before) == {"reference", "readout", "maps"}  # what training stores with every model
     record = registry.update_extras(registry.open_record(copy, name), reference={"median": 0.5})
     assert registry.open_record(copy, name).extras == {**before, "reference": {"median": 0.5}} \
         == record.extras

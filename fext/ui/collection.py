@@ -156,11 +156,12 @@ def summary(root: str, folder: str, size: int, fit: str, stamp: int) -> dict:
 
 info = summary(str(ws.root), folder, size, fit, manifest.stat().st_mtime_ns)
 skipped = info["skipped"]
-a, b, c, d = st.columns([2, 2, 2, 3], border=True)
-a.metric("Readable images", f"{info['count']:,}")
-b.metric("Skipped files", f"{len(skipped):,}")
-c.metric("Labels", info["labels"])
-d.metric("Train / val / test", " / ".join(f"{n:,}" for n in info["splits"]))
+# a row that wraps: each figure as wide as it needs, never cut off by a fixed column width
+with st.container(horizontal=True):
+    st.metric("Readable images", f"{info['count']:,}", border=True)
+    st.metric("Skipped files", f"{len(skipped):,}", border=True)
+    st.metric("Labels", info["labels"], border=True)
+    st.metric("Train / val / test", " / ".join(f"{n:,}" for n in info["splits"]), border=True)
 if info["count"] == 0:
     st.error("No readable images in this folder. Add JPEG, PNG, WebP, GIF, BMP or TIFF files "
              "(sub-folders become labels), then rescan, or choose another folder above.")

@@ -226,12 +226,11 @@ def job_label(job: jobs.Job) -> str:
 @st.fragment(run_every=1.0)
 def job_progress(job_id: str, stages: dict | None = None, curves: tuple = ("loss", "val_loss"),
                  y_label: str = "objective") -> None:
-    """Live view of a background job: its stage (as `stages` names it, where it does), progress,
-    the epoch curves among `curves` and a cancel button; when it ends, the whole page reruns to
-    show the results."""
+    """Live view of a background job (`live_job`); when it ends, the whole page reruns to
+    show the results, or it says why it failed."""
     ws = workspace()
     job = jobs.Job(job_id, ws.jobs_dir() / job_id)
-    p, status = job.progress, job.status
+    status = job.status
     if status != "running":
         if status == "failed":
             st.error(f"The {job_label(job)} job failed: {job.error()}")
@@ -239,6 +238,14 @@ def job_progress(job_id: str, stages: dict | None = None, curves: tuple = ("loss
             st.session_state["_job_seen"] = job_id
             st.rerun()
         return
+    live_job(job, stages, curves, y_label)
+
+
+def live_job(job: jobs.Job, stages: dict | None = None, curves: tuple = ("loss", "val_loss"),
+             y_label: str = "objective") -> None:
+    """A running job's stage (as `stages` names it, where it does), progress, the epoch
+    curves among `curves` and a cancel button."""
+    p = job.progress
     done, total = p.get("done", 0), max(p.get("total", 0), 1)
     info = p.get("info", {})
     extra = " · ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
@@ -258,6 +265,6 @@ def job_progress(job_id: str, stages: dict | None = None, curves: tuple = ("loss
         fig.update_layout(margin=dict(l=10, r=10, t=10, b=10), yaxis_title=y_label,
                           legend_title=None)  # short: a longer label is cut off
         st.plotly_chart(fig, width="stretch")
-    if st.button("Cancel", key=f"cancel-{job_id}", icon=":material/cancel:"):
+    if st.button("Cancel", key=f"cancel-{job.id}", icon=":material/cancel:"):
         job.cancel()
         st.rerun()

@@ -23,7 +23,8 @@ from fext.workspace import read_json
 MAX_SHOWN = 48
 
 header("Map", "The whole collection in 2-D (UMAP of the features): similar images sit together. "
-              "Hover a point to see its image; click it, or draw a box or lasso, to select.")
+              "Zoom in (mouse wheel) and the points become their pictures; hover a point to see "
+              "its image larger; click it, or draw a box or lasso, to select.")
 ws = workspace()
 name = need_model(ws)
 art = need_artifacts(ws, name)
@@ -74,7 +75,7 @@ _, how = server.colours_of(served, by)
 base = server.base(name, art.dir.name)
 selection = scatter(base=base, plotly=server.PREFIX + "/static/plotly.min.js", colour=by,
                     categories=how.get("categories"), value_range=how.get("range"),
-                    colour_name=choice, key=f"map-{art.dir.name}")
+                    colour_name=choice, key=f"map-{art.dir.name}", map_key=server.map_key(served))
 
 st.subheader("Selected images")
 try:

@@ -1,4 +1,5 @@
-"""Reconstruction page: loss, PSNR and SSIM per split; originals beside reconstructions; the worst."""
+"""Reconstruction page: loss, PSNR and SSIM per split, beside PCA of the same size; originals beside
+both reconstructions; the worst."""
 
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import streamlit as st
 
 from fext import evaluate, jobs, registry
 from fext.collection import Collection, store_dir
+from fext.copies import interval
 from fext.feed import gather, sample_rows
 from fext.ui.common import autoencoder, header, job_progress, need_model, start_job, workspace
 from fext.workspace import Workspace, read_json
@@ -21,10 +23,20 @@ record, metrics = registry.open_record(ws, name), read_json(d / "metrics.json", 
 data = record.config.data
 
 
+@st.cache_resource(max_entries=2, show_spinner="Fitting the PCA baseline…")
+def pca_baseline(root: str, name: str, fingerprint: str) -> evaluate.PCAReconstruction:
+    """PCA with as many components as the model has features, fitted on (a seeded sample of)
+    its training split, once per model version."""
+    coll = Collection.open(Workspace(root), data.images, data.image_size, data.fit)
+    return evaluate.PCAReconstruction(coll.images, coll.items("train")["row"].to_numpy(),
+                                      record.config.model.latent_dim)
+
+
 @st.cache_data(max_entries=2, show_spinner="Reconstructing the images…")
 def per_image(root: str, name: str, fingerprint: str, sample: int) -> tuple[pd.DataFrame, int]:
-    """(MSE, PSNR and SSIM per image, of every image or a seeded sample of `sample`; how many
-    images there are), computed once per model version."""
+    """(MSE, PSNR and SSIM per image, the autoencoder's and PCA's (`_pca` columns), of every
+    image or a seeded sample of `sample`; how many images there are), computed once per model
+    version."""
     from fext.model import inference_parts  # Keras only where a model runs
 
     model = autoencoder(root, name, fingerprint)
@@ -32,8 +44,10 @@ def per_image(root: str, name: str, fingerprint: str, sample: int) -> tuple[pd.D
     items = coll.items()[["path", "split", "sha1", "row"]]
     count = len(items)
     items = items.iloc[sample_rows(np.arange(count), sample)]
-    return items.assign(**evaluate.per_image(inference_parts(model), coll.images,
-                                             items["row"].to_numpy())), count
+    rows = items["row"].to_numpy()
+    pca = evaluate.measure(pca_baseline(root, name, fingerprint), coll.images, rows, 256)
+    return items.assign(**evaluate.per_image(inference_parts(model), coll.images, rows),
+                        **{f"{k}_pca": v for k, v in pca.items()}), count
 
 
 @st.cache_resource(max_entries=2)
@@ -44,24 +58,55 @@ def pixels(root: str, folder: str, size: int, fit: str, cached_bytes: int) -> np
     return Collection.open(Workspace(root), folder, size, fit).images
 
 
-def side_by_side(x: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Original | reconstruction in one picture, with a thin grey gap."""
+def side_by_side(x: np.ndarray, *recons: np.ndarray) -> np.ndarray:
+    """Original | reconstruction (| another) in one picture, with thin grey gaps."""
     gap = np.full((x.shape[0], max(1, x.shape[1] // 16), 3), 0.8, np.float32)
-    return np.clip(np.concatenate([x, gap, np.asarray(r, np.float32)], axis=1), 0.0, 1.0)
+    parts = [x] + [p for r in recons for p in (gap, np.asarray(r, np.float32))]
+    return np.clip(np.concatenate(parts, axis=1), 0.0, 1.0)
 
 
-def show_pairs(rows: pd.DataFrame, images: np.ndarray, columns: int = 4) -> None:
-    """Each image beside its reconstruction, with its scores."""
+def show_pairs(rows: pd.DataFrame, images: np.ndarray, columns: int = 3) -> None:
+    """Each image beside its reconstruction and PCA's, with their scores."""
     model = autoencoder(str(ws.root), name, record.fingerprint)
+    pca = pca_baseline(str(ws.root), name, record.fingerprint)
     x = gather(images, rows["row"].to_numpy())
-    r = np.asarray(model.predict_on_batch(x))
+    r, b = np.asarray(model.predict_on_batch(x)), pca(x)
     records = list(rows.itertuples(index=False))
     for start in range(0, len(records), columns):
         cols = st.columns(columns)
         for col, i in zip(cols, range(start, min(start + columns, len(records)))):
             row = records[i]
-            col.image(side_by_side(x[i], r[i]), width="stretch",
-                      caption=f"{row.path} · PSNR {row.psnr:.1f} dB · SSIM {row.ssim:.2f}")
+            col.image(side_by_side(x[i], r[i], b[i]), width="stretch",
+                      caption=f"{row.path} · PSNR {row.psnr:.1f} dB (PCA {row.psnr_pca:.1f}) · "
+                              f"SSIM {row.ssim:.2f} (PCA {row.ssim_pca:.2f})")
+
+
+def against_pca(table: pd.DataFrame) -> None:
+    """The autoencoder beside PCA of the same size, on the same images, per split."""
+    pca = pca_baseline(str(ws.root), name, record.fingerprint)
+    st.subheader("Against PCA")
+    rows = []
+    for split in ("train", "val", "test"):
+        g = table[table["split"] == split]
+        if len(g):
+            rows.append({"split": split, "images": len(g),
+                         **{f"{what} · {who}": g[col + suffix].mean()
+                            for what, col in (("MSE", "mse"), ("PSNR (dB)", "psnr"), ("SSIM", "ssim"))
+                            for who, suffix in (("autoencoder", ""), (pca.name, "_pca"))}})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(
+                     format="%.5f" if c.startswith("MSE") else "%.2f" if "PSNR" in c else "%.3f")
+                     for r in rows[:1] for c in r if " · " in c})
+    test = next((r for r in rows if r["split"] == "test"), rows[-1] if rows else None)
+    if test:
+        ae, base = test["PSNR (dB) · autoencoder"], test[f"PSNR (dB) · {pca.name}"]
+        st.caption(f"{pca.name}: PCA of the pixels with as many components as the model has "
+                   f"features ({record.config.model.latent_dim}), fitted on {pca.fitted:,} "
+                   f"training images; both measured on the same images. On the {test['split']} "
+                   f"split the autoencoder redraws the images "
+                   + ("better than" if ae > base else "no better than")
+                   + f" PCA ({ae:.2f} against {base:.2f} dB). Pictures below: the image, the "
+                   f"autoencoder's reconstruction, {pca.name}'s.")
 
 
 def split_metrics() -> None:
@@ -99,18 +144,25 @@ def baselines() -> None:
     copies = (evaluation or {}).get("copies", {})
     if "methods" in copies:
         st.markdown("**Finding an edited copy** (no labels needed)")
-        st.dataframe(pd.DataFrame([{"method": m, **r} for m, r in copies["methods"].items()]),
+        st.dataframe(pd.DataFrame([{"method": m, "recall@1": r["recall@1"],
+                                    "95 % interval": interval(r), "recall@5": r["recall@5"]}
+                                   for m, r in copies["methods"].items()]),
                      hide_index=True, width="stretch",
                      column_config={k: st.column_config.NumberColumn(format="%.3f")
                                     for k in ("recall@1", "recall@5")})
         held_out = (f"{copies['queries']} edited copies of {copies['images copied']} images of "
                     f"the {copies['sources']}" if "sources" in copies  # evaluations since the one figure
                     else f"{copies['queries']} of the collection's own images, each edited")
+        v = copies.get("validation")
+        same = (f" The same test on the validation split, which chose the published epoch: "
+                f"{v['recall@1']:.3f} ({interval(v)}, {v['images copied']} images); two splits "
+                "that differ within their intervals differ by chance." if v else
+                " The same test on the validation split chose the published epoch.")
         st.caption(f"{held_out} (edited as photos are in everyday use: re-saved as JPEG, resized, "
                    "cropped a little, shifted, blurred, brightness and contrast changed), searched "
                    f"among {copies['database']} images of the collection: how often the source "
-                   "comes first (recall@1) or in the first five. The same test on the validation "
-                   "split chose the published epoch.")
+                   "comes first (recall@1, with a 95 % interval over the images copied) or in the "
+                   f"first five.{same}")
     if evaluation and "retrieval" in evaluation:
         auc = evaluation.get("one_class_auc", {})
         st.dataframe(pd.DataFrame([{"method": m, "precision@10": r["precision@10"], "mAP": r["map"],
@@ -140,9 +192,11 @@ except FileNotFoundError:
     st.warning("The images this model was trained on are no longer scanned in this workspace; "
                f"rescan `{data.images}` on the Collection page.")
     st.stop()
+against_pca(table)
 test_rows = table[table["split"] == "test"]
 st.subheader("Originals and reconstructions")
-st.caption("Left: the image as the model sees it; right: the model's reconstruction. "
+st.caption("Left: the image as the model sees it; middle: the model's reconstruction; right: "
+           "PCA's of the same size. "
            + ("Test-split images." if len(test_rows) else "No test split: images from the whole "
                                                          "collection."))
 show_pairs((test_rows if len(test_rows) else table).sort_values("sha1").head(8), images)

@@ -4,22 +4,29 @@ The browser fetches the points and their colours as typed arrays from the app's 
 (fext/ui/server.py) and draws them with Plotly's WebGL scatter, loaded from the installed
 plotly package. Hovering a point shows its thumbnail beside the cursor; a click, box or lasso
 sends the selection back to Python as ids or as the lasso's polygon (Python finds the points
-inside it over the whole collection, drawn or not).
+inside it over the whole collection, drawn or not). Once fewer than PICTURES_BELOW points are on
+screen (zoomed in, or a small collection), each is drawn as its own picture from the atlases of
+fext/atlas.py (static/pictures.js); the mouse wheel zooms.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import streamlit as st
+
+from fext import atlas
 
 PALETTE = ["#2f6fdf", "#e4572e", "#29a36a", "#f2a541", "#8e44ad", "#17becf", "#d62780",
            "#7f7f7f", "#bcbd22", "#8c564b", "#1f3b73", "#ff9896", "#98df8a", "#c5b0d5",
            "#9edae5", "#ffbb78", "#393b79", "#637939", "#8c6d31", "#843c39"]
 MAX_POLYGON = 300  # vertices of a lasso sent back (the URL of its CSV must stay short)
+PICTURES_BELOW = 2000  # points on screen under which each is drawn as its picture
 
 HTML = """<div class="fext-map"><div class="fext-plot"></div>
+<div class="fext-pics"></div>
 <div class="fext-tip" hidden><div class="fext-cap"></div></div>
 <div class="fext-legend"></div></div>"""
 
@@ -32,13 +39,17 @@ CSS = """
 .fext-tip img { width: 128px; height: 128px; object-fit: contain; display: block;
   image-rendering: auto; background: #f4f4f4; }
 .fext-cap { margin-top: 3px; overflow-wrap: anywhere; }
+.fext-sprites { position: absolute; top: 0; left: 0; pointer-events: none; }
+.fext-pics { position: absolute; z-index: 5; top: 14px; left: 16px; pointer-events: none;
+  font: 12px sans-serif; color: #445; background: #ffffffcc; border-radius: 4px; padding: 1px 6px; }
+.fext-pics:empty { display: none; }
 .fext-legend { font: 12px sans-serif; display: flex; flex-wrap: wrap; gap: 4px 14px;
   padding: 4px 8px; }
 .fext-legend span::before { content: ""; display: inline-block; width: 10px; height: 10px;
   border-radius: 50%; margin-right: 5px; background: var(--c); }
 """
 
-JS = """
+JS = (Path(__file__).parent / "static" / "pictures.js").read_text() + """
 const PALETTE = __PALETTE__;
 const MAX_POLYGON = __MAX_POLYGON__;
 
@@ -82,7 +93,7 @@ export default function (component) {
   const tip = root.querySelector(".fext-tip");
   const cap = tip.querySelector(".fext-cap");
   const legend = root.querySelector(".fext-legend");
-  const key = data.points + "|" + data.colour;
+  const key = data.points + "|" + data.colour + "|" + (data.pictures && data.pictures.base);
   if (root.dataset.key === key) return;  // the same map: keep what is drawn (and zoomed)
   root.dataset.key = key;
   root.dataset.ready = "";
@@ -115,10 +126,22 @@ export default function (component) {
     const layout = { margin: { l: 10, r: 10, t: 10, b: 10 }, dragmode: "lasso", hovermode: "closest",
                      xaxis: { visible: false }, yaxis: { visible: false }, plot_bgcolor: "#fafafa",
                      paper_bgcolor: "rgba(0,0,0,0)", showlegend: false };
-    await Plotly.react(plot, [trace], layout, { displaylogo: false, responsive: true,
+    await Plotly.react(plot, [trace], layout, { displaylogo: false, responsive: true, scrollZoom: true,
                                                 modeBarButtonsToRemove: ["toImage"] });
     plot.removeAllListeners && plot.removeAllListeners();
     plot.__fextIds = ids;
+    const old = plot.__fextPictures;  // the same map again (another colour): keep its atlases
+    if (old && old.base !== (data.pictures && data.pictures.base)) old.dispose();
+    plot.__fextPictures = null;
+    if (data.pictures) {
+      const layer = old && old.base === data.pictures.base ? old : pictureLayer(root, plot, data.pictures);
+      plot.__fextPictures = layer;
+      layer.points(x, y);
+      plot.on("plotly_relayouting", (ev) => layer.view(ev));
+      plot.on("plotly_relayout", () => layer.view());
+      plot.on("plotly_afterplot", () => layer.view());
+      layer.view();
+    }
     plot.on("plotly_hover", (ev) => {
       const id = ids[ev.points[0].pointIndex];
       const box = root.getBoundingClientRect();
@@ -162,12 +185,19 @@ def component_key(key: str) -> str:
 
 
 def scatter(*, base: str, plotly: str, colour: str, categories: list | None = None,
-            value_range: list | None = None, colour_name: str = "", key: str):
+            value_range: list | None = None, colour_name: str = "", key: str,
+            map_key: str | None = None):
     """Mount the map; returns the selection the user last made: {"ids": [...]},
-    {"poly": [x1, y1, ...]} or None."""
-    data = {"base": base, "points": f"{base}/points", "colour": f"{base}/colour/{colour}",
-            "plotly": plotly, "categories": categories, "range": value_range,
-            "colour_name": colour_name}
+    {"poly": [x1, y1, ...]} or None. With `map_key` (fext.ui.server.map_key) the points on
+    screen are drawn as pictures once there are few enough, and the points' addresses name the
+    map, so a browser never keeps those of a layout computed again."""
+    fresh = f"?map={map_key}" if map_key else ""
+    data = {"base": base, "points": f"{base}/points{fresh}",
+            "colour": f"{base}/colour/{colour}{fresh}", "plotly": plotly,
+            "categories": categories, "range": value_range, "colour_name": colour_name,
+            "pictures": {"base": f"{base}/atlas/{map_key}", "block": atlas.BLOCK,
+                         "side": atlas.SIDE, "thumb": atlas.THUMB, "below": PICTURES_BELOW}
+            if map_key else None}
     result = _component(data=data, key=component_key(key), default={"selection": None},
                         on_selection_change=lambda: None)
     return result.selection

@@ -1,4 +1,5 @@
-"""HTTP routes served beside the app: map points, thumbnails and CSV downloads.
+"""HTTP routes served beside the app: map points, thumbnails, the map's picture atlases, anomaly
+maps and CSV downloads.
 
 Everything is addressed by model name, extraction version and image id, resolved against the
 workspace's own listings (fext/ui/served.py, the extractions this server holds); nothing in a
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import io
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +29,13 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from fext import anomaly, duplicates, projection
+from fext import anomaly, atlas, duplicates, maps, projection
 from fext.artifacts import Artifacts
 from fext.errors import NotFoundError
 from fext.features import write_csv
+from fext.registry import open_record
 from fext.ui.served import Served, extraction
-from fext.workspace import atomic_path
+from fext.workspace import Workspace, atomic_path
 
 PREFIX = "/fext"
 MAX_DRAWN = 200_000  # points drawn on the map; above it the densest places are thinned
@@ -173,6 +176,127 @@ def item(request: Request) -> JSONResponse:
                          "score": float(served.scores()[i])}, headers=IMMUTABLE)
 
 
+# -- the map's pictures ------------------------------------------------------------------------
+ATLASES = atlas.Cache()  # encoded atlases, bounded in bytes (fext/atlas.py)
+
+
+def atlas_order(served: Served) -> tuple[str, np.ndarray]:
+    """(the map's key, the drawn points in atlas order: positions into `drawn_of`), computed once
+    per extraction; atlas b holds the pictures of positions b*BLOCK ... of that order."""
+    def make():
+        coords = served.coords()
+        return atlas.map_key(coords), atlas.arrange(coords[drawn_of(served)])
+    return served.memo("atlas", make)
+
+
+def map_key(served: Served) -> str:
+    """Names the extraction's current map in the atlases' addresses (`atlas/{map}/...`): a
+    recomputed layout gets new addresses, so no browser shows pictures of the old one."""
+    return atlas_order(served)[0]
+
+
+def _atlas_order(served: Served, request: Request) -> np.ndarray:
+    key, order = atlas_order(served)
+    if request.path_params["map"] != key:
+        raise NotFoundError("no atlases of that map (the layout was computed again)")
+    return order
+
+
+def atlas_slots(request: Request) -> Response:
+    """Each drawn point's place in the atlases, uint32 in the order of `points`: its atlas is
+    the value // BLOCK, its cell the value % BLOCK (SIDE cells to a row)."""
+    served = _served(request)
+    order = _atlas_order(served, request)
+    body = served.memo("atlas slots", lambda: atlas.slots(order).astype("<u4").tobytes())
+    return Response(body, media_type="application/octet-stream", headers=IMMUTABLE)
+
+
+def atlas_sheet(request: Request) -> Response:
+    """Atlas `block` as JPEG: the pictures of up to BLOCK drawn points that lie together on the
+    map, THUMB pixels each, made from the decoded-image cache on first request."""
+    served = _served(request)
+    order = _atlas_order(served, request)
+    b = request.path_params["block"]
+    if not 0 <= b * atlas.BLOCK < len(order):
+        raise NotFoundError(f"no atlas {b} of this map")
+
+    def make() -> bytes:
+        ids = drawn_of(served)[order[b * atlas.BLOCK:(b + 1) * atlas.BLOCK]]
+        return atlas.jpeg(atlas.sheet(served.pixels(), served.art.items["row"].to_numpy()[ids]))
+    body = ATLASES.get((str(served.art.dir), request.path_params["map"], b), make)
+    return Response(body, media_type="image/jpeg", headers=IMMUTABLE)
+
+
+# -- anomaly maps ----------------------------------------------------------------------------
+MAP_BYTES = 32 * 2 ** 20  # encoded maps and reconstructions kept, at most: flat at any size
+MAPS = atlas.Cache(MAP_BYTES)
+_mapper_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=2)
+def _mapper(root: str, name: str, fingerprint: str) -> maps.Mapper:
+    ws = Workspace(root)
+    return maps.Mapper.open(ws, open_record(ws, name))
+
+
+def mapper_of(served: Served) -> maps.Mapper:
+    """The map maker of the model that made this extraction (its Keras model and map
+    statistics: loaded on the first map asked for, two models at most); 404 once the model
+    was retrained, since the extraction's scores are the old model's."""
+    ws = Workspace()
+    record = open_record(ws, served.art.name)
+    if served.art.meta.get("model") != record.fingerprint:
+        raise NotFoundError("the model was retrained since this extraction")
+    with _mapper_lock:  # one load, however many requests arrive together
+        return _mapper(str(ws.root), record.name, record.fingerprint)
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def map_pictures(served: Served, i: int, which: str) -> bytes:
+    """The map ("map": RGBA colours over transparent, at the image's own aspect ratio) or the
+    reconstruction ("reconstruction", the model's input unpadded) of image `i`, as PNG. Both
+    come from one forward pass, computed on the first request for either and kept in MAPS."""
+    key = (str(served.art.dir), i)
+    made: dict[str, bytes] = {}
+
+    def make(part: str) -> bytes:
+        if not made:
+            mapper, art = mapper_of(served), served.art
+            row = art.items.iloc[i]
+            x = served.pixels()[int(row["row"])][None].astype(np.float32) / 255
+            values, recon = mapper.maps(x, batch_size=1)
+            width, height = maps.display_size(art.root / row["path"], row["width"], row["height"])
+            fit = art.meta["fit"]
+            made["map"] = _png(maps.heat(values[0], mapper.scale(values[0]), width, height, fit))
+            made["reconstruction"] = _png(maps.unpadded(recon[0], width, height, fit))
+        return made[part]
+
+    body = MAPS.get(key + (which,), lambda: make(which))
+    for other, picture in made.items():  # its pair, made by the same pass
+        MAPS.get(key + (other,), lambda picture=picture: picture)
+    return body
+
+
+def anomaly_map(request: Request) -> Response:
+    """Where image `id` is unusual (fext.maps): colours over transparent pixels, at the image's
+    own aspect ratio, to lay over it; computed on demand, never for the whole collection."""
+    served = _served(request)
+    return Response(map_pictures(served, _image_id(served, request), "map"),
+                    media_type="image/png", headers=IMMUTABLE)
+
+
+def reconstruction(request: Request) -> Response:
+    """The autoencoder's reconstruction of image `id`, at the image's own aspect ratio."""
+    served = _served(request)
+    return Response(map_pictures(served, _image_id(served, request), "reconstruction"),
+                    media_type="image/png", headers=IMMUTABLE)
+
+
 # -- CSV downloads -----------------------------------------------------------------------------
 def _written(path: Path, write) -> Path:
     """`path`, written once (atomically) by `write(text_stream)` if it is not there yet."""
@@ -289,6 +413,10 @@ ROUTES = [Route(path, answering(endpoint)) for path, endpoint in (
     (EXTRACTION + "/colour/{by}", colour),
     (EXTRACTION + "/thumb/{id:int}", thumbnail),
     (EXTRACTION + "/item/{id:int}", item),
+    (EXTRACTION + "/anomaly-map/{id:int}", anomaly_map),
+    (EXTRACTION + "/reconstruction/{id:int}", reconstruction),
+    (EXTRACTION + "/atlas/{map}/slots", atlas_slots),
+    (EXTRACTION + "/atlas/{map}/{block:int}", atlas_sheet),
     (EXTRACTION + "/features.csv", features_csv),
     (EXTRACTION + "/ranking/{kind}.csv", ranking_csv),
     (EXTRACTION + "/duplicates.csv", duplicates_csv),

@@ -1,5 +1,8 @@
-"""Train page: settings, a background training job with live curves, and earlier runs compared."""
+"""Train page: settings, every job with its live progress (started here or with `python -m fext`
+in a terminal) and how each ended, and earlier runs compared."""
 
+import re
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -10,34 +13,61 @@ from fext import jobs, registry
 from fext.config import FITS, PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig, help_of
 from fext.errors import UsageError
 from fext.progress import duration
-from fext.ui.common import header, job_label, job_progress, model_picker, start_job, workspace
-from fext.workspace import check_name, read_json
+from fext.ui.common import header, job_label, live_job, model_picker, start_job, workspace
+from fext.workspace import Workspace, check_name, read_json
 
 header("Train", "Train an autoencoder on a folder of images; features, index and map follow "
-                "automatically. Jobs run in the background: reloading the page does not stop them.")
+                "automatically. Jobs run in the background: reloading the page does not stop them, "
+                "and those started in a terminal (`python -m fext train ...`) show here too.")
 ws = workspace()
 selected = model_picker(ws)
 models = registry.names(ws)
 
 
-def running_jobs() -> None:
-    """Every running job with its progress, live loss curves, its epochs and a cancel button."""
-    for job in [j for j in jobs.all_jobs(ws) if j.status == "running"]:
-        with st.container(border=True):
-            st.subheader(f":material/pending: Running: {job_label(job)}")
-            job_progress(job.id)
-            epochs_so_far(job.id)
+def job_states(ws: Workspace) -> tuple:
+    """(id, status) of every recorded job, however it was started: what the page drew."""
+    return tuple((j.id, j.status) for j in jobs.all_jobs(ws))
+
+
+@st.fragment(run_every=1.0)
+def watch_jobs(drawn: tuple) -> None:
+    """Redraw the page when a job starts or ends, whoever started it (this app, another tab,
+    `python -m fext` in a terminal): a new one gets its live view, an ended one its outcome
+    and the Runs table its model, without a reload."""
+    if job_states(workspace()) != drawn:
+        st.rerun()
+
+
+def started_text(job: jobs.Job) -> str:
+    spec = job.spec
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(spec.get("started", 0)))
+    pid = f" (process {spec['pid']})" if spec.get("origin") == "cli" else ""
+    return f"Started from {job.origin}{pid} at {when}."
+
+
+@st.fragment(run_every=1.0)
+def job_card(job_id: str) -> None:
+    """A running job: progress, live loss curves, its epochs and a cancel button; the moment
+    it ends (or its process dies without a word), how it ended instead."""
+    job = jobs.Job(job_id, workspace().jobs_dir() / job_id)
+    status = job.status
+    if status != "running":
+        outcome(job, status)
+        return
+    st.subheader(f":material/pending: Running: {job_label(job)}")
+    st.caption(started_text(job))
+    live_job(job)
+    epochs_so_far(job)
 
 
 EPOCH_COLUMNS = ("epoch", "loss", "val_loss", "val_copies", "seconds", "best")
 
 
-@st.fragment(run_every=2.0)
-def epochs_so_far(job_id: str) -> None:
+def epochs_so_far(job: jobs.Job) -> None:
     """A running job's epochs, one row each as `fext train` prints them, and at most how long
     the epochs left take (the mean epoch's seconds times the epochs left: early stopping may
     end the run sooner)."""
-    p = jobs.Job(job_id, workspace().jobs_dir() / job_id).progress
+    p = job.progress
     history = pd.DataFrame(p.get("history", []))
     if p.get("status") != "running" or not len(history):
         return
@@ -62,20 +92,35 @@ def epochs_so_far(job_id: str) -> None:
                    f"{duration(left / more)} on average; early stopping may end it sooner).")
 
 
-def last_outcome() -> None:
-    """How the job this browser session started last ended, when it is over."""
-    job_id = st.session_state.get("last_job")
-    if not job_id or not (ws.jobs_dir() / job_id).is_dir():
-        return
-    job = jobs.Job(job_id, ws.jobs_dir() / job_id)
-    status = job.status
+def outcome(job: jobs.Job, status: str) -> None:
+    """How an ended job ended, in one box: finished, failed (with why) or cancelled."""
+    what = f"The {job_label(job)} job (started from {job.origin})"
     if status == "done":
-        st.success(f"The {job_label(job)} job finished: pick the model in the sidebar and open "
-                   "Search, Map or Anomalies.", icon=":material/check_circle:")
+        follow = (" Pick the model in the sidebar and open Search, Map or Anomalies."
+                  if job.spec.get("command") in ("train", "build", "demo") else "")
+        st.success(f"{what} finished.{follow}", icon=":material/check_circle:")
     elif status == "failed":
-        st.error(f"The {job_label(job)} job failed: {job.error()}")
-    elif status == "cancelled":
-        st.info(f"The {job_label(job)} job was cancelled.")
+        st.error(f"{what} failed: {job.error()}", icon=":material/error:")
+    else:
+        st.info(f"{what} was cancelled.", icon=":material/cancel:")
+
+
+def jobs_now(states: tuple) -> None:
+    """Every running job with its live view; then how the jobs this session saw running, or
+    that started since it opened this page, ended (however they were started)."""
+    watched = st.session_state.setdefault("train_watched", set())
+    opened = st.session_state.setdefault("train_opened", time.time())
+    for job_id, status in states:
+        if status == "running":
+            watched.add(job_id)
+            with st.container(border=True):
+                job_card(job_id)
+    ended = [(jobs.Job(i, ws.jobs_dir() / i), status) for i, status in states
+             if status != "running"]
+    for job, status in [(j, s) for j, s in ended if j.id in watched
+                        or j.id == st.session_state.get("last_job")
+                        or j.spec.get("started", 0) >= opened][:5]:
+        outcome(job, status)
 
 
 def default_name() -> str:
@@ -160,13 +205,13 @@ def runs() -> None:
         d = ws.model_dir(model)
         record, metrics = registry.open_record(ws, model), read_json(d / "metrics.json", {})
         cfg, test = record.config, metrics.get("splits", {}).get("test", {})
-        rows.append({"model": model, "preset": cfg.model.preset,
-                     "features": cfg.model.latent_dim, "px": cfg.data.image_size,
-                     "epochs": metrics.get("epochs_run"), "best epoch": metrics.get("best_epoch"),
-                     "held-out copies found": metrics.get("val_copies"),
+        rows.append({"model": model, "settings": f"{cfg.model.preset} · {cfg.model.latent_dim}-d "
+                                                 f"· {cfg.data.image_size} px",
+                     "epochs": metrics.get("epochs_run"), "best": metrics.get("best_epoch"),
+                     "copies found": metrics.get("val_copies"),
                      "test loss": test.get("loss"), "test PSNR": test.get("psnr"),
-                     "test SSIM": test.get("ssim"), "trained": record.trained_at,
-                     "images": cfg.data.images})
+                     "test SSIM": test.get("ssim"), "trained": record.trained_at[:16],
+                     "image folder": Path(cfg.data.images).name})
         if (d / "history.csv").is_file():
             h = pd.read_csv(d / "history.csv")
             y = "val_loss" if "val_loss" in h else "loss"
@@ -176,12 +221,17 @@ def runs() -> None:
         st.info("No finished runs yet: the models you train appear here, ready to compare.")
         return
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        "settings": st.column_config.TextColumn(help="preset · feature size · image size"),
         "test loss": st.column_config.NumberColumn(format="%.5f"),
-        "held-out copies found": st.column_config.NumberColumn(
-            format="percent", help="the chosen epoch's share of the validation images' edited "
-                                   "views that found their source"),
+        "best": st.column_config.NumberColumn(help="the epoch published (the best)"),
+        "copies found": st.column_config.NumberColumn(
+            format="percent", help="held-out copies found: the chosen epoch's share of the "
+                                   "validation images' edited views that found their source"),
         "test PSNR": st.column_config.NumberColumn(format="%.2f dB"),
-        "test SSIM": st.column_config.NumberColumn(format="%.3f")})
+        "test SSIM": st.column_config.NumberColumn(format="%.3f"),
+        "image folder": st.column_config.TextColumn(
+            help="the folder's name: its full path is in the sidebar when the model is picked "
+                 "there")})
     if curves:
         both = pd.concat(curves)
         dash = "curve" if both["curve"].nunique() > 1 else None  # a run without a val split
@@ -193,18 +243,32 @@ def runs() -> None:
         st.plotly_chart(fig, width="stretch")
 
 
-def recent_jobs() -> None:
-    finished = [j for j in jobs.all_jobs(ws)[:10] if j.status != "running"]
+STATUS = {"done": ":green[done]", "failed": ":red[failed]", "cancelled": ":gray[cancelled]"}
+MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$])")
+
+
+def plain(text: str) -> str:
+    """`text` as st.markdown shows it letter for letter (no emphasis, link, icon or maths)."""
+    return MARKDOWN.sub(r"\\\1", text)
+
+
+def recent_jobs(states: tuple) -> None:
+    """The jobs that ended, the most recent first, from the app or the command line alike: a
+    line each, which wraps (a table cell would cut a long reason off)."""
+    finished = [(jobs.Job(i, ws.jobs_dir() / i), status) for i, status in states
+                if status != "running"][:10]
     if finished:
         with st.expander("Recent jobs", icon=":material/history:"):
-            st.dataframe(pd.DataFrame([{"job": j.id, "command": j.spec.get("command"),
-                                        "model": j.spec.get("name"), "status": j.status,
-                                        "message": j.error() if j.status == "failed" else ""}
-                                       for j in finished]), hide_index=True, width="stretch")
+            for job, status in finished:
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.spec.get("started", 0)))
+                why = f": {plain(job.error())}" if status == "failed" else ""
+                st.markdown(f"`{when}` · **{plain(job_label(job))}** · from {job.origin} · "
+                            f"{STATUS[status]}{why}")
 
 
-running_jobs()
-last_outcome()
+states = job_states(ws)
+watch_jobs(states)
+jobs_now(states)
 values = settings_form()
 if values is not None:
     why = problem(values)
@@ -213,4 +277,4 @@ if values is not None:
     else:
         start(values)
 runs()
-recent_jobs()
+recent_jobs(states)
