@@ -141,7 +141,10 @@ class Job:
 def _new(ws: Workspace) -> Job:
     """A new job's folder (older finished ones beyond KEEP removed); job.json comes once its
     process is known."""
-    job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    # sortable by start: two jobs started within one second keep their order (all_jobs)
+    now = time.time_ns()
+    job_id = (time.strftime("%Y%m%d-%H%M%S", time.localtime(now // 10 ** 9))
+              + f"-{now % 10 ** 9:09d}-{uuid.uuid4().hex[:4]}")
     job_dir = ws.jobs_dir() / job_id
     job_dir.mkdir(parents=True)
     for old in all_jobs(ws)[KEEP:]:
