@@ -82,3 +82,23 @@ def streamlit_run(ws, log: Path, *flags: str, key: str | None = None):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def routes_client(tmp_path_factory):
+    """(a TestClient of FEXT's routes serving the app's tiny workspace, its demo extraction):
+    the routes read the workspace from FEXT_WORKSPACE, as the app's server does."""
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from fext.artifacts import Artifacts
+    from fext.ui import served, server
+
+    ws = app_workspace(tmp_path_factory)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FEXT_WORKSPACE", str(ws.root))
+        served.clear()
+        try:
+            yield TestClient(Starlette(routes=server.ROUTES)), Artifacts.open(ws, "demo")
+        finally:
+            served.clear()

@@ -6,8 +6,11 @@ import contextlib
 import io
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = dict(preset="small", image_size=16, latent_dim=8, epochs=3, batch_size=16, epoch_steps=4)
@@ -66,3 +69,14 @@ def copy_workspace(ws, dest: Path):
 
     shutil.copytree(ws.root, dest, symlinks=True)
     return Workspace(dest)
+
+
+def until(condition, timeout: float = 300, what: str = "the condition"):
+    """Poll `condition` until it returns something true; its value (fails after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)  # between polls of the condition waited on
+    pytest.fail(f"timed out waiting for {what}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 
@@ -132,25 +131,10 @@ def test_a_map_lies_over_the_image_at_its_own_aspect_ratio():
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    from starlette.applications import Starlette
-    from starlette.testclient import TestClient
+    from tests.app_fixtures import routes_client
 
-    from fext.artifacts import Artifacts
-    from fext.ui import served, server
-    from tests.app_fixtures import app_workspace
-
-    ws = app_workspace(tmp_path_factory)
-    old = os.environ.get("FEXT_WORKSPACE")
-    os.environ["FEXT_WORKSPACE"] = str(ws.root)
-    served.clear()
-    try:
-        yield TestClient(Starlette(routes=server.ROUTES)), Artifacts.open(ws, "demo")
-    finally:
-        if old is None:
-            os.environ.pop("FEXT_WORKSPACE")
-        else:
-            os.environ["FEXT_WORKSPACE"] = old
-        served.clear()
+    with routes_client(tmp_path_factory) as found:
+        yield found
 
 
 def test_the_map_route_answers_a_png_for_an_image_and_404_otherwise(client, monkeypatch):

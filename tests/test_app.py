@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 from tests.app_fixtures import DIM, REPO, app_workspace
 from tests.corpus import BROKEN, READABLE, bomb_png, png
 from tests.corpus import shape_image as shape
+from tests.helpers import until
 
 PAGES = ["collection", "train", "reconstruction", "map", "search", "anomalies", "duplicates",
          "features"]
@@ -520,17 +521,6 @@ def test_the_app_starts_preparing_the_demo_when_the_server_starts(app_ws, tmp_pa
 
 
 # -- jobs, however they were started ------------------------------------------------------------
-def until(condition, timeout: float = 300, what: str = "the condition"):
-    """Poll `condition` until it returns something true; its value (fails after `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)  # between polls of the condition waited on
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def test_a_training_typed_in_a_terminal_shows_live_and_a_kill_shows_as_failed_at_once(own_ws):
     """`python -m fext train` in a terminal: the Train page shows it running with its progress
     and epochs; SIGKILLed (no word from it), the same session's next refresh says it failed."""

@@ -20,12 +20,12 @@ from playwright.sync_api import expect
 from tests.app_fixtures import REPO, app_workspace, streamlit_run
 from tests.corpus import make_shapes
 from tests.helpers import copy_workspace
-from tests.test_browser import (
+from tests.test_browser import (  # noqa: F401  (browser: a fixture, used by name)
     CHROMIUM,
-    FLAGS,
     MAIN_HEIGHT,
     SCREENS,
     WIDTH,
+    browser,
     open_page,
     screenshot,
     settle,
@@ -69,16 +69,7 @@ def app_url(ws, tmp_path_factory):
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
-
-
-def open_at(browser, url: str, width: int):
+def open_at(browser, url: str, width: int):  # noqa: F811
     """A page opened at this window width, painted (tests/test_browser.py's open_page at WIDTH)."""
     page = browser.new_page(viewport={"width": width, "height": 1000})
     page.goto(url)
@@ -95,8 +86,8 @@ def screenshot_at(page, name: str, width: int) -> None:
     page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)
 
 
-def test_a_training_typed_in_a_terminal_shows_live_and_a_kill_shows_as_failed(browser, app_url,
-                                                                              ws, tmp_path):
+def test_a_training_typed_in_a_terminal_shows_live_and_a_kill_shows_as_failed(
+        browser, app_url, ws, tmp_path):  # noqa: F811
     """The page is open before the command starts and is never reloaded: its own poll finds
     the job, follows its epochs, and says it failed once the process is SIGKILLed."""
     page = open_page(browser, f"{app_url}/train")
@@ -136,7 +127,7 @@ def test_a_training_typed_in_a_terminal_shows_live_and_a_kill_shows_as_failed(br
 
 
 @pytest.mark.parametrize("width", [WIDTH, 1280])  # 1280: a laptop's window, the sidebar open
-def test_no_column_of_the_runs_table_is_cut_off(browser, app_url, width):
+def test_no_column_of_the_runs_table_is_cut_off(browser, app_url, width):  # noqa: F811
     page = open_at(browser, f"{app_url}/train", width)
     runs = page.locator("[data-testid='stDataFrame']").first
     runs.wait_for(timeout=60_000)
@@ -154,7 +145,7 @@ def test_no_column_of_the_runs_table_is_cut_off(browser, app_url, width):
 
 
 @pytest.mark.parametrize("width", [WIDTH, 1024])
-def test_no_figure_of_a_large_collection_is_cut_off(browser, app_url, width):
+def test_no_figure_of_a_large_collection_is_cut_off(browser, app_url, width):  # noqa: F811
     page = open_at(browser, app_url, width)
     values = page.locator("[data-testid='stMetricValue']").all_inner_texts()
     assert values[0] == f"{BIG:,}" and len(values[3].split(" / ")) == 3, values

@@ -15,18 +15,7 @@ import pytest
 
 from fext import jobs
 from fext.workspace import Workspace, write_json
-from tests.helpers import REPO, run_cli
-
-
-def until(condition, timeout: float = 300, what: str = "the condition"):
-    """Poll `condition` until it returns something true; its value (fails after `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)  # between polls of the condition waited on
-    pytest.fail(f"timed out waiting for {what}")
+from tests.helpers import REPO, run_cli, until
 
 
 def fake(ws: Workspace, pid: int, progress: dict | None = None, job_id: str = "20260101-000000-aaaaaa",

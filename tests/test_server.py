@@ -6,37 +6,23 @@ same route table `streamlit run app.py` mounts."""
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from starlette.applications import Starlette
-from starlette.testclient import TestClient
 
 from fext import atlas
-from fext.artifacts import Artifacts
-from fext.ui import served, server
+from fext.ui import server
 from fext.workspace import Workspace
-from tests.app_fixtures import DIM, app_workspace
+from tests.app_fixtures import DIM, routes_client
 from tests.corpus import READABLE
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    ws = app_workspace(tmp_path_factory)
-    old = os.environ.get("FEXT_WORKSPACE")
-    os.environ["FEXT_WORKSPACE"] = str(ws.root)
-    served.clear()
-    try:
-        yield TestClient(Starlette(routes=server.ROUTES)), Artifacts.open(ws, "demo")
-    finally:
-        if old is None:
-            os.environ.pop("FEXT_WORKSPACE")
-        else:
-            os.environ["FEXT_WORKSPACE"] = old
-        served.clear()
+    with routes_client(tmp_path_factory) as found:
+        yield found
 
 
 def test_points_and_colours_are_typed_arrays_of_every_image(client):
