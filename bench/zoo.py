@@ -275,7 +275,8 @@ def duplicates_row(kind: str, root: Path, ws: Path) -> list:
     truth = json.loads((root / "truth.json").read_text())
     planted = [set(g) for g in truth["copies"]]
     group_of = {p: i for i, g in enumerate(planted) for p in g}
-    result = json.loads(fext("duplicates", "--name", kind, "--workspace", str(ws), "--json"))
+    result = json.loads(fext("duplicates", "--name", kind, "--images", str(root / "collection"),
+                             "--workspace", str(ws), "--json"))
     found = [{m["path"] for m in g["members"]} for g in result["groups"]]
 
     def removal_rates(found_groups: list[dict]) -> tuple[float, float, int]:
@@ -303,20 +304,23 @@ def duplicates_row(kind: str, root: Path, ws: Path) -> list:
                   if not g <= (planted[group_of[p]] if p in group_of else {p}))
     stated = (f"{cal['copies_kept']:.2f} / {cal['false_grouping']:.2%}"
               + ("" if cal["trusted"] else " (abstained)"))
-    kept = edited_copies_passing(kind, ws, planted, cal["threshold"])
+    kept = edited_copies_passing(kind, root, ws, planted, cal)
     return [kind, len(paths), suggested, f"{precision:.3f}", f"{recall:.3f}", f"{ours['f1']:.3f}",
             f"{f1[IMAGEDEDUP_DEFAULT]:.3f} (p {phash_precision:.3f})", f"{f1[best]:.3f} (d {best})",
             stated, f"{kept:.2f} / {falsely / len(paths):.2%}"]
 
 
-def edited_copies_passing(kind: str, ws: Path, planted: list[set], threshold: float) -> float:
+def edited_copies_passing(kind: str, root: Path, ws: Path, planted: list[set],
+                          cal: dict) -> float:
     """The share of planted edited copies (not identical files) whose score with their source
-    passes `threshold`: the measured side of the calibration's "copies kept"."""
+    passes the calibrated threshold and whose perceptual hashes confirm the pair: the measured
+    side of the calibration's "copies kept"."""
     from fext.artifacts import Artifacts
-    from fext.duplicates import copy_scores
+    from fext.duplicates import copy_scores, hash_distance
     from fext.workspace import Workspace
 
-    art = Artifacts.open(Workspace(ws), kind)
+    art = Artifacts.open(Workspace(ws), kind, images=root / "collection")
+    hashes = art.hashes()
     ids, sims = (np.asarray(a) for a in art.neighbours())
     scores = copy_scores(ids, sims)
     row = {p: i for i, p in enumerate(art.items["path"])}
@@ -328,7 +332,8 @@ def edited_copies_passing(kind: str, ws: Path, planted: list[set], threshold: fl
             i, j = row[source], row[copy]
             if sha[i] != sha[j]:
                 hit = ids[i] == j
-                passing.append(bool(hit.any() and scores[i][hit][0] >= threshold))
+                passing.append(bool(hit.any() and scores[i][hit][0] >= cal["threshold"]
+                                    and hash_distance(hashes[i], hashes[j]) <= cal["hash_distance"]))
     return float(np.mean(passing)) if passing else float("nan")
 
 

@@ -24,6 +24,7 @@ from .workspace import Workspace, read_json
 SCORE_FILES = {"reference": "reference.npy", "combined": "scores.npy", "isolation": "isolation.npy",
                "reconstruction": "recon.npy"}
 NEIGHBOUR_FILES = ("neighbours.npy", "neighbour_sims.npy")  # each image's nearest others
+HASH_FILE = "hashes.npy"  # each image's perceptual hash (fext.duplicates.perceptual_hashes)
 
 
 @dataclass
@@ -136,6 +137,14 @@ class Artifacts:
         if not (self.dir / NEIGHBOUR_FILES[0]).is_file():
             raise self.stale("before duplicate detection existed")
         return tuple(np.load(self.dir / f, mmap_mode="r") for f in NEIGHBOUR_FILES)
+
+    def hashes(self) -> np.ndarray:
+        """Each image's 64-bit perceptual hash (uint64), memory-mapped: the second signal a
+        pair of copies is confirmed by."""
+        if not (self.dir / HASH_FILE).is_file():
+            raise self.stale("before a pair of copies had to be confirmed by its perceptual "
+                             "hashes")
+        return np.load(self.dir / HASH_FILE, mmap_mode="r")
 
     def stale(self, when: str) -> StaleError:
         """The error for an extraction made `when`, with the command that refreshes it."""

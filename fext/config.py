@@ -159,7 +159,8 @@ class TrainConfig:
     learning_rate: float = setting(1e-3, "Adam learning rate", above=0, below=1)
     patience: int = setting(2, "early-stopping patience in epochs (on held-out copies found, "
                                "then the validation loss): a run stops once this many epochs "
-                               "in a row did not beat the best", at_least=1)
+                               "in a row did not gain a point of held-out copies (or, without "
+                               "them, beat the best)", at_least=1)
     seed: int = setting(42, "seed of initialisation, batch order and input noise", at_least=0)
     noise: float = setting(0.0, "std of Gaussian noise added to the inputs (a denoising "
                                 "autoencoder; 0: none)", at_least=0)

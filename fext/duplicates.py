@@ -23,11 +23,18 @@ joins it. So every member is directly similar to its representative, a long stri
 slightly-different images never merges into one group, and each file is in at most one group.
 The suggested keeper of a group is the file with the most pixels, then the oldest
 modification time, then the shortest path.
+
+A pair is called a copy only when a second signal, independent of the model, agrees: the two
+images' 64-bit perceptual hashes (`perceptual_hashes`, pHash of the model's input) differ in at
+most `Calibration.hash_distance` bits, the distance that only 1 % of look-alike pairs of the
+collection come within (each image and its K-th nearest other). Features alone grouped crops of
+one texture, and look-alike photo crops, whose hashes disagree (docs/QUALITY.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -41,9 +48,63 @@ MAX_COPY_SHARE = 0.5  # more images than this "having a copy" means look-alikes 
 MIN_COPIES_KEPT = 0.5  # a threshold finding fewer of the edited copies than this is not offered
 MAX_CROWDING = 0.2  # look-alikes passing with this share of images where KEEP_COPIES of copies
 # pass: the two overlap too much for a raised threshold to be estimated to 0.5 %
+HASH_NULL = 0.01  # a confirmed pair's hashes agree as closely as at most this share of look-alikes'
+MAX_HASH_DISTANCE = 22  # bits of 64, at most (two unrelated hashes come this close about 1 % of
+# the time); also the distance where a collection is too small to measure its look-alikes
+MIN_NULL_PAIRS = 100  # look-alike pairs needed to measure the distance from the collection
+HASH_CHUNK = 4096  # images hashed at once
 
 
 SCORE = "cosine above the background"  # what thresholds are stated in (stored with the calibration)
+
+
+def perceptual_hashes(batch: np.ndarray) -> np.ndarray:
+    """64-bit perceptual hashes of uint8 images (N, s, s, 3), as uint64: pHash (the signs of
+    the 8 x 8 lowest frequencies of a 32 x 32 grey image's DCT against their median), the
+    layout of light and dark, which brightness, contrast, blur, JPEG and a resize leave alone.
+    Computed on the model's input, so a query, a calibration copy and a stored image are hashed
+    alike."""
+    from PIL import Image
+
+    grey = np.asarray(batch, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    n, side = grey.shape[:2]
+    if side % 32 == 0:  # an area average, as PIL's box filter gives
+        small = grey.reshape(n, 32, side // 32, 32, side // 32).mean(axis=(2, 4))
+    else:
+        small = np.stack([np.asarray(Image.fromarray(g, "F").resize((32, 32), Image.Resampling.BOX))
+                          for g in grey]) if n else np.zeros((0, 32, 32), np.float32)
+    k = np.arange(32)
+    dct = np.cos(np.pi * (2 * k[None, :] + 1) * k[:8, None] / 64)  # the 8 lowest of 32 (DCT-II)
+    low = np.einsum("un,inm,vm->iuv", dct, small, dct).reshape(n, 64)
+    bits = low > np.median(low, axis=1, keepdims=True)
+    return np.packbits(bits, axis=1).view(np.uint64).reshape(n)
+
+
+def hash_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bits in which perceptual hashes `a` and `b` differ (0-64)."""
+    return np.bitwise_count(np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64)))
+
+
+def hashes_of(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The perceptual hashes of `images[rows]` (a collection's memory-mapped decoded images),
+    a chunk at a time: memory does not grow with the collection."""
+    rows = np.asarray(rows, np.int64)
+    out = np.zeros(len(rows), np.uint64)
+    for i in range(0, len(rows), HASH_CHUNK):
+        out[i:i + HASH_CHUNK] = perceptual_hashes(images[rows[i:i + HASH_CHUNK]])
+    return out
+
+
+def confirming_distance(null: np.ndarray) -> int:
+    """The most bits a confirmed pair's hashes may differ in: where at most HASH_NULL of the
+    look-alike pairs (`null`: hash distances of each image to its K-th nearest other) come
+    within, and never more than MAX_HASH_DISTANCE."""
+    null = np.asarray(null)
+    if len(null) < MIN_NULL_PAIRS:
+        return MAX_HASH_DISTANCE
+    below = int(np.floor(np.quantile(null, HASH_NULL)))
+    within = below if np.mean(null <= below) <= HASH_NULL else below - 1
+    return int(min(within, MAX_HASH_DISTANCE))
 
 
 def backgrounds(ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
@@ -66,7 +127,8 @@ class Calibration:
     """The threshold fitted to one collection, the rates it was chosen by, and whether they can
     be trusted: `trusted` False means copies and look-alikes overlap in this collection, so
     FEXT suggests no near-duplicate removals (`threshold` is then only where a user might
-    start looking)."""
+    start looking). A pair is a copy when its score passes `threshold` and its perceptual
+    hashes differ in at most `hash_distance` bits."""
 
     threshold: float
     copies_kept: float  # share of the edited copies whose similarity to their source passes
@@ -74,15 +136,20 @@ class Calibration:
     sample: int  # images whose edited copies were measured
     text: str
     trusted: bool = True
+    hash_distance: int = MAX_HASH_DISTANCE  # most bits a copy's perceptual hash may differ in
 
     def to_dict(self) -> dict:
         return {**asdict(self), "score": SCORE}
 
 
-def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray) -> Calibration:
+def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
+                     copy_distance: np.ndarray | None = None,
+                     null_distance: np.ndarray | None = None) -> Calibration:
     """The threshold from edited copies' similarities to their sources (`copy_sims`) and the
     same images' similarity to their nearest other image of the collection that is not an
-    identical file (`nearest_other`).
+    identical file (`nearest_other`); the hash distance that confirms a pair from the look-alike
+    pairs' hash distances (`null_distance`, `confirming_distance`), and the copies' own
+    (`copy_distance`, aligned with `copy_sims`) for the share of copies kept.
 
     A sampled image's nearest other is a real copy already in the folder, or an image that
     merely looks alike. Counted as false groupings, a folder's real copies would push the
@@ -106,7 +173,11 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray) -> Calibr
     (crops of flat skies, frames of a burst), or the raised threshold keeps fewer than
     MIN_COPIES_KEPT of the edited copies. Measured on the
     collection zoo (bench/zoo.py, docs/QUALITY.md)."""
-    copy_sims = np.sort(np.asarray(copy_sims, np.float64))
+    limit = confirming_distance(np.zeros(0) if null_distance is None else null_distance)
+    order = np.argsort(np.asarray(copy_sims, np.float64), kind="stable")
+    copy_sims = np.asarray(copy_sims, np.float64)[order]
+    confirmed = (np.ones(len(copy_sims), bool) if copy_distance is None
+                 else np.asarray(copy_distance)[order] <= limit)
     other = np.asarray(nearest_other, np.float64)
     other = np.sort(other[np.isfinite(other)])
 
@@ -114,7 +185,8 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray) -> Calibr
         return 1.0 - np.searchsorted(values, t, side="left") / max(len(values), 1)
 
     if not len(copy_sims):
-        return Calibration(1.0, 0.0, 0.0, 0, "no edited copy to calibrate on", trusted=False)
+        return Calibration(1.0, 0.0, 0.0, 0, "no edited copy to calibrate on", trusted=False,
+                           hash_distance=limit)
     high = float(np.median(copy_sims))
     copy_share = float(share(other, high) / max(float(share(copy_sims, high)), 1e-9))
     unrelated = other[other < high]
@@ -139,34 +211,39 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray) -> Calibr
         t = float(cand[np.argmax(within)]) if within.any() else float(copy_sims[-1] + 1e-6)
         why = (f"raised from {KEEP_COPIES:.0%} of the edited copies so that at most an estimated "
                f"{FALSE_GROUPING:.1%} of images are grouped with an image that is not a copy")
-    kept, falsely = float(share(copy_sims, t)), float(false(t))
+    kept, falsely = float(np.mean((copy_sims >= t) & confirmed)), float(false(t))
+    done = partial(Calibration, round(t, 6), kept, falsely, int(len(copy_sims)),
+                   hash_distance=limit)
     if copy_share > MAX_COPY_SHARE:
-        return Calibration(round(t, 6), kept, falsely, int(len(copy_sims)), (
+        return done((
             f"not trusted: {min(copy_share, 1):.0%} of the sampled images sit as close to another "
             "image as an edited copy sits to its source, more than real copies can explain: "
             "images here look alike as much as copies do"),
             trusted=False)
     if crowding > MAX_CROWDING:
-        return Calibration(round(t, 6), kept, falsely, int(len(copy_sims)), (
+        return done((
             f"not trusted: where {KEEP_COPIES:.0%} of edited copies are found, an estimated "
             f"{crowding:.0%} of images would be grouped with a look-alike; copies and images that "
             "look alike overlap too much here to tell apart"), trusted=False)
     if kept < MIN_COPIES_KEPT:
-        return Calibration(round(t, 6), kept, falsely, int(len(copy_sims)), (
+        return done((
             f"not trusted: keeping look-alikes apart would find only {kept:.0%} of edited "
             "copies"), trusted=False)
-    return Calibration(round(t, 6), kept, falsely, int(len(copy_sims)),
-                       f"calibrated on this collection: {why}")
+    return done(f"calibrated on this collection: {why}; a pair's perceptual hashes must also "
+                f"agree (at most {limit} of 64 bits apart, as close as only {HASH_NULL:.0%} of "
+                "look-alike pairs come)")
 
 
 def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.ndarray,
-              sims: np.ndarray, fit: str, seed: int = 0, sample: int = CALIBRATION_SAMPLE,
-              progress=None) -> Calibration:
+              sims: np.ndarray, hashes: np.ndarray, fit: str, seed: int = 0,
+              sample: int = CALIBRATION_SAMPLE, progress=None) -> Calibration:
     """Edited copies (fext.edits) of a seeded sample of the collection's images, made into
     vectors by `encode` (uint8 images -> unit vectors, as queries are encoded), scored against
     their sources' stored vectors above the source's background (a copy's own background is
     its source's), and the sample's nearest others that are not identical files (`ids`,
-    `sims`; identical files are exact duplicates, found by their content): `choose_threshold`."""
+    `sims`; identical files are exact duplicates, found by their content): `choose_threshold`,
+    with the copies' hash distances to their sources and every image's to its K-th nearest
+    other (`hashes`: `perceptual_hashes` of the collection's images, rows as `items`)."""
     from .edits import copy_queries
 
     if len(items) < 2:
@@ -180,8 +257,12 @@ def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.n
     ids, sims = np.asarray(ids), np.asarray(sims)
     back = backgrounds(ids, sims)
     copy_sims = (vectors * sources).sum(axis=1) - back[positions]
+    hashes = np.asarray(hashes, np.uint64)
+    last = ids[:, -1]
+    null = hash_distance(hashes[last >= 0], hashes[last[last >= 0]])
     return choose_threshold(copy_sims, nearest_distinct(ids, copy_scores(ids, sims, back),
-                                                        items["sha1"].to_numpy(), positions))
+                                                        items["sha1"].to_numpy(), positions),
+                            hash_distance(perceptual_hashes(copies), hashes[positions]), null)
 
 
 def nearest_distinct(ids: np.ndarray, scores: np.ndarray, sha1: np.ndarray,
@@ -247,10 +328,12 @@ def _path_ranks(paths: pd.Series) -> np.ndarray:
     return rank
 
 
-def groups(ids: np.ndarray, sims: np.ndarray, items: pd.DataFrame, threshold: float) -> Groups:
+def groups(ids: np.ndarray, sims: np.ndarray, items: pd.DataFrame, threshold: float,
+           hashes: np.ndarray | None = None, most_bits: int = MAX_HASH_DISTANCE) -> Groups:
     """Duplicate groups at `threshold` (the rule in the module docstring), largest first, ties
     by the representative's path. `items` has path, sha1, width, height, mtime_ns per row
-    (rows = ids)."""
+    (rows = ids). With `hashes` (a perceptual hash per row), a pair passes only where its
+    hashes also differ in at most `most_bits` bits."""
     n = len(items)
     content = pd.factorize(items["sha1"].to_numpy())[0]
     _, first = np.unique(content, return_index=True)
@@ -260,6 +343,8 @@ def groups(ids: np.ndarray, sims: np.ndarray, items: pd.DataFrame, threshold: fl
     ok = (dst >= 0) & (sim >= threshold)
     src, dst, sim = canon[src[ok]], canon[dst[ok]], sim[ok]
     ok = src != dst
+    if hashes is not None:  # the second, independent signal
+        ok &= hash_distance(hashes[src], hashes[dst]) <= most_bits
     src, dst, sim = src[ok], dst[ok], sim[ok]
     # both directions, strongest similarity per pair, in order of (a, b)
     pair = np.concatenate([src * n + dst, dst * n + src])
@@ -351,14 +436,13 @@ def find(art, threshold: str | float = "auto") -> dict:
 
     Where the calibration abstained, "auto" groups identical files only and `threshold` is
     None: FEXT suggests no near-duplicate removals it cannot stand behind; a threshold the
-    user gives still groups at that score."""
+    user gives still groups at that score. Every pair is confirmed by its perceptual hashes."""
     from .errors import UsageError
 
     nearest, similarity = art.neighbours()
     calibration = art.meta.get("duplicates", {})
-    if calibration.get("score") != SCORE or "trusted" not in calibration:
-        raise art.stale("before the duplicate threshold could say where it cannot tell copies "
-                        "from look-alikes")
+    if calibration.get("score") != SCORE or "hash_distance" not in calibration:
+        raise art.stale("before a pair of copies had to be confirmed by its perceptual hashes")
     if threshold == "auto":
         value = float(calibration["threshold"]) if calibration["trusted"] else None
     else:
@@ -370,7 +454,8 @@ def find(art, threshold: str | float = "auto") -> dict:
             raise UsageError(f"threshold is a similarity above the background, between -1 and 1; "
                              f"got {value}")
     found = groups(np.asarray(nearest), copy_scores(nearest, similarity), art.items,
-                   np.inf if value is None else value)
+                   np.inf if value is None else value, art.hashes(),
+                   int(calibration["hash_distance"]))
     return {"images": art.meta["images"], "count": int(len(art.items)), "threshold": value,
             "near_duplicates": value is not None, "calibration": calibration, "groups": found,
             "removable": found.removable}

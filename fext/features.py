@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import anomaly, duplicates, projection
-from .artifacts import NEIGHBOUR_FILES, SCORE_FILES, Artifacts
+from .artifacts import HASH_FILE, NEIGHBOUR_FILES, SCORE_FILES, Artifacts
 from .collection import Collection
 from .config import ExtractConfig
 from .encoding import (
@@ -155,13 +155,16 @@ def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, in
             np.save(tmp, values)
     projection.carry(previous, version, items, nearest, similarity)
     progress("duplicate threshold", 0, 1)
+    hashes = duplicates.hashes_of(coll.images, items["row"].to_numpy())
+    with atomic_path(version / HASH_FILE, ".npy") as tmp:
+        np.save(tmp, hashes)
     from .model import load  # Keras only here, where the model runs
 
     encoder = query_encoder(load(record.path), job.precision)
     batch = duplicates.CALIBRATION_BATCH
     calibration = duplicates.calibrate(
         lambda x: encode_batch(encoder, to_model_input(x), pad_to=batch)[0], coll, items, feats,
-        nearest, similarity, coll.fit, progress=progress)
+        nearest, similarity, hashes, coll.fit, progress=progress)
     progress("duplicate threshold", 1, 1)
     progress("anomaly scores", 0, 1)
     isolation = anomaly.isolation_of(similarity)

@@ -35,22 +35,34 @@ class EarlyStopping:
     accuracy ties are frequent on small validation sets. `state()` is plain JSON, so a resumed
     run goes on with the same best and the same patience count. `why` says, in words, what
     stopping means ("held-out copies have not improved for {epochs}").
+
+    With `min_gain`, the patience counts from the last epoch whose first key figure rose by at
+    least that much (`mark`): a gain below what the figure can resolve (a copy or two of the
+    held-out copies) is not progress, so a plateau of such gains ends the run. The best epoch
+    is still the best one, however small its lead.
     """
 
     def __init__(self, key: Callable[[dict], tuple], patience: int, state: dict | None = None,
-                 why: str = "the monitored figure has not improved for {epochs}"):
-        self.key, self.patience, self.why = key, patience, why
+                 why: str = "the monitored figure has not improved for {epochs}",
+                 min_gain: float = 0.0):
+        self.key, self.patience, self.why, self.min_gain = key, patience, why, min_gain
         state = state or {}
         self.best = tuple(state["best"]) if state.get("best") is not None else None
         self.best_epoch, self.wait = state.get("best_epoch", 0), state.get("wait", 0)
+        mark = state.get("mark", state.get("best"))
+        self.mark = tuple(mark) if mark is not None else None
 
     def offer(self, row: dict) -> bool:
         """Count epoch `row`; returns whether it is the best so far."""
         k = tuple(self.key(row))
+        gained = self.mark is None or (k[0] >= self.mark[0] + self.min_gain if self.min_gain
+                                       else k > self.mark)
+        self.wait = 0 if gained else self.wait + 1
+        if gained:
+            self.mark = k
         if self.best is not None and k <= self.best:
-            self.wait += 1
             return False
-        self.best, self.best_epoch, self.wait = k, row["epoch"], 0
+        self.best, self.best_epoch = k, row["epoch"]
         return True
 
     @property
@@ -64,7 +76,8 @@ class EarlyStopping:
 
     def state(self) -> dict:
         return {"best": list(self.best) if self.best is not None else None,
-                "best_epoch": self.best_epoch, "wait": self.wait}
+                "best_epoch": self.best_epoch, "wait": self.wait,
+                "mark": list(self.mark) if self.mark is not None else None}
 
 
 def lower_loss(monitor: str) -> Callable[[dict], tuple]:

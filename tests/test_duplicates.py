@@ -10,7 +10,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fext.duplicates import choose_threshold, groups, removals
+from fext.duplicates import (
+    choose_threshold,
+    confirming_distance,
+    groups,
+    hash_distance,
+    perceptual_hashes,
+    removals,
+)
+from fext.edits import edit
 from tests.corpus import make_shapes
 from tests.helpers import run_cli
 
@@ -144,6 +152,51 @@ def test_look_alikes_that_score_like_copies_make_the_calibration_abstain():
     nearest = np.where(has_copy, rng.normal(0.5, 0.1, 500), rng.normal(0.0, 0.05, 500))
     cal = choose_threshold(rng.normal(0.5, 0.1, 500), nearest)
     assert cal.trusted and cal.copies_kept >= 0.95
+
+
+def test_a_pair_whose_perceptual_hashes_disagree_is_not_grouped():
+    """Crops of one texture score as close as copies in feature space; their hashes do not
+    agree, so the look-alike B stays out while the edited copy A' joins A."""
+    ids, sims = graph(3, {(0, 1): 0.95, (0, 2): 0.97})  # A-A' copies, A-B look-alikes
+    hashes = np.array([0, 0b11, (1 << 30) - 1], np.uint64)  # A' 2 bits from A, B 30 bits
+    assert [list(hash_distance(hashes[0], hashes))] == [[0, 2, 30]]
+    items = items_of(3)
+    without = groups(ids, sims, items, 0.9).dicts(items)
+    assert "img_2.png" in {m["path"] for m in without[0]["members"]}  # B grouped by features
+    found = groups(ids, sims, items, 0.9, hashes, 22).dicts(items)
+    assert [{m["path"] for m in g["members"]} for g in found] == [{"img_0.png", "img_1.png"}]
+
+
+def test_perceptual_hashes_agree_for_an_edited_copy_and_not_for_another_image():
+    rng = np.random.default_rng(3)
+    def scene(seed):  # a smooth random picture, 64 px
+        small = np.random.default_rng(seed).uniform(0, 255, (6, 6, 3)).astype(np.uint8)
+        return Image.fromarray(small).resize((256, 256), Image.Resampling.BICUBIC)
+    inputs = [np.asarray(img.resize((64, 64))) for img in
+              (scene(1), edit(scene(1), 2), scene(11))]
+    h = perceptual_hashes(np.stack(inputs))
+    assert h.dtype == np.uint64 and h.shape == (3,)
+    assert hash_distance(h[0], h[1]) <= 12 < 24 <= hash_distance(h[0], h[2])
+    # any image size hashes, the same picture alike
+    small = perceptual_hashes(np.asarray(scene(1).resize((24, 24)))[None])
+    assert hash_distance(small[0], h[0]) <= 8
+    # the confirming distance: where 1 % of look-alike pairs come within, capped
+    assert confirming_distance(rng.binomial(64, 0.5, 2000)) == 22  # unrelated: the cap
+    close = confirming_distance(rng.binomial(64, 0.2, 2000))  # look-alikes that share a layout
+    assert close < 22 and np.mean(rng.binomial(64, 0.2, 2000) <= close) <= 0.02
+    assert confirming_distance(np.zeros(5)) == 22  # too few pairs to measure: the cap
+
+
+def test_copies_the_hashes_reject_count_against_the_copies_kept():
+    rng = np.random.default_rng(4)
+    copies, others = rng.uniform(0.9, 1.0, 500), rng.uniform(0.3, 0.8, 500)
+    null = rng.binomial(64, 0.5, 500)
+    near = choose_threshold(copies, others, rng.integers(0, 10, 500), null)
+    assert near.trusted and near.copies_kept >= 0.95 and 20 <= near.hash_distance <= 22
+    assert "perceptual hashes" in near.text
+    # edits that scramble the hashes (as on handwritten digits): too few copies confirmed
+    far = choose_threshold(copies, others, rng.integers(20, 40, 500), null)
+    assert not far.trusted and far.copies_kept < 0.5
 
 
 def digest(folder):

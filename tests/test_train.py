@@ -124,6 +124,29 @@ class NoModel:
         return {"loss": 1.0}
 
 
+def test_gains_below_the_minimum_do_not_hold_off_the_stop_but_the_best_is_still_published():
+    """Held-out copies creeping up by a copy or two an epoch: a plateau. With min_gain the run
+    stops two epochs after the last real gain; the best epoch is the highest, however slim its
+    lead; the state resumes to the same decisions."""
+    curve = [0.887, 0.934, 0.938, 0.945, 0.949, 0.941, 0.950, 0.952]
+    def run(min_gain, state=None, start=0):
+        stopper = EarlyStopping(lambda row: (row["val_copies"],), 2, state, min_gain=min_gain)
+        for epoch, value in enumerate(curve[start:], start + 1):
+            stopper.offer({"epoch": epoch, "val_copies": value})
+            if stopper.stop:
+                return epoch, stopper
+        return len(curve), stopper
+    assert run(0.0)[0] == 8  # every small rise resets the patience: the run goes on
+    stopped, stopper = run(0.01)
+    assert stopped == 6 and stopper.best_epoch == 5  # 0.945 was the last real gain (epoch 4)
+    # resumed after epoch 5 from its saved state: the same stop, the same best
+    partial = EarlyStopping(lambda row: (row["val_copies"],), 2, min_gain=0.01)
+    for epoch, value in enumerate(curve[:5], 1):
+        partial.offer({"epoch": epoch, "val_copies": value})
+    resumed, again = run(0.01, json.loads(json.dumps(partial.state())), start=5)
+    assert (resumed, again.best_epoch) == (6, 5)
+
+
 def test_epoch_lines_say_the_best_the_time_left_and_why_a_run_stops(capsys):
     """The loop and the Reporter, without Keras: one line per epoch with its figures, the best
     epoch marked, the estimate after each but the last, and the reason of an early stop."""

@@ -55,7 +55,9 @@ start = float(min(max(cal["threshold"], low), 1.0)) if cal["trusted"] else 1.0
 threshold = st.slider("Similarity threshold", low, 1.0, start, step=0.001, format="%.3f",
                       help="Two images are copies when their vectors' cosine similarity, less "
                            "what unrelated images score against them (their 8th nearest "
-                           "neighbour's), is at least this. Lower finds more, and more false "
+                           "neighbour's), is at least this, and their perceptual hashes "
+                           f"differ in at most {cal['hash_distance']} of 64 bits (a second check, "
+                           "independent of the model). Lower finds more, and more false "
                            "matches." + ("" if cal["trusted"] else
                                          " Here no threshold is suggested: at 1.000 only "
                                          "identical files are grouped."))
