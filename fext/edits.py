@@ -102,14 +102,9 @@ def augment(batch: np.ndarray, seed, fit: str = "pad") -> np.ndarray:
 def working_copy(path, side: int) -> Image.Image:
     """The photo decoded at no more than `side` pixels (JPEG draft decoding): large enough
     for the edits to act as they do at full size, small enough to edit 500 in seconds."""
-    from PIL import ImageOps
+    from .images import preview
 
-    from .images import open_image, to_rgb
-
-    img = open_image(path)
-    if img.format == "JPEG":
-        img.draft("RGB", (side, side))
-    img = to_rgb(ImageOps.exif_transpose(img))
+    img = preview(path, side)
     img.thumbnail((side, side), Image.Resampling.BILINEAR)
     return img
 

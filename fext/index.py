@@ -41,6 +41,17 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
+def checked_queries(queries: np.ndarray, dim: int, k: int) -> np.ndarray:
+    """Queries as unit rows, after the checks every vector store makes (k at least 1, the
+    store's dimension): one message for a bad search, whichever store answers it."""
+    if k < 1:
+        raise UsageError("k must be at least 1")
+    q = l2_normalize(np.atleast_2d(queries))
+    if q.shape[1] != dim:
+        raise UsageError(f"query has {q.shape[1]} dimensions, the index {dim}")
+    return q
+
+
 def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
     """Mean fraction of the true k nearest neighbours that were found."""
     hits = [len(set(f[:k]) & set(t[:k])) for f, t in zip(found, truth)]
@@ -126,11 +137,7 @@ class VectorIndex:
     # -- using ----------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), best first; scores are cosine similarities, ids -1 where fewer than k."""
-        if k < 1:
-            raise UsageError("k must be at least 1")
-        q = l2_normalize(np.atleast_2d(queries))
-        if q.shape[1] != self.dim:
-            raise UsageError(f"query has {q.shape[1]} dimensions, the index {self.dim}")
+        q = checked_queries(queries, self.dim, k)
         k = min(k, max(1, len(self)))
         if self.vectors is None:
             return self.index.search(q, k)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .feed import iter_batches, sample_rows
 
@@ -461,14 +461,10 @@ def unpadded(pixels: np.ndarray, width: int, height: int, fit: str) -> Image.Ima
 def picture(path: Path, pixels: np.ndarray, fit: str, long_side: int = 256) -> Image.Image:
     """The image at its own aspect ratio, long side `long_side`: the file itself (EXIF
     orientation applied), or, where it cannot be read any more, what the model saw of it."""
-    from .images import open_image, to_rgb
+    from .images import preview
 
     try:
-        img = open_image(path)
-        img.seek(0)
-        if img.format == "JPEG":
-            img.draft("RGB", (long_side, long_side))
-        img = to_rgb(ImageOps.exif_transpose(img))
+        img = preview(path, long_side)
     except Exception:  # a file gone or unreadable since it was scanned
         size = np.asarray(pixels).shape[0]
         img = unpadded(pixels, size, size, fit)

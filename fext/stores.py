@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from .errors import NotFoundError, UsageError
-from .index import l2_normalize
+from .index import checked_queries
 
 UPLOAD_CHUNK = 4096  # vectors per upsert: bounded memory and request size
 SEARCH_EF = 128  # HNSW candidate list at query time (server default is lower): recall >= 0.95
@@ -98,11 +98,7 @@ class QdrantStore:
         """(scores, ids), best first; cosine similarities, ids -1 where fewer than k."""
         from qdrant_client import models
 
-        if k < 1:
-            raise UsageError("k must be at least 1")
-        q = l2_normalize(np.atleast_2d(queries))
-        if q.shape[1] != self.dim:
-            raise UsageError(f"query has {q.shape[1]} dimensions, the index {self.dim}")
+        q = checked_queries(queries, self.dim, k)
         params = models.SearchParams(hnsw_ef=max(SEARCH_EF, k)) if self.remote else None
         answers = self.client.query_batch_points(self.collection, requests=[
             models.QueryRequest(query=v.tolist(), limit=k, params=params) for v in q])
