@@ -297,6 +297,8 @@ def train_summary(name: str, m: dict) -> str:
     lines = [f"trained {name!r}{precision}: best epoch {m['best_epoch']} of {m['epochs_run']}"
              f"{' (stopped early)' if m['stopped_early'] else ''}{found}; "
              f"{m['skipped']} files skipped"]
+    if m.get("folders", {}).get("count", 0) >= 2:  # what training made of the sub-folders
+        lines.append(f"  {m['folders']['text']}")
     for split, s in m["splits"].items():
         if s.get("images"):
             lines.append(f"  {split:5s} {s['images']:6d} images  loss {s['loss']:.5f}  "

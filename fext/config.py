@@ -29,6 +29,7 @@ PRECISIONS = ("float32", "bfloat16")  # of the forward passes (inference) and of
 MONITORS = ("val_accuracy", "val_loss")  # what the classifier selects and stops on
 AUGMENTS = ("edits", "none")  # of the autoencoder's training inputs
 READOUTS = ("whiten", "raw")  # of the published features (fext.readout)
+FOLDERS = ("auto", "classes", "albums")  # what training makes of sub-folders (fext.train.sub_folders)
 INDEXES = ("auto", "flat", "ivf", "ivfpq")  # FAISS index kinds (fext.index)
 SCORE_MODES = ("all", "isolation")  # extraction's anomaly scores: everything, or no decoder pass
 REFERENCES = ("auto", "model", "none")  # what extraction's anomaly scores compare against
@@ -170,7 +171,15 @@ class TrainConfig:
                                      "find each other (0: none)", at_least=0)
     labels: float = setting(0.8, "share of the invariance term that also pulls together images "
                                  "filed under the same sub-folder (0: labels ignored; used "
-                                 "only where a folder has two or more labels)", at_least=0, at_most=1)
+                                 "only where a folder has two or more labels, taken as "
+                                 "classes: see --folders)", at_least=0, at_most=1)
+    folders: str = setting("auto", "what sub-folders are: classes (the --labels share pulls "
+                                   "the images of one sub-folder together), albums (ignored "
+                                   "in training: images are told apart by themselves, as in a "
+                                   "flat folder), or auto: classes where an image's nearest "
+                                   "image by its pixels shares its sub-folder far more often "
+                                   "than chance (digits filed by digit), albums otherwise "
+                                   "(photos filed by date or place)", FOLDERS)
     neighbours: int = setting(4, "images drawn into a batch together as look-alikes (nearest "
                                  "neighbours in the current features), so the invariance term "
                                  "learns to tell them apart (1: random batches; at most the "
@@ -193,7 +202,7 @@ class TrainConfig:
 
 # What models trained before a setting existed did (RunConfig.from_dict).
 BEFORE_SETTING = {"epoch_steps": 0, "augment": "none", "invariance": 0.0, "readout": "raw",
-                  "labels": 0.0, "neighbours": 1, "precision": "float32"}
+                  "labels": 0.0, "neighbours": 1, "precision": "float32", "folders": "classes"}
 
 
 @dataclass

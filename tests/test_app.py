@@ -233,6 +233,7 @@ def test_train_starts_one_build_job_and_shows_it_live(own_ws, monkeypatch, fake_
     at = run_page("train")
     widget(at.text_input, "Model name").set_value("shapes-2")
     widget(at.select_slider, "Image size").set_value(32)
+    widget(at.radio, "Sub-folders are").set_value("albums")
     button(at, "Start training").click().run()
     assert not at.exception, at.exception
     assert len(calls) == 1
@@ -240,6 +241,7 @@ def test_train_starts_one_build_job_and_shows_it_live(own_ws, monkeypatch, fake_
     assert (command, name) == ("build", "shapes-2")
     opts = dict(zip(args[::2], args[1::2]))
     assert opts["--images"] == images and opts["--image-size"] == "32"
+    assert opts["--folders"] == "albums"
     assert {"--preset", "--latent-dim", "--epochs", "--batch-size", "--learning-rate", "--fit",
             "--patience"} <= set(opts)
     # the page now shows the job: progress bar, live curves, a cancel button

@@ -207,6 +207,33 @@ def test_labels_reach_training_only_from_two_labels_on():
     assert label_indices(one).tolist() == [-1, -1, -1]
 
 
+def test_sub_folders_are_classes_where_nearest_images_share_them_and_albums_otherwise():
+    """Auto: pictures of one kind filed together are classes; the same pictures filed at random
+    (albums) are not; a given --folders wins; fewer than two sub-folders are neither."""
+    import pandas as pd
+
+    from fext.train import label_indices, sub_folders
+
+    rng = np.random.default_rng(0)
+    kinds, per = 4, 30
+    base = rng.integers(0, 256, (kinds, 32, 32, 3))  # four kinds of picture, each its own look
+    images = np.clip(np.repeat(base, per, axis=0) + rng.normal(0, 40, (kinds * per, 32, 32, 3)),
+                     0, 255).astype(np.uint8)
+    filed = np.repeat([f"k{i}" for i in range(kinds)], per)
+    classes = pd.DataFrame({"row": np.arange(len(images)), "label": filed})
+    found = sub_folders(images, classes)
+    assert found.classes and found.count == kinds and found.same_folder > 0.9
+    assert 0.2 < found.chance < 0.25 and "taken as classes" in found.text
+    albums = classes.assign(label=rng.permutation(filed))  # the same pictures, filed at random
+    found = sub_folders(images, albums)
+    assert not found.classes and "albums" in found.text and found.same_folder < 0.5
+    assert (label_indices(albums, found.classes) == -1).all()
+    assert sub_folders(images, albums, "classes").classes
+    assert not sub_folders(images, classes, "albums").classes
+    flat = classes.assign(label="")
+    assert not sub_folders(images, flat).classes and sub_folders(images, flat).count == 0
+
+
 def test_training_on_a_labelled_folder_hands_each_view_its_label(tmp_path, shapes_dir,
                                                                   monkeypatch):
     import fext.train as train_lib
@@ -226,6 +253,29 @@ def test_training_on_a_labelled_folder_hands_each_view_its_label(tmp_path, shape
     for labels in seen + held_out:  # both views of an image carry its label index
         np.testing.assert_array_equal(labels[:len(labels) // 2], labels[len(labels) // 2:])
     assert set(np.concatenate(seen).tolist()) == {0.0, 1.0, 2.0}  # three sub-folders
+    # shapes filed by colour are classes to the detector, and the model says so
+    metrics = json.loads((Workspace(tmp_path).model_dir("m") / "metrics.json").read_text())
+    assert metrics["folders"]["classes"] and metrics["folders"]["count"] == 3
+
+
+def test_sub_folders_taken_as_albums_give_training_no_labels(tmp_path, shapes_dir, monkeypatch):
+    import fext.train as train_lib
+    from fext.workspace import Workspace
+    from tests.helpers import tiny_config
+
+    seen, real = [], train_lib.views
+
+    def spy(x, labels, tcfg, epoch, step, fit):
+        inputs, targets = real(x, labels, tcfg, epoch, step, fit)
+        seen.append(targets[1][:, 0])
+        return inputs, targets
+
+    monkeypatch.setattr(train_lib, "views", spy)
+    metrics = train_lib.train(Workspace(tmp_path), "m",
+                              tiny_config(shapes_dir, epochs=1, folders="albums"))
+    assert seen and (np.concatenate(seen) == -1).all()  # every view unlabelled: a flat folder
+    assert not metrics["folders"]["classes"]
+    assert "taken as albums" in metrics["folders"]["text"]
 
 
 def test_readout_whitens_features_and_keeps_the_reconstruction(trained):

@@ -130,7 +130,9 @@ def split_metrics() -> None:
               "on the test split)" if "val_copies" in metrics else "")
     st.caption(f"Best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')}, chosen on "
                f"the validation split{chosen}; the test split is only reported."
-               + (f" Measured on seeded samples: {', '.join(sampled)}." if sampled else ""))
+               + (f" Measured on seeded samples: {', '.join(sampled)}." if sampled else "")
+               + (f" Training: {folders['text']}." if (folders := metrics.get("folders", {}))
+                  .get("count", 0) >= 2 else ""))
 
 
 def baselines() -> None:

@@ -10,7 +10,7 @@ import plotly.express as px
 import streamlit as st
 
 from fext import jobs, registry
-from fext.config import FITS, PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig, help_of
+from fext.config import FITS, FOLDERS, PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig, help_of
 from fext.errors import UsageError
 from fext.progress import duration
 from fext.ui.common import header, job_label, live_job, model_picker, start_job, workspace
@@ -142,7 +142,8 @@ def settings_form() -> dict | None:
         st.subheader("New model")
         c1, c2, c3 = st.columns(3)
         v = {"images": c1.text_input("Image folder (on this server)", value=images or "",
-                                     help="Sub-folders are labels. Upload images on the "
+                                     help="Sub-folders are labels (classes, or albums: "
+                                          "see Sub-folders are). Upload images on the "
                                           "Collection page to get a folder here."),
              "name": c2.text_input("Model name", value=default_name(),
                                    help="letters, digits, _ - . — an existing name is replaced "
@@ -160,13 +161,15 @@ def settings_form() -> dict | None:
                                            "folder's size")
         v["batch"] = c4.select_slider("Batch size", [8, 16, 32, 64, 128, 256], value=T.batch_size,
                                       help=help_of(TrainConfig, "batch_size"))
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3, c4 = st.columns(4)
         v["lr"] = c1.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3], value=T.learning_rate,
                                    help=help_of(TrainConfig, "learning_rate"))
         v["fit"] = c2.radio("Keep aspect ratio by", list(FITS), index=FITS.index(D.fit),
                             horizontal=True, help=help_of(DataConfig, "fit"))
         v["patience"] = c3.number_input("Early-stopping patience (epochs)", 1, 50, T.patience,
                                         help=help_of(TrainConfig, "patience"))
+        v["folders"] = c4.radio("Sub-folders are", list(FOLDERS), index=FOLDERS.index(T.folders),
+                                horizontal=True, help=help_of(TrainConfig, "folders"))
         submitted = st.form_submit_button("Start training", type="primary",
                                           icon=":material/play_arrow:")
     return v if submitted else None
@@ -182,7 +185,8 @@ def problem(v: dict) -> str | None:
         RunConfig(data=DataConfig(images=v["images"], image_size=v["size"], fit=v["fit"]),
                   model=ModelConfig(preset=v["preset"], latent_dim=v["latent"]),
                   train=TrainConfig(epochs=v["epochs"], batch_size=v["batch"],
-                                    learning_rate=v["lr"], patience=v["patience"])).validate()
+                                    learning_rate=v["lr"], patience=v["patience"],
+                                    folders=v["folders"])).validate()
     except UsageError as e:
         return str(e)
     return None
@@ -194,7 +198,7 @@ def start(v: dict) -> None:
         "--images", str(Path(v["images"]).expanduser()), "--preset", v["preset"],
         "--image-size", v["size"], "--latent-dim", v["latent"], "--epochs", v["epochs"],
         "--batch-size", v["batch"], "--learning-rate", v["lr"], "--fit", v["fit"],
-        "--patience", v["patience"]])
+        "--patience", v["patience"], "--folders", v["folders"]])
 
 
 def runs() -> None:
