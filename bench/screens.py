@@ -26,7 +26,14 @@ sys.path.insert(0, str(REPO))
 from fext import registry  # noqa: E402
 from fext.workspace import Workspace  # noqa: E402
 from tests.app_fixtures import streamlit_run  # noqa: E402  (the app started as the tests do)
-from tests.test_browser import CHROMIUM, FLAGS, MAIN_HEIGHT, WIDTH, settle  # noqa: E402
+from tests.test_browser import (  # noqa: E402
+    CHROMIUM,
+    FLAGS,
+    MAIN_HEIGHT,
+    MAP_READY,
+    WIDTH,
+    settle,
+)
 
 PAGES = ["Collection", "Train", "Reconstruction", "Map", "Search", "Anomalies", "Duplicates",
          "Classifier", "Features"]
@@ -74,6 +81,9 @@ def walk(browser, url: str, model: str, out: Path) -> None:
         page.wait_for_function("(t) => document.querySelector('h1')?.innerText.startsWith(t)",
                                arg=title, timeout=120_000)
         settle(page, timeout=600_000)
+        if title == "Map":
+            page.wait_for_selector(MAP_READY, timeout=120_000)
+            settle(page)
         shoot(page, out / f"{n:02d}-{title.lower()}.png")
         if title == "Map":
             zoomed(page, out / f"{n:02d}-map-zoomed.png")
@@ -87,6 +97,8 @@ def walk(browser, url: str, model: str, out: Path) -> None:
 
 def zoomed(page, path: Path) -> None:
     """The map after four notches of the mouse wheel at its centre, as a user zooms in."""
+    page.wait_for_selector(MAP_READY, timeout=120_000)
+    settle(page)
     box = page.locator(".fext-plot").bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     span = ("() => { const r = document.querySelector('.fext-plot')._fullLayout.xaxis.range; "

@@ -233,7 +233,7 @@ def test_train_starts_one_build_job_and_shows_it_live(own_ws, monkeypatch, fake_
     at = run_page("train")
     widget(at.text_input, "Model name").set_value("shapes-2")
     widget(at.select_slider, "Image size").set_value(32)
-    widget(at.radio, "Sub-folders are").set_value("albums")
+    widget(at.selectbox, "Sub-folders are").set_value("albums")
     button(at, "Start training").click().run()
     assert not at.exception, at.exception
     assert len(calls) == 1

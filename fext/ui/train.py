@@ -168,8 +168,9 @@ def settings_form() -> dict | None:
                             horizontal=True, help=help_of(DataConfig, "fit"))
         v["patience"] = c3.number_input("Early-stopping patience (epochs)", 1, 50, T.patience,
                                         help=help_of(TrainConfig, "patience"))
-        v["folders"] = c4.radio("Sub-folders are", list(FOLDERS), index=FOLDERS.index(T.folders),
-                                horizontal=True, help=help_of(TrainConfig, "folders"))
+        v["folders"] = c4.selectbox("Sub-folders are", list(FOLDERS),
+                                    index=FOLDERS.index(T.folders),
+                                    help=help_of(TrainConfig, "folders"))
         submitted = st.form_submit_button("Start training", type="primary",
                                           icon=":material/play_arrow:")
     return v if submitted else None
