@@ -70,15 +70,8 @@ class Job:
         pid = int(spec.get("pid", 0))
         if pid <= 0:
             return False
-        if pid != os.getpid():
-            try:
-                waited, status = os.waitpid(pid, os.WNOHANG)
-                if waited == pid:
-                    write_json(self.dir / "job.json",
-                               {**spec, "returncode": os.waitstatus_to_exitcode(status)})
-                    return False
-            except ChildProcessError:
-                pass
+        if self._reaped(spec, pid):
+            return False
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -89,8 +82,24 @@ class Job:
         if stat is None:
             return True  # no /proc here: the pid exists, which is all there is to know
         state, started = stat
-        recorded = spec.get("pid_start")
-        return state not in ("Z", "X") and recorded in (None, started)
+        if state in ("Z", "X"):  # ended since the first look: reap it now, keeping its status
+            self._reaped(spec, pid)
+            return False
+        return spec.get("pid_start") in (None, started)
+
+    def _reaped(self, spec: dict, pid: int) -> bool:
+        """Whether `pid` is this process's child and has ended; if so, its exit status is
+        kept in job.json (what `error` reports) and the zombie is gone."""
+        if pid == os.getpid():
+            return False
+        try:
+            waited, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        if waited != pid:
+            return False
+        write_json(self.dir / "job.json", {**spec, "returncode": os.waitstatus_to_exitcode(status)})
+        return True
 
     @property
     def status(self) -> str:

@@ -76,7 +76,9 @@ def browser():
 
 
 def settle(page, timeout: float = 90_000) -> None:
-    """Wait until the script has finished and everything it drew is painted."""
+    """Wait until the script has finished and everything it drew is painted. The page's title
+    first: before its first run starts, a freshly loaded app also reads as idle and painted."""
+    page.wait_for_selector("[data-testid='stMain'] h1", timeout=timeout)
     page.wait_for_selector(IDLE, timeout=timeout)
     page.wait_for_function(AT_REST, arg=10, polling="raf", timeout=timeout)
 

@@ -147,7 +147,11 @@ def test_no_column_of_the_runs_table_is_cut_off(browser, app_url, width):  # noq
 @pytest.mark.parametrize("width", [WIDTH, 1024])
 def test_no_figure_of_a_large_collection_is_cut_off(browser, app_url, width):  # noqa: F811
     page = open_at(browser, app_url, width)
-    values = page.locator("[data-testid='stMetricValue']").all_inner_texts()
+    metric = page.locator("[data-testid='stMetricValue']")
+    # the figures, however the page's runs interleave with the jobs' polls
+    expect(metric.nth(3)).to_contain_text(" / ", timeout=60_000)
+    settle(page)
+    values = metric.all_inner_texts()
     assert values[0] == f"{BIG:,}" and len(values[3].split(" / ")) == 3, values
     assert page.evaluate(CUT, "[data-testid='stMetric']") == []
     screenshot_at(page, f"collection-large-{width}", width)

@@ -105,6 +105,26 @@ def test_an_app_job_says_why_it_failed_or_by_which_signal_it_was_killed(tmp_path
             pass
 
 
+def test_a_child_that_ends_between_two_looks_still_says_which_signal_killed_it(tmp_path,
+                                                                               monkeypatch):
+    """The first look (waitpid) finds it running, the second (/proc) finds a zombie: the job
+    reads as failed and still keeps how its process ended."""
+    ws = Workspace(tmp_path)
+    pid = os.posix_spawnp("sleep", ["sleep", "300"], os.environ)
+    os.kill(pid, signal.SIGKILL)
+    until(lambda: jobs._proc_stat(pid)[0] == "Z", 30, "the child to become a zombie")
+    job = fake(ws, pid, {"status": "running"})
+    real, looks = os.waitpid, []
+
+    def first_look_too_early(p, options):
+        looks.append(p)
+        return (0, 0) if len(looks) == 1 else real(p, options)
+
+    monkeypatch.setattr(os, "waitpid", first_look_too_early)
+    assert job.status == "failed" and len(looks) == 2
+    assert "killed by SIGKILL" in job.error()
+
+
 def test_a_pid_taken_by_a_later_process_is_not_the_job(tmp_path):
     ws = Workspace(tmp_path)
     start = jobs._proc_stat(os.getpid())[1]
