@@ -28,7 +28,7 @@ Reported per category, per defect kind and per size and contrast band: pixel AUR
 30 % FPR (MVTec AD's per-region overlap, integrated to an FPR of 0.3 and divided by 0.3) and
 image AUROC (the map's maximum; FEXT's ranking too).
 
-    .venv/bin/python bench/anomaly_maps.py            # shipped defaults (about 40 min on 2 cores)
+    .venv/bin/python bench/anomaly_maps.py            # shipped defaults (about 11 min on 2 idle cores)
     .venv/bin/python bench/anomaly_maps.py --quick    # a smoke run: small, 32 px, few steps
     .venv/bin/python bench/anomaly_maps.py --keep /tmp/maps   # keep images, models and maps
 """

@@ -18,6 +18,7 @@ is imported only when a store is used.
 
 from __future__ import annotations
 
+import atexit
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -49,10 +50,15 @@ def split_url(url: str) -> tuple[str, dict[str, int]]:
 
 
 def client(url: str):
-    """One client per URL per process (embedded local mode allows a single one per folder)."""
+    """One client per URL per process (embedded local mode allows a single one per folder),
+    closed when the process exits, while the interpreter can still close it (a local store
+    left to its finaliser at shutdown fails there with an ImportError)."""
     url, _ = split_url(url)
     if url not in _clients:
         from qdrant_client import QdrantClient
+
+        if not _clients:
+            atexit.register(close_clients)
 
         if url.startswith(("http://", "https://")):
             _clients[url] = QdrantClient(url=url, timeout=60)
@@ -61,6 +67,12 @@ def client(url: str):
         else:
             _clients[url] = QdrantClient(path=str(Path(url).expanduser()))
     return _clients[url]
+
+
+def close_clients() -> None:
+    """Close every client this process opened."""
+    while _clients:
+        _clients.popitem()[1].close()
 
 
 def alias_of(name: str) -> str:

@@ -87,6 +87,21 @@ def test_qdrant_store_matches_faiss_exact_search():
         stores.QdrantStore.open(":memory:", "never")
 
 
+def test_a_local_store_is_closed_at_exit_without_a_word(tmp_path):
+    """A process that used a local store exits quietly: its client is closed while the
+    interpreter can still close it, not by a finaliser at shutdown (which printed an
+    ImportError after every test run)."""
+    import subprocess
+    import sys
+
+    script = ("import numpy as np; from fext import stores; "
+              f"stores.upload({str(tmp_path / 'q')!r}, 'v1', np.eye(4, dtype=np.float32), "
+              "np.arange(4))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Exception ignored" not in done.stderr and "ImportError" not in done.stderr
+
+
 def test_qdrant_url_carries_the_cluster_layout():
     from fext.stores import split_url
 
