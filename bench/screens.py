@@ -29,9 +29,9 @@ from tests.app_fixtures import streamlit_run  # noqa: E402  (the app started as 
 from tests.test_browser import (  # noqa: E402
     CHROMIUM,
     FLAGS,
-    MAIN_HEIGHT,
     MAP_READY,
     WIDTH,
+    full_page,
     settle,
 )
 
@@ -54,11 +54,9 @@ def prepared(ws: Workspace, photos: Path | None) -> list[str]:
 
 
 def shoot(page, path: Path) -> None:
-    """The whole page (Streamlit scrolls inside its main block: the window grows to fit)."""
-    height = min(max(int(page.evaluate(MAIN_HEIGHT)) + 40, 1000), 8000)
-    page.set_viewport_size({"width": WIDTH, "height": height})
-    settle(page)
-    page.screenshot(path=str(path), full_page=True)
+    """The whole page (the tests' `full_page`), then the window back to its size; a page that
+    shows an exception ends the run."""
+    full_page(page, path)
     page.set_viewport_size({"width": WIDTH, "height": 1000})
     if page.locator("[data-testid='stException']").count():
         sys.exit(f"{path.stem}: the page shows an exception")
@@ -81,12 +79,12 @@ def walk(browser, url: str, model: str, out: Path) -> None:
         page.wait_for_function("(t) => document.querySelector('h1')?.innerText.startsWith(t)",
                                arg=title, timeout=120_000)
         settle(page, timeout=600_000)
-        if title == "Map":
+        if title == "Map":  # the whole map drawn, then zoomed in
             page.wait_for_selector(MAP_READY, timeout=120_000)
-            settle(page)
-        shoot(page, out / f"{n:02d}-{title.lower()}.png")
-        if title == "Map":
+            shoot(page, out / f"{n:02d}-map.png")
             zoomed(page, out / f"{n:02d}-map-zoomed.png")
+        else:
+            shoot(page, out / f"{n:02d}-{title.lower()}.png")
         if title == "Anomalies":
             page.get_by_role("button", name="Inspect").first.click()
             page.locator(".st-key-anomaly-panel img.fext-anomaly-map").wait_for(timeout=300_000)
@@ -97,8 +95,7 @@ def walk(browser, url: str, model: str, out: Path) -> None:
 
 def zoomed(page, path: Path) -> None:
     """The map after four notches of the mouse wheel at its centre, as a user zooms in."""
-    page.wait_for_selector(MAP_READY, timeout=120_000)
-    settle(page)
+    settle(page)  # laid out again at the window's own size
     box = page.locator(".fext-plot").bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     span = ("() => { const r = document.querySelector('.fext-plot')._fullLayout.xaxis.range; "

@@ -57,9 +57,6 @@ def client(url: str):
     if url not in _clients:
         from qdrant_client import QdrantClient
 
-        if not _clients:
-            atexit.register(close_clients)
-
         if url.startswith(("http://", "https://")):
             _clients[url] = QdrantClient(url=url, timeout=60)
         elif url == ":memory:":
@@ -69,6 +66,7 @@ def client(url: str):
     return _clients[url]
 
 
+@atexit.register
 def close_clients() -> None:
     """Close every client this process opened."""
     while _clients:

@@ -281,8 +281,8 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         # with two views per image, a step holds batch_size inputs from batch_size/2 images
         per_step = max(1, tc.batch_size // 2) if tc.invariance else tc.batch_size
         val_sample = sample_rows(val_rows, VIEW_SAMPLE)  # each epoch: seconds at any size
-        val_labels = label_indices(coll.items("val"), folders.classes)
-        val_targets = val_labels[np.isin(val_rows, val_sample)] if tc.invariance else None
+        val_targets = (label_indices(coll.items("val"), folders.classes)[
+            np.isin(val_rows, val_sample)] if tc.invariance else None)
         if copies:  # made once: the same copies every epoch, and after a resume
             progress("copies", 0, HELD_OUT_COPIES)
             test = validation_test(coll, cfg.data.fit, tc.seed, progress)

@@ -90,13 +90,19 @@ def open_page(browser, url: str):
     return page
 
 
-def screenshot(page, name: str) -> None:
-    """The whole page: Streamlit scrolls inside its main block, so grow the window to fit."""
-    SCREENS.mkdir(parents=True, exist_ok=True)
+def full_page(page, path: Path, width: int = WIDTH) -> None:
+    """The whole page as a picture at `path`, the window `width` wide: Streamlit scrolls
+    inside its main block, so the window grows to fit it (and stays so)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     height = min(max(int(page.evaluate(MAIN_HEIGHT)) + 40, 1000), 8000)
-    page.set_viewport_size({"width": WIDTH, "height": height})
+    page.set_viewport_size({"width": width, "height": height})
     settle(page)  # charts re-lay out to the new size before the streak of still frames ends
-    page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(path), full_page=True)
+
+
+def screenshot(page, name: str, width: int = WIDTH) -> None:
+    """The whole page in tests/artifacts/screens/NAME.png."""
+    full_page(page, SCREENS / f"{name}.png", width)
 
 
 def result_captions(page) -> list[str]:

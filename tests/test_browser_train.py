@@ -22,8 +22,6 @@ from tests.corpus import make_shapes
 from tests.helpers import copy_workspace
 from tests.test_browser import (  # noqa: F401  (browser: a fixture, used by name)
     CHROMIUM,
-    MAIN_HEIGHT,
-    SCREENS,
     WIDTH,
     browser,
     open_page,
@@ -75,15 +73,6 @@ def open_at(browser, url: str, width: int):  # noqa: F811
     page.goto(url)
     settle(page)
     return page
-
-
-def screenshot_at(page, name: str, width: int) -> None:
-    """tests/test_browser.py's whole-page screenshot, at this window width."""
-    height = min(max(int(page.evaluate(MAIN_HEIGHT)) + 40, 1000), 8000)
-    page.set_viewport_size({"width": width, "height": height})
-    settle(page)  # charts re-lay out to the new size before the streak of still frames ends
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)
 
 
 def test_a_training_typed_in_a_terminal_shows_live_and_a_kill_shows_as_failed(
@@ -140,7 +129,7 @@ def test_no_column_of_the_runs_table_is_cut_off(browser, app_url, width):  # noq
     except PlaywrightTimeout:
         content, box = page.evaluate(GRID, 0)
         pytest.fail(f"the runs table needs {content} px, has {box}: a column is cut off")
-    screenshot_at(page, f"train-runs-{width}", width)
+    screenshot(page, f"train-runs-{width}", width)
     page.close()
 
 
@@ -154,5 +143,5 @@ def test_no_figure_of_a_large_collection_is_cut_off(browser, app_url, width):  #
     values = metric.all_inner_texts()
     assert values[0] == f"{BIG:,}" and len(values[3].split(" / ")) == 3, values
     assert page.evaluate(CUT, "[data-testid='stMetric']") == []
-    screenshot_at(page, f"collection-large-{width}", width)
+    screenshot(page, f"collection-large-{width}", width)
     page.close()

@@ -234,11 +234,10 @@ def test_sub_folders_are_classes_where_nearest_images_share_them_and_albums_othe
     assert not sub_folders(images, flat).classes and sub_folders(images, flat).count == 0
 
 
-def test_training_on_a_labelled_folder_hands_each_view_its_label(tmp_path, shapes_dir,
-                                                                  monkeypatch):
+def label_targets(monkeypatch) -> tuple[list, list]:
+    """(training steps', validation's) label targets of every view training makes, as lists
+    filled while it runs (fext.train.views spied on)."""
     import fext.train as train_lib
-    from fext.workspace import Workspace
-    from tests.helpers import tiny_config
 
     seen, held_out, real = [], [], train_lib.views
 
@@ -248,6 +247,16 @@ def test_training_on_a_labelled_folder_hands_each_view_its_label(tmp_path, shape
         return inputs, targets
 
     monkeypatch.setattr(train_lib, "views", spy)
+    return seen, held_out
+
+
+def test_training_on_a_labelled_folder_hands_each_view_its_label(tmp_path, shapes_dir,
+                                                                  monkeypatch):
+    import fext.train as train_lib
+    from fext.workspace import Workspace
+    from tests.helpers import tiny_config
+
+    seen, held_out = label_targets(monkeypatch)
     train_lib.train(Workspace(tmp_path), "m", tiny_config(shapes_dir, epochs=1))
     assert len(seen) == 4 and held_out  # four training steps, and the validation's views
     for labels in seen + held_out:  # both views of an image carry its label index
@@ -263,17 +272,11 @@ def test_sub_folders_taken_as_albums_give_training_no_labels(tmp_path, shapes_di
     from fext.workspace import Workspace
     from tests.helpers import tiny_config
 
-    seen, real = [], train_lib.views
-
-    def spy(x, labels, tcfg, epoch, step, fit):
-        inputs, targets = real(x, labels, tcfg, epoch, step, fit)
-        seen.append(targets[1][:, 0])
-        return inputs, targets
-
-    monkeypatch.setattr(train_lib, "views", spy)
+    seen, held_out = label_targets(monkeypatch)
     metrics = train_lib.train(Workspace(tmp_path), "m",
                               tiny_config(shapes_dir, epochs=1, folders="albums"))
-    assert seen and (np.concatenate(seen) == -1).all()  # every view unlabelled: a flat folder
+    assert seen and held_out  # every view unlabelled, as in a flat folder
+    assert (np.concatenate(seen + held_out) == -1).all()
     assert not metrics["folders"]["classes"]
     assert "taken as albums" in metrics["folders"]["text"]
 
