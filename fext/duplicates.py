@@ -59,6 +59,8 @@ HASH_CHUNK = 4096  # images hashed at once
 
 
 SCORE = "cosine above the background"  # what thresholds are stated in (stored with the calibration)
+# what a stored calibration was decided under: one made under other rules is stale (`find`)
+RULES = {"score": SCORE, "max_crowding": MAX_CROWDING}
 
 
 def perceptual_hashes(batch: np.ndarray) -> np.ndarray:
@@ -142,7 +144,7 @@ class Calibration:
     hash_distance: int = MAX_HASH_DISTANCE  # most bits a copy's perceptual hash may differ in
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "score": SCORE}
+        return {**asdict(self), **RULES}
 
 
 def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
@@ -444,8 +446,10 @@ def find(art, threshold: str | float = "auto") -> dict:
 
     nearest, similarity = art.neighbours()
     calibration = art.meta.get("duplicates", {})
-    if calibration.get("score") != SCORE or "hash_distance" not in calibration:
-        raise art.stale("before a pair of copies had to be confirmed by its perceptual hashes")
+    if any(calibration.get(k) != v for k, v in RULES.items()) or "hash_distance" not in calibration:
+        raise art.stale(f"under older duplicate rules (now: a pair of copies is confirmed by its "
+                        f"perceptual hashes, and near-duplicates are suggested only where at most "
+                        f"{MAX_CROWDING:.0%} of images are crowded by look-alikes)")
     if threshold == "auto":
         value = float(calibration["threshold"]) if calibration["trusted"] else None
     else:

@@ -305,3 +305,18 @@ def test_tiny_and_identical_collections_give_clear_results(tmp_path, kind):
     else:
         assert len(result["groups"]) == 1 and result["removable"] == 5
         assert all(m["exact"] for m in result["groups"][0]["members"])
+
+
+def test_a_calibration_decided_under_older_rules_is_stale(planted, tmp_path):
+    """An extraction whose calibration predates the trust rule it would be decided by now (a
+    looser crowding limit) is refused with the command that refreshes it, not shown."""
+    ws, _, _ = planted
+    copy = tmp_path / "ws"
+    shutil.copytree(ws, copy)
+    meta_path = next((copy / "index" / "d").glob("*/meta.json"))
+    meta = json.loads(meta_path.read_text())
+    meta["duplicates"]["max_crowding"] = 0.2  # the limit before 2026-12-04
+    meta_path.write_text(json.dumps(meta))
+    done = run_cli("duplicates", "--name", "d", workspace=copy, check=False)
+    assert done.returncode == 1 and "older duplicate rules" in done.stderr
+    assert "fext extract --name d" in done.stderr
