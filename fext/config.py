@@ -188,8 +188,9 @@ class TrainConfig:
                                      "or the raw bottleneck", READOUTS)
     precision: str = setting("auto", "of training: bfloat16 is mixed precision (float32 "
                                      "weights, outputs and losses; the published model is "
-                                     "float32 either way); auto: bfloat16 where the CPU "
-                                     "computes it natively (AVX512_BF16, AMX), else float32",
+                                     "float32 either way); auto: bfloat16 where the machine "
+                                     "computes it natively (a GPU's tensor cores; a CPU's "
+                                     "AVX512_BF16 or AMX), else float32",
                              ("auto",) + PRECISIONS)
 
     def validate(self) -> TrainConfig:
@@ -279,9 +280,10 @@ class ExtractConfig:
     scores: str = setting("all", "anomaly scores: all (isolation and reconstruction error) or "
                                  "isolation (skips the decoder pass: features about 3x faster "
                                  "on a CPU)", SCORE_MODES)
-    precision: str = setting("auto", "of the forward passes; auto: bfloat16 where the CPU "
-                                     "computes it natively (AVX512_BF16, AMX: about 2x faster), "
-                                     "else float32", ("auto",) + PRECISIONS)
+    precision: str = setting("auto", "of the forward passes; auto: bfloat16 where the machine "
+                                     "computes it natively (a GPU's tensor cores; a CPU's "
+                                     "AVX512_BF16 or AMX: about 2x faster), else float32",
+                             ("auto",) + PRECISIONS)
     reference: str = setting("auto", "what anomaly scores compare against: auto: a folder other "
                                      "than the training folder is also scored against the "
                                      "model's training collection (the 'reference' score, "

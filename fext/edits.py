@@ -8,7 +8,9 @@ Every edit is a pure function of (image, seed): the same seed gives the same edi
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,7 +80,7 @@ TRAINING = EditRanges(brightness=0.25, contrast=0.25, shift=(0, 2), blur=0.6, jp
 TRAINING_ODDS = 0.6  # each kind of edit is applied to a training view with this probability
 
 
-def augment(batch: np.ndarray, seed, fit: str = "pad") -> np.ndarray:
+def augment(batch: np.ndarray, seed, fit: str = "pad", pool=None) -> np.ndarray:
     """An edited view of each uint8 image of `batch` (N, s, s, 3), back at s x s pixels.
 
     Each image gets a random subset of the edits (each with TRAINING_ODDS), so views range
@@ -86,17 +88,71 @@ def augment(batch: np.ndarray, seed, fit: str = "pad") -> np.ndarray:
     detail). A view cut to another shape is brought back to a square as a query is (`fit`:
     padded with white, or centre-cropped), not stretched: a model trained on stretched views
     met a cropped query's white bands only at search time (docs/QUALITY.md).
-    A pure function of (batch, seed): training stays exactly resumable."""
+    A pure function of (batch, seed): training stays exactly resumable. `pool` (`edit_pool`)
+    edits the images in other processes, with the same result: what keeps an accelerator fed.
+    """
     rng = np.random.default_rng(seed)
+    plan = []  # each image's edits and their seed, drawn in order whoever edits it
+    for _ in batch:
+        kinds = tuple(k for k in KINDS if rng.random() < TRAINING_ODDS)
+        plan.append((kinds, int(rng.integers(2 ** 31))))
+    return _views(batch, plan, fit) if pool is None else pool.views(batch, plan, fit)
+
+
+def _views(batch: np.ndarray, plan: list, fit: str) -> np.ndarray:
+    """`augment`'s work on some images: each edited as planned, brought back to a square."""
     out = np.empty_like(batch)
     side = batch.shape[1]
-    for i, a in enumerate(batch):
-        kinds = tuple(k for k in KINDS if rng.random() < TRAINING_ODDS)
-        img = edit(Image.fromarray(a), int(rng.integers(2 ** 31)), kinds, TRAINING)
+    for i, (a, (kinds, seed)) in enumerate(zip(batch, plan)):
+        img = edit(Image.fromarray(a), seed, kinds, TRAINING)
         if img.size != (side, side):
             img = fit_square(img, side, fit)
         out[i] = np.asarray(img)
     return out
+
+
+def edit_workers(accelerator: bool) -> int:
+    """Processes that edit training views beside the training loop: none where the CPU trains
+    (its cores compute the model; editing a batch takes a few per cent of a step there), all
+    but two cores where an accelerator trains: one thread edited the views of a vgg16 step at
+    128 px in 430-540 ms, while an H200 trained on them in 65 ms (docs/BENCHMARKS.md §5)."""
+    if not accelerator:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0, min(16, (cores or 1) - 2))
+
+
+class EditPool:
+    """Processes that run `augment`'s edits, a share of a batch each. Started fresh ("spawn"):
+    a process forked from one running TensorFlow or JAX can hang on their locks."""
+
+    def __init__(self, workers: int):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.workers = workers
+        self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def views(self, batch: np.ndarray, plan: list, fit: str) -> np.ndarray:
+        if len(batch) < 2:
+            return _views(batch, plan, fit)
+        chunks = np.array_split(np.arange(len(batch)), min(self.workers, len(batch)))
+        parts = self.executor.map(_views, [batch[c] for c in chunks],
+                                  [[plan[i] for i in c] for c in chunks], [fit] * len(chunks))
+        return np.concatenate(list(parts))
+
+
+@contextlib.contextmanager
+def edit_pool(workers: int):
+    """An `EditPool` of `workers` processes while the block runs; None for fewer than two."""
+    if workers < 2:
+        yield None
+        return
+    pool = EditPool(workers)
+    try:
+        yield pool
+    finally:
+        pool.executor.shutdown(cancel_futures=True)
 
 
 def working_copy(path, side: int) -> Image.Image:

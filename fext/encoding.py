@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .anomaly import reconstruction_error
-from .feed import iter_batches, prefetch
+from .feed import batch_rows, feed_threads, load_rows, prefetch
 from .index import l2_normalize
 
 BATCH_PIXELS = 256 * 64 * 64  # images per forward pass x pixels per image (bench/ingest.py)
@@ -29,9 +29,10 @@ def batch_for(image_size: int) -> int:
 
 def resolve_precision(precision: str) -> str:
     """The precision of forward passes, extraction's and training's (one of the settings'
-    choices, validated there): "auto" is bfloat16 where the CPU computes it natively (2x the
-    float32 forward pass on such CPUs, features within 1e-5 cosine of float32:
-    docs/BENCHMARKS.md), else float32 (emulated bfloat16 is slower)."""
+    choices, validated there): "auto" is bfloat16 where the machine computes it natively
+    (`fext.model.native_bfloat16`: 2x the float32 forward pass on such CPUs, features within
+    1e-5 cosine of float32; a GPU's tensor cores: docs/BENCHMARKS.md §5), else float32
+    (emulated bfloat16 is slower)."""
     if precision != "auto":
         return precision
     from .model import native_bfloat16
@@ -64,9 +65,14 @@ def encode_rows(parts, images: np.ndarray, rows: np.ndarray, batch_size: int,
                 reconstruct: bool = True):
     """(positions, features, reconstruction errors | None) per batch of `rows`, so a worker of
     a cluster computes what this process would. `parts` is
-    `fext.model.inference_parts(autoencoder)`. The next batch is read while this one is encoded."""
+    `fext.model.inference_parts(autoencoder)`. The next batches are read while this one is
+    encoded (by several threads for an accelerator: fext.feed.feed_threads)."""
+    from .model import accelerator
+
     encoder, decoder = parts
-    for start, x in prefetch(iter_batches(images, rows, batch_size)):
+    load = lambda job: (job[0], load_rows(images, job[1]))  # noqa: E731
+    for start, x in prefetch(batch_rows(rows, batch_size), work=load,
+                             threads=feed_threads(accelerator())):
         z, err = encode_batch(encoder, x, decoder if reconstruct else None, pad_to=batch_size)
         yield np.arange(start, start + len(x)), z, err
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 import numpy as np
@@ -79,15 +79,25 @@ def neighbour_groups(features: np.ndarray, rows: np.ndarray, group: int) -> np.n
     return np.asarray(out, np.int64)
 
 
-def iter_batches(images: np.ndarray, rows: np.ndarray, batch_size: int):
-    """(start, float batch) over rows in the given order."""
+def batch_rows(rows: np.ndarray, batch_size: int):
+    """(start, rows of the batch) over `rows` in the given order: what a batch is made from."""
     rows = np.asarray(rows, dtype=np.int64)
     for start in range(0, len(rows), batch_size):
-        idx = rows[start:start + batch_size]
-        order = np.argsort(idx, kind="stable")
-        batch = np.empty((len(idx),) + images.shape[1:], np.uint8)
-        batch[order] = images[idx[order]]  # read the memory map in row order
-        yield start, to_model_input(batch)
+        yield start, rows[start:start + batch_size]
+
+
+def load_rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The float batch of cache `rows`, in their order, read from the memory map in row order."""
+    order = np.argsort(rows, kind="stable")
+    batch = np.empty((len(rows),) + images.shape[1:], np.uint8)
+    batch[order] = images[rows[order]]
+    return to_model_input(batch)
+
+
+def iter_batches(images: np.ndarray, rows: np.ndarray, batch_size: int):
+    """(start, float batch) over rows in the given order."""
+    for start, idx in batch_rows(rows, batch_size):
+        yield start, load_rows(images, idx)
 
 
 def gather(images: np.ndarray, rows: np.ndarray, flat: bool = False) -> np.ndarray:
@@ -101,18 +111,36 @@ def gather(images: np.ndarray, rows: np.ndarray, flat: bool = False) -> np.ndarr
 
 
 T = TypeVar("T")
+U = TypeVar("U")
 _END = object()
 
 
-def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
-    """The items of `items`, in order, produced up to `depth` ahead by a background thread.
+def feed_threads(accelerator: bool) -> int:
+    """Threads that prepare batches ahead of the model: one where the CPU computes the model
+    (its cores are busy with it), four where an accelerator does: with one, an H200 waited
+    55-64 % of an extraction's time for batches of 1,024 images, and half of a vgg16 training
+    step for its edited views even with the edits in other processes; with four, 26-31 % and
+    6 % (docs/BENCHMARKS.md §5). Numpy's large array operations release the GIL, so the
+    threads work side by side."""
+    return 4 if accelerator else 1
+
+
+def prefetch(items: Iterable[T], depth: int = 1, work: Callable[[T], U] | None = None,
+             threads: int = 1) -> Iterator[U]:
+    """`work(item)` (the item itself without `work`) for each of `items`, in order, made up to
+    `depth` ahead by a background thread, or by `threads` threads side by side.
 
     Why: gathering a batch from the memory map and converting it to float takes milliseconds
     (about 8 ms for 128 images of 128 px); on an accelerator that is a large share of a training
     step unless it overlaps the step. Order and content are unchanged, so training stays exactly
     resumable. An error in the producer is raised here; leaving the loop early stops the thread.
-    Memory: at most depth + 2 items exist at once (queued, being made, being used).
+    Memory: at most depth + threads + 1 results exist at once (made ahead, being used).
     """
+    if threads > 1 and work is not None:
+        yield from _in_threads(items, work, threads, depth)
+        return
+    if work is not None:
+        items = map(work, items)
     buffer: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
@@ -150,3 +178,24 @@ def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
     finally:
         stop.set()
         worker.join(timeout=5)
+
+
+def _in_threads(items: Iterable[T], work: Callable[[T], U], threads: int,
+                depth: int) -> Iterator[U]:
+    """`prefetch` with `threads` workers: the next items' work submitted as results are taken."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    ahead = threads + max(1, depth) - 1
+    with ThreadPoolExecutor(threads, thread_name_prefix="fext-prefetch") as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(work, item))
+                if len(pending) > ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()

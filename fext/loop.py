@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .feed import epoch_order, iter_batches, prefetch
+from .feed import batch_rows, epoch_order, feed_threads, load_rows, prefetch
 from .progress import ProgressFn
 
 
@@ -95,10 +95,10 @@ def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batc
     counters or shuffling state, so a resumed run sees exactly the batches it would have seen.
     An epoch is one pass over `rows`, or `epoch_steps` optimiser steps when that is set. The
     next batch (and `make_batch(x, y, epoch, step)` -> (inputs, targets), its edits; y: the
-    batch's `targets`, or None) is prepared in a background thread, in that same order, while
-    the model trains on the current one. `arrange(rows, epoch)`, given, reorders each epoch's
-    rows (a permutation of them; a pure function of the model at the epoch's start, which a
-    resumed run restores).
+    batch's `targets`, or None) is prepared in a background thread (four for an accelerator:
+    fext.feed.feed_threads), in that same order, while the model trains on the current one.
+    `arrange(rows, epoch)`, given, reorders each epoch's rows (a permutation of them; a pure
+    function of the model at the epoch's start, which a resumed run restores).
     Targets are the images themselves (an autoencoder) unless `targets` (one per row) are
     given. The epoch's row holds the mean of every training log, then `validate(model)`'s.
 
@@ -107,6 +107,9 @@ def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batc
     given the `stopper` that `on_epoch` consults, whether the epoch is the best so far and
     why the run stops when it does.
     """
+    from .model import accelerator
+
+    threads = feed_threads(accelerator())  # several batches made at once for an accelerator
     length = epoch_steps * batch_size if epoch_steps else None
     steps = epoch_steps or math.ceil(len(rows) / batch_size)
     positions = np.arange(len(rows))
@@ -117,14 +120,15 @@ def run_epochs(model, images: np.ndarray, rows: np.ndarray, *, epochs: int, batc
             order = order[arrange(rows[order], epoch)]
         ordered, ys = rows[order], (targets[order] if targets is not None else None)
 
-        def prepared(step: int, start: int, x: np.ndarray, ys=ys, epoch=epoch):
+        def prepared(job, ys=ys, epoch=epoch):
+            step, (start, idx) = job
+            x = load_rows(images, idx)
             y = None if ys is None else ys[start:start + len(x)]
             return step, x, *(make_batch(x, y, epoch, step) if make_batch
                               else (x, x if y is None else y))
 
-        batches = (prepared(step, start, x)
-                   for step, (start, x) in enumerate(iter_batches(images, ordered, batch_size)))
-        for step, x, x_in, y in prefetch(batches):
+        for step, x, x_in, y in prefetch(enumerate(batch_rows(ordered, batch_size)),
+                                         work=prepared, threads=threads):
             logs = model.train_on_batch(x_in, y, return_dict=True)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(x)

@@ -7,6 +7,8 @@ The feature vector is a compact dense bottleneck, not a flattened feature map.
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 from keras import layers
@@ -183,14 +185,59 @@ def inference_parts(autoencoder: keras.Model,
 
 
 def native_bfloat16() -> bool:
-    """True where this CPU computes bfloat16 natively (AVX512_BF16 or AMX) under TensorFlow;
-    elsewhere bfloat16 would be emulated, and slower than float32."""
+    """True where this machine computes bfloat16 natively: a GPU with bfloat16 tensor cores
+    (NVIDIA compute capability 8.0 and later) or a TPU, or, under TensorFlow, a CPU with
+    AVX512_BF16 or AMX; elsewhere bfloat16 would be emulated, and slower than float32."""
+    gpu = _accelerator_bfloat16()
+    if gpu is not None:
+        return gpu
     try:
         flags = open("/proc/cpuinfo").read()
     except OSError:
         return False
     return keras.backend.backend() == "tensorflow" and (" avx512_bf16" in flags
                                                         or " amx_bf16" in flags)
+
+
+def accelerator() -> bool:
+    """Whether Keras's backend computes on a GPU (or a TPU) here: what decides how training
+    feeds it (fext.edits.edit_workers)."""
+    return _accelerator_bfloat16() is not None
+
+
+@functools.cache  # a process computes on one device
+def _accelerator_bfloat16() -> bool | None:
+    """None where the backend computes on the CPU; else whether its accelerator has native
+    bfloat16 (a TPU; an NVIDIA GPU from compute capability 8.0, Ampere)."""
+    backend = keras.backend.backend()
+    capability = None
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform == "cpu":
+            return None
+        if device.platform == "tpu":
+            return True
+        capability = getattr(device, "compute_capability", None)  # "9.0" on an H100
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if not gpus:
+            return None
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
+    elif backend == "torch":
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        capability = torch.cuda.get_device_capability()
+    else:
+        return None
+    if isinstance(capability, str):
+        capability = tuple(int(v) for v in capability.split(".")[:1])
+    return bool(capability) and capability[0] >= 8
 
 
 def _policy(layer, precision: str) -> str:

@@ -27,7 +27,7 @@ from . import model as model_lib
 from .collection import Collection
 from .config import RunConfig
 from .copies import HELD_OUT_COPIES, copy_recall, validation_test
-from .edits import augment
+from .edits import augment, edit_pool, edit_workers
 from .encoding import encode_all, encode_batch, resolve_precision
 from .errors import UsageError
 from .evaluate import reconstruction_metrics
@@ -49,7 +49,7 @@ def corrupt(x: np.ndarray, tcfg, epoch: int, step: int) -> np.ndarray:
 
 
 def views(x: np.ndarray, labels: np.ndarray | None, tcfg, epoch: int, step: int,
-          fit: str = "pad"):
+          fit: str = "pad", pool=None):
     """(inputs, targets) of one step from a batch of clean images `x` and their label indices.
 
     The model reconstructs the clean image from an edited view of it (fext.edits.augment: the
@@ -58,12 +58,14 @@ def views(x: np.ndarray, labels: np.ndarray | None, tcfg, epoch: int, step: int,
     differently edited views (inputs: views 1 then views 2) whose features must find each
     other, and those of its label's other images (`fext.model.invariance_loss`, which reads
     each view's label index, -1 for none, as its target).
-    Seeded by (seed, epoch, step): resume stays exact."""
+    Seeded by (seed, epoch, step): resume stays exact, whether `pool` (fext.edits.edit_pool)
+    edits them in other processes or this one does."""
+    pixels = np.rint(x * 255).astype(np.uint8) if tcfg.augment != "none" else None
+
     def edited(which: int) -> np.ndarray:
-        if tcfg.augment == "none":
+        if pixels is None:
             return x
-        pixels = np.rint(x * 255).astype(np.uint8)
-        return to_model_input(augment(pixels, [tcfg.seed, epoch, step, 2, which], fit))
+        return to_model_input(augment(pixels, [tcfg.seed, epoch, step, 2, which], fit, pool))
 
     if not tcfg.invariance:
         return corrupt(edited(0), tcfg, epoch, step), x
@@ -101,14 +103,14 @@ def held_out_copies(encoder, images: np.ndarray, test, batch_size: int) -> float
 
 
 def held_out_objective(trainer, images: np.ndarray, rows: np.ndarray, targets, tcfg,
-                       per_step: int, fit: str) -> dict:
+                       per_step: int, fit: str, pool=None) -> dict:
     """The training objective (reconstruction of the clean image from edited views, plus the
     invariance term) on seeded edited views of validation images: `val_loss`, the figure
     beside the training loss on the curves, and the tie-break between checkpoints."""
     sums, seen = {}, 0
     for step, (start, x) in enumerate(iter_batches(images, rows, per_step)):
         y = None if targets is None else targets[start:start + len(x)]
-        x_in, t = views(x, y, tcfg, VALIDATION_EPOCH, step, fit)
+        x_in, t = views(x, y, tcfg, VALIDATION_EPOCH, step, fit, pool)
         logs = trainer.test_on_batch(x_in, t, return_dict=True)
         for k, v in logs.items():
             sums[k] = sums.get(k, 0.0) + float(v) * len(x)
@@ -291,21 +293,24 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
 
         def validate(_) -> dict:
             row = held_out_objective(trainer, coll.images, val_sample, val_targets, tc,
-                                     per_step, cfg.data.fit)
+                                     per_step, cfg.data.fit, pool)
             if copies:
                 row["val_copies"] = held_out_copies(encoder, coll.images, test, tc.batch_size)
             return row
 
         group = min(tc.neighbours, per_step) if tc.invariance else 1  # look-alikes per group
-        if not stopper.stop:
-            run_epochs(trainer, coll.images, train_rows, epochs=tc.epochs, batch_size=per_step,
-                       seed=tc.seed, on_epoch=on_epoch, progress=progress,
-                       targets=label_indices(train_items, folders.classes),
-                       make_batch=lambda x, y, epoch, step: views(x, y, tc, epoch, step, cfg.data.fit),
-                       validate=validate if len(val_rows) else None, start_epoch=state["epoch"],
-                       epoch_steps=tc.epoch_steps,
-                       arrange=(look_alike_batches(encoder, coll.images, group, tc.batch_size)
-                                if group > 1 else None), stopper=stopper)
+        workers = edit_workers(model_lib.accelerator()) if tc.augment != "none" else 0
+        with edit_pool(workers) as pool:  # on an accelerator, the views are edited in parallel
+            if not stopper.stop:
+                run_epochs(trainer, coll.images, train_rows, epochs=tc.epochs, batch_size=per_step,
+                           seed=tc.seed, on_epoch=on_epoch, progress=progress,
+                           targets=label_indices(train_items, folders.classes),
+                           make_batch=lambda x, y, epoch, step: views(
+                               x, y, tc, epoch, step, cfg.data.fit, pool),
+                           validate=validate if len(val_rows) else None, start_epoch=state["epoch"],
+                           epoch_steps=tc.epoch_steps,
+                           arrange=(look_alike_batches(encoder, coll.images, group, tc.batch_size)
+                                    if group > 1 else None), stopper=stopper)
         state["stopped_early"] = state["epoch"] < cfg.train.epochs
 
         # published in float32 whatever it trained in: every reader runs it as it always has

@@ -32,6 +32,19 @@ PANEL_PAINTED = """() => {
   return !!map && imgs.length >= 4 && imgs.every(i => i.complete && i.naturalWidth > 0);
 }"""
 OPACITY = "() => document.querySelector('img.fext-anomaly-map').style.opacity"
+# every thumbnail of the grid loaded: a late one moves the buttons below it
+GRID_LOADED = """() => Array.from(document.querySelectorAll("[data-testid='stMain'] img"))
+  .every(i => i.complete && i.naturalWidth > 0)"""
+
+
+def inspect_first(page) -> None:
+    """Click the Inspect button of the tile ranked #1, once the grid has stopped moving."""
+    tile = page.locator("[data-testid='stColumn']").filter(has_text="#1 · ").filter(
+        has=page.get_by_role("button", name="Inspect")).last
+    tile.scroll_into_view_if_needed()
+    page.wait_for_function(GRID_LOADED, timeout=60_000)
+    settle(page)
+    tile.get_by_role("button", name="Inspect").click()
 
 
 def test_inspecting_an_image_opens_its_panel_with_its_map(browser, app_url, app_ws):  # noqa: F811
@@ -41,7 +54,7 @@ def test_inspecting_an_image_opens_its_panel_with_its_map(browser, app_url, app_
     order = np.argsort(-art.scores(), kind="stable")  # as the page ranks them
     first = art.items["path"].iat[int(order[0])]
     page = open_page(browser, f"{app_url}/anomalies")
-    page.get_by_role("button", name="Inspect").first.click()
+    inspect_first(page)
     panel = page.locator(".st-key-anomaly-panel")
     expect(panel).to_be_visible(timeout=60_000)
     page.wait_for_function(PANEL_PAINTED, timeout=120_000)

@@ -72,3 +72,45 @@ def test_leaving_the_loop_early_stops_the_background_thread():
     assert len(ours) == 1
     it.close()
     assert not ours.pop().is_alive()
+
+
+def test_batches_made_by_several_threads_are_the_same_batches_in_the_same_order(tmp_path):
+    """What feeds an accelerator (fext.feed.feed_threads) changes nothing: work on later
+    batches that finishes first still waits its turn."""
+    import time
+
+    from fext.feed import batch_rows, feed_threads, load_rows
+
+    cache = _cache(tmp_path)
+    order = epoch_order(np.arange(len(cache)), seed=3, epoch=1)
+
+    def slow_first(job):
+        start, rows = job
+        if start == 0:
+            time.sleep(0.2)  # the first batch finishes last
+        return start, load_rows(cache, rows)
+
+    plain = list(iter_batches(cache, order, 8))
+    fetched = list(prefetch(batch_rows(order, 8), work=slow_first, threads=4))
+    assert [s for s, _ in fetched] == [s for s, _ in plain]
+    for (_, a), (_, b) in zip(plain, fetched):
+        np.testing.assert_array_equal(a, b)
+    assert feed_threads(False) == 1 < feed_threads(True)
+
+
+def test_several_threads_hand_on_an_error_and_stop_when_the_loop_is_left():
+    def work(i):
+        if i == 3:
+            raise OSError("disk went away")
+        return i
+
+    got = []
+    with pytest.raises(OSError, match="disk went away"):
+        for item in prefetch(range(10), work=work, threads=3):
+            got.append(item)
+    assert got == [0, 1, 2]
+    made = []
+    it = prefetch(iter(range(10 ** 9)), work=lambda i: made.append(i) or i, threads=3, depth=2)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()
+    assert len(made) <= 3 + 3 + 2  # what was taken, and no more than was made ahead

@@ -28,6 +28,55 @@ def test_training_views_are_seeded_edits_of_the_same_images():
     assert 0 < changed.sum() < 16 or changed.all()  # most views are edited
 
 
+def test_views_edited_in_other_processes_are_the_views_edited_here():
+    """What keeps an accelerator fed changes nothing: each image's edits are drawn in order
+    here, then made wherever, so resumed and parallel runs see the same bytes."""
+    from fext.edits import edit_pool
+
+    batch = np.random.default_rng(2).integers(0, 256, (9, 32, 32, 3), dtype=np.uint8)
+    with edit_pool(2) as pool:
+        for fit in ("pad", "crop"):
+            np.testing.assert_array_equal(augment(batch, [3, 1, 4], fit, pool),
+                                          augment(batch, [3, 1, 4], fit))
+        np.testing.assert_array_equal(augment(batch[:1], [5], "pad", pool),
+                                      augment(batch[:1], [5], "pad"))
+
+
+def test_views_are_edited_in_other_processes_only_where_an_accelerator_trains(monkeypatch):
+    import os
+
+    from fext.edits import edit_pool, edit_workers
+
+    assert edit_workers(False) == 0  # the CPU's cores compute the model
+    for cores, workers in ((2, 0), (16, 14), (96, 16)):  # two cores left to the training loop
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
+        assert edit_workers(True) == workers
+    with edit_pool(0) as none, edit_pool(1) as one:
+        assert none is None and one is None
+
+
+def test_training_on_an_accelerator_edits_its_views_in_other_processes(tmp_path, shapes_dir,
+                                                                      monkeypatch):
+    import fext.train as train_lib
+    from fext.edits import EditPool
+    from fext.workspace import Workspace
+    from tests.helpers import tiny_config
+
+    pools, real = [], train_lib.views
+
+    def spy(x, labels, tcfg, epoch, step, fit, pool=None):
+        inputs, targets = real(x, labels, tcfg, epoch, step, fit, pool)
+        pools.append(pool)
+        np.testing.assert_array_equal(inputs, real(x, labels, tcfg, epoch, step, fit)[0])
+        return inputs, targets
+
+    monkeypatch.setattr(train_lib.model_lib, "accelerator", lambda: True)
+    monkeypatch.setattr(train_lib, "edit_workers", lambda accelerator: 2 if accelerator else 0)
+    monkeypatch.setattr(train_lib, "views", spy)
+    train_lib.train(Workspace(tmp_path), "m", tiny_config(shapes_dir, epochs=1))
+    assert pools and all(isinstance(pool, EditPool) for pool in pools)  # validation's views too
+
+
 def test_a_cropped_view_is_padded_as_a_query_is_not_stretched():
     """A view cut to another shape comes back to a square the way `fext.images.load` fits a
     query: padded with white (fit pad) or centre-cropped (fit crop), never stretched."""
@@ -151,10 +200,10 @@ def test_training_draws_batches_of_look_alikes(tmp_path, shapes_dir, monkeypatch
         calls.append((features.shape, group, rows[perm]))
         return perm
 
-    def views(x, labels, tcfg, epoch, step, fit):
+    def views(x, labels, tcfg, epoch, step, fit, pool=None):
         if epoch < train_lib.VALIDATION_EPOCH:  # training steps, not the validation's views
             batches.append(x)
-        return real_views(x, labels, tcfg, epoch, step, fit)
+        return real_views(x, labels, tcfg, epoch, step, fit, pool)
 
     monkeypatch.setattr(train_lib, "neighbour_groups", groups)
     monkeypatch.setattr(train_lib, "views", views)
@@ -241,8 +290,8 @@ def label_targets(monkeypatch) -> tuple[list, list]:
 
     seen, held_out, real = [], [], train_lib.views
 
-    def spy(x, labels, tcfg, epoch, step, fit):
-        inputs, targets = real(x, labels, tcfg, epoch, step, fit)
+    def spy(x, labels, tcfg, epoch, step, fit, pool=None):
+        inputs, targets = real(x, labels, tcfg, epoch, step, fit, pool)
         (seen if epoch < train_lib.VALIDATION_EPOCH else held_out).append(targets[1][:, 0])
         return inputs, targets
 
