@@ -123,23 +123,36 @@ def edit_workers(accelerator: bool) -> int:
 
 
 class EditPool:
-    """Processes that run `augment`'s edits, a share of a batch each. Started fresh ("spawn"):
-    a process forked from one running TensorFlow or JAX can hang on their locks."""
+    """Processes that run `augment`'s edits, a share of a batch each.
+
+    Started fresh ("spawn"): a process forked from one running TensorFlow or JAX can hang on
+    their locks. And started without the main script: spawn would run it again in every worker
+    (a script without a `__main__` guard, or a Streamlit page, which runs as `__main__`), while
+    the workers need fext.edits alone."""
 
     def __init__(self, workers: int):
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        import sys
+        import types
 
         self.workers = workers
-        self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")  # what the workers are told to import
+        try:
+            self.pool = multiprocessing.get_context("spawn").Pool(workers)  # all started here
+        finally:
+            sys.modules["__main__"] = main
 
     def views(self, batch: np.ndarray, plan: list, fit: str) -> np.ndarray:
         if len(batch) < 2:
             return _views(batch, plan, fit)
         chunks = np.array_split(np.arange(len(batch)), min(self.workers, len(batch)))
-        parts = self.executor.map(_views, [batch[c] for c in chunks],
-                                  [[plan[i] for i in c] for c in chunks], [fit] * len(chunks))
-        return np.concatenate(list(parts))
+        return np.concatenate(self.pool.starmap(
+            _views, [(batch[c], [plan[i] for i in c], fit) for c in chunks]))
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
 
 
 @contextlib.contextmanager
@@ -152,7 +165,7 @@ def edit_pool(workers: int):
     try:
         yield pool
     finally:
-        pool.executor.shutdown(cancel_futures=True)
+        pool.close()
 
 
 def working_copy(path, side: int) -> Image.Image:

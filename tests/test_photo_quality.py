@@ -28,11 +28,21 @@ def test_training_views_are_seeded_edits_of_the_same_images():
     assert 0 < changed.sum() < 16 or changed.all()  # most views are edited
 
 
-def test_views_edited_in_other_processes_are_the_views_edited_here():
+def test_views_edited_in_other_processes_are_the_views_edited_here(tmp_path, monkeypatch):
     """What keeps an accelerator fed changes nothing: each image's edits are drawn in order
-    here, then made wherever, so resumed and parallel runs see the same bytes."""
+    here, then made wherever, so resumed and parallel runs see the same bytes. The workers
+    never run the main script (here one that would leave a mark: a Streamlit page or a
+    script without a `__main__` guard runs as `__main__`)."""
+    import sys
+    import types
+
     from fext.edits import edit_pool
 
+    script, mark = tmp_path / "page.py", tmp_path / "ran"
+    script.write_text(f"open({str(mark)!r}, 'a').write('x')\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", main)
     batch = np.random.default_rng(2).integers(0, 256, (9, 32, 32, 3), dtype=np.uint8)
     with edit_pool(2) as pool:
         for fit in ("pad", "crop"):
@@ -40,6 +50,8 @@ def test_views_edited_in_other_processes_are_the_views_edited_here():
                                           augment(batch, [3, 1, 4], fit))
         np.testing.assert_array_equal(augment(batch[:1], [5], "pad", pool),
                                       augment(batch[:1], [5], "pad"))
+    assert not mark.exists()
+    assert sys.modules["__main__"] is main  # put back
 
 
 def test_views_are_edited_in_other_processes_only_where_an_accelerator_trains(monkeypatch):
