@@ -1,8 +1,9 @@
 """Batches from the decoded-image cache to the model, with constant memory.
 
 Numpy in, numpy out, so any Keras backend consumes it. Reads are sorted by row within a batch
-so the memory map is read near-sequentially. `prefetch` prepares the next batch in a
-background thread while the model computes the current one, in the same order.
+so the memory map is read near-sequentially. `prefetch` prepares the next batches in a
+background thread (four for an accelerator) while the model computes the current one, in the
+same order.
 """
 
 from __future__ import annotations
