@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import multiprocessing.context
 import os
+import sys
+import threading
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,33 +130,48 @@ class EditPool:
     """Processes that run `augment`'s edits, a share of a batch each.
 
     Started fresh ("spawn"): a process forked from one running TensorFlow or JAX can hang on
-    their locks. And started without the main script: spawn would run it again in every worker
-    (a script without a `__main__` guard, or a Streamlit page, which runs as `__main__`), while
-    the workers need fext.edits alone."""
+    their locks. And started without the main script (`_BareProcess`): spawn would run it again
+    in every worker (a script without a `__main__` guard, or a Streamlit page, which runs as
+    `__main__`), while the workers need fext.edits alone. A worker that dies (killed, out of
+    memory) breaks the pool with an error rather than leaving training waiting."""
 
     def __init__(self, workers: int):
-        import multiprocessing
-        import sys
-        import types
+        from concurrent.futures import ProcessPoolExecutor
 
         self.workers = workers
-        main = sys.modules["__main__"]
-        sys.modules["__main__"] = types.ModuleType("__main__")  # what the workers are told to import
-        try:
-            self.pool = multiprocessing.get_context("spawn").Pool(workers)  # all started here
-        finally:
-            sys.modules["__main__"] = main
+        self.executor = ProcessPoolExecutor(workers, mp_context=_BareSpawn())
 
     def views(self, batch: np.ndarray, plan: list, fit: str) -> np.ndarray:
         if len(batch) < 2:
             return _views(batch, plan, fit)
         chunks = np.array_split(np.arange(len(batch)), min(self.workers, len(batch)))
-        return np.concatenate(self.pool.starmap(
-            _views, [(batch[c], [plan[i] for i in c], fit) for c in chunks]))
+        return np.concatenate(list(self.executor.map(
+            _views, [batch[c] for c in chunks], [[plan[i] for i in c] for c in chunks],
+            [fit] * len(chunks))))
 
     def close(self) -> None:
-        self.pool.terminate()
-        self.pool.join()
+        self.executor.shutdown(cancel_futures=True)
+
+
+class _BareProcess(multiprocessing.context.SpawnProcess):
+    """A spawned process not told to import the main script: its start shows it a bare
+    `__main__` (what multiprocessing reads to prepare a child), under a lock, then puts the
+    real one back."""
+
+    _main = threading.Lock()
+
+    def start(self) -> None:
+        with self._main:
+            main = sys.modules["__main__"]
+            sys.modules["__main__"] = types.ModuleType("__main__")
+            try:
+                super().start()
+            finally:
+                sys.modules["__main__"] = main
+
+
+class _BareSpawn(multiprocessing.context.SpawnContext):
+    Process = _BareProcess
 
 
 @contextlib.contextmanager

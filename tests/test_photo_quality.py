@@ -54,6 +54,36 @@ def test_views_edited_in_other_processes_are_the_views_edited_here(tmp_path, mon
     assert sys.modules["__main__"] is main  # put back
 
 
+def test_a_worker_that_dies_breaks_the_pool_with_an_error_instead_of_a_wait():
+    """A killed edit process (out of memory, say) must end training with an error, not leave
+    it waiting for views that never come (as a plain multiprocessing.Pool would)."""
+    import multiprocessing
+    import threading
+    from concurrent.futures.process import BrokenProcessPool
+
+    from fext.edits import edit_pool
+
+    batch = np.random.default_rng(2).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    outcome = []
+
+    def kill_a_worker_then_edit():  # in a thread: a pool that waits must fail the test, not hang it
+        with edit_pool(2) as pool:
+            augment(batch, [1], "pad", pool)  # both workers up
+            for child in multiprocessing.active_children():
+                child.kill()
+                child.join()
+            try:
+                augment(batch, [2], "pad", pool)
+                outcome.append("edited")
+            except BrokenProcessPool:
+                outcome.append("broken")
+
+    worker = threading.Thread(target=kill_a_worker_then_edit, daemon=True)
+    worker.start()
+    worker.join(timeout=90)
+    assert outcome == ["broken"]
+
+
 def test_views_are_edited_in_other_processes_only_where_an_accelerator_trains(monkeypatch):
     import os
 
