@@ -287,6 +287,10 @@ def duplicates_row(kind: str, root: Path, ws: Path) -> list:
                 right / sum(len(g) - 1 for g in planted), len(removed))
 
     precision, recall, suggested = removal_rates(result["groups"])
+    # before the pixel check, a crowded collection abstained: identical files only
+    exact = json.loads(fext("duplicates", "--name", kind, "--images", str(root / "collection"),
+                            "--workspace", str(ws), "--json", "--threshold", "1"))["groups"]
+    before = removal_rates(exact) if result["pixels"] else (precision, recall, suggested)
     ours = scores(found, planted)
     coll = root / "collection"
     paths = sorted(p.relative_to(coll).as_posix() for p in coll.rglob("*") if p.is_file())
@@ -303,18 +307,19 @@ def duplicates_row(kind: str, root: Path, ws: Path) -> list:
     falsely = sum(1 for p, g in grouped.items()  # grouped with an image that is not its copy
                   if not g <= (planted[group_of[p]] if p in group_of else {p}))
     stated = (f"{cal['copies_kept']:.2f} / {cal['false_grouping']:.2%}"
-              + ("" if cal["trusted"] else " (abstained)"))
+              + (" (pixels)" if cal.get("pixels") else "" if cal["trusted"] else " (abstained)"))
     kept = edited_copies_passing(kind, root, ws, planted, cal)
     return [kind, len(paths), suggested, f"{precision:.3f}", f"{recall:.3f}", f"{ours['f1']:.3f}",
             f"{f1[IMAGEDEDUP_DEFAULT]:.3f} (p {phash_precision:.3f})", f"{f1[best]:.3f} (d {best})",
-            stated, f"{kept:.2f} / {falsely / len(paths):.2%}"]
+            stated, f"{kept:.2f} / {falsely / len(paths):.2%}",
+            f"{before[0]:.3f} / {before[1]:.3f} ({before[2]})"]
 
 
 def edited_copies_passing(kind: str, root: Path, ws: Path, planted: list[set],
                           cal: dict) -> float:
     """The share of planted edited copies (not identical files) whose score with their source
-    passes the calibrated threshold and whose perceptual hashes confirm the pair: the measured
-    side of the calibration's "copies kept"."""
+    passes the calibrated threshold and whose perceptual hashes (and where the calibration asks,
+    pixels) confirm the pair: the measured side of the calibration's "copies kept"."""
     from fext.artifacts import Artifacts
     from fext.duplicates import copy_scores, hash_distance
     from fext.workspace import Workspace
@@ -323,6 +328,7 @@ def edited_copies_passing(kind: str, root: Path, ws: Path, planted: list[set],
     hashes = art.hashes()
     ids, sims = (np.asarray(a) for a in art.neighbours())
     scores = copy_scores(ids, sims)
+    agree = np.asarray(art.agreement()) if cal.get("pixels") else np.ones(ids.shape, bool)
     row = {p: i for i, p in enumerate(art.items["path"])}
     sha = art.items["sha1"].to_numpy()
     passing = []
@@ -333,7 +339,8 @@ def edited_copies_passing(kind: str, root: Path, ws: Path, planted: list[set],
             if sha[i] != sha[j]:
                 hit = ids[i] == j
                 passing.append(bool(hit.any() and scores[i][hit][0] >= cal["threshold"]
-                                    and hash_distance(hashes[i], hashes[j]) <= cal["hash_distance"]))
+                                    and hash_distance(hashes[i], hashes[j]) <= cal["hash_distance"]
+                                    and agree[i][hit][0]))
     return float(np.mean(passing)) if passing else float("nan")
 
 
@@ -368,7 +375,8 @@ COPY_COLUMNS = ["kind", "held-out copies (published epoch)", "evaluate: autoenco
 ANOMALY_COLUMNS = ["kind", "threshold as stated", "held-out normal images flagged", "measured rate"]
 DUPLICATE_COLUMNS = ["kind", "files", "suggested removals", "removal precision", "removal recall",
                      "pair F1", "pHash d<=10 F1 (removal precision)", "pHash best F1",
-                     "stated copies kept / falsely grouped", "measured"]
+                     "stated copies kept / falsely grouped", "measured",
+                     "before the pixel check: precision / recall (removals)"]
 
 
 def main() -> None:

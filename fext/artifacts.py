@@ -25,6 +25,7 @@ SCORE_FILES = {"reference": "reference.npy", "combined": "scores.npy", "isolatio
                "reconstruction": "recon.npy"}
 NEIGHBOUR_FILES = ("neighbours.npy", "neighbour_sims.npy")  # each image's nearest others
 HASH_FILE = "hashes.npy"  # each image's perceptual hash (fext.duplicates.perceptual_hashes)
+AGREE_FILE = "agree.npy"  # whether each neighbour pair's pixels agree (fext.duplicates.pixel_edges)
 
 
 @dataclass
@@ -145,6 +146,13 @@ class Artifacts:
             raise self.stale("before a pair of copies had to be confirmed by its perceptual "
                              "hashes")
         return np.load(self.dir / HASH_FILE, mmap_mode="r")
+
+    def agreement(self) -> np.ndarray:
+        """Whether each neighbour pair's aligned pixels agree (N x K bool, memory-mapped),
+        written where the duplicate calibration asked for the pixel check."""
+        if not (self.dir / AGREE_FILE).is_file():
+            raise self.stale("before pairs of copies were checked by their pixels")
+        return np.load(self.dir / AGREE_FILE, mmap_mode="r")
 
     def stale(self, when: str) -> StaleError:
         """The error for an extraction made `when`, with the command that refreshes it."""

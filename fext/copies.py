@@ -41,7 +41,7 @@ def copy_test(coll, sources, others, fit: str, seed: int, count: int,
     the everyday edits among 2,000: on the demo digits one said 91 %, the other 0.138."""
     from .edits import copy_queries
 
-    picked, copies = copy_queries(coll, sources, fit, seed, count, progress, repeat=True)
+    picked, copies, _ = copy_queries(coll, sources, fit, seed, count, progress, repeat=True)
     source_rows, truth = np.unique(sources["row"].to_numpy()[picked], return_inverse=True)
     rest = np.setdiff1d(others["row"].to_numpy(), source_rows)
     rng = np.random.default_rng(seed)

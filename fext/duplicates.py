@@ -29,6 +29,12 @@ images' 64-bit perceptual hashes (`perceptual_hashes`, pHash of the model's inpu
 most `Calibration.hash_distance` bits, the distance that only 1 % of look-alike pairs of the
 collection come within (each image and its K-th nearest other). Features alone grouped crops of
 one texture, and look-alike photo crops, whose hashes disagree (docs/QUALITY.md).
+
+Where look-alikes crowd the copies (photos, bursts: scores and hashes alone cannot keep them
+apart), a pair must pass a third check: its pixels agree once one image is aligned onto the
+other (`fext.agreement`). It is computed at extraction for the pairs that pass the first two
+(`pixel_edges`, an N x K array beside the neighbours), and only where the calibration asks for
+it (`Calibration.pixels`).
 """
 
 from __future__ import annotations
@@ -56,11 +62,16 @@ MAX_HASH_DISTANCE = 22  # bits of 64, at most (two unrelated hashes come this cl
 # the time); also the distance where a collection is too small to measure its look-alikes
 MIN_NULL_PAIRS = 100  # look-alike pairs needed to measure the distance from the collection
 HASH_CHUNK = 4096  # images hashed at once
+PIXEL_FALSE = 0.001  # look-alike pairs passing scores and hashes that the pixel check lets
+# through, at most: on the zoo's first seed none of 8,211 hard pairs of photo crops, wallpaper
+# crops and burst frames did (each image's 4 nearest by raw pixels and by hash, every pair of a
+# burst; docs/QUALITY.md)
 
 
 SCORE = "cosine above the background"  # what thresholds are stated in (stored with the calibration)
 # what a stored calibration was decided under: one made under other rules is stale (`find`)
-RULES = {"score": SCORE, "max_crowding": MAX_CROWDING}
+RULES = {"score": SCORE, "max_crowding": MAX_CROWDING,
+         "crowded": "pixels must agree (fext.agreement)"}
 
 
 def perceptual_hashes(batch: np.ndarray) -> np.ndarray:
@@ -133,7 +144,8 @@ class Calibration:
     be trusted: `trusted` False means copies and look-alikes overlap in this collection, so
     FEXT suggests no near-duplicate removals (`threshold` is then only where a user might
     start looking). A pair is a copy when its score passes `threshold` and its perceptual
-    hashes differ in at most `hash_distance` bits."""
+    hashes differ in at most `hash_distance` bits, and where `pixels`, its aligned pixels agree
+    too (a collection where look-alikes crowd the copies)."""
 
     threshold: float
     copies_kept: float  # share of the edited copies whose similarity to their source passes
@@ -142,6 +154,8 @@ class Calibration:
     text: str
     trusted: bool = True
     hash_distance: int = MAX_HASH_DISTANCE  # most bits a copy's perceptual hash may differ in
+    pixels: bool = False  # near-duplicates must also agree by their aligned pixels
+    crowding: float = 0.0  # estimated share of images with a look-alike as close as most copies
 
     def to_dict(self) -> dict:
         return {**asdict(self), **RULES}
@@ -149,7 +163,8 @@ class Calibration:
 
 def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
                      copy_distance: np.ndarray | None = None,
-                     null_distance: np.ndarray | None = None) -> Calibration:
+                     null_distance: np.ndarray | None = None,
+                     copy_pixels=None) -> Calibration:
     """The threshold from edited copies' similarities to their sources (`copy_sims`) and the
     same images' similarity to their nearest other image of the collection that is not an
     identical file (`nearest_other`); the hash distance that confirms a pair from the look-alike
@@ -177,7 +192,13 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
     MAX_CROWDING of the images pass with a look-alike where KEEP_COPIES of the copies pass
     (crops of flat skies, frames of a burst), or the raised threshold keeps fewer than
     MIN_COPIES_KEPT of the edited copies. Measured on the
-    collection zoo (bench/zoo.py, docs/QUALITY.md)."""
+    collection zoo (bench/zoo.py, docs/QUALITY.md).
+
+    Where look-alikes crowd the copies, `copy_pixels` (called only then: it returns whether
+    each edited copy's pixels agree with its source's, aligned with `copy_sims`) offers a third
+    check instead of abstaining: near-duplicates at the threshold that keeps KEEP_COPIES of
+    the copies, confirmed by hashes and pixels, if at least MIN_COPIES_KEPT of the copies pass
+    all three. The pixel check lets at most PIXEL_FALSE of the look-alikes through."""
     limit = confirming_distance(np.zeros(0) if null_distance is None else null_distance)
     order = np.argsort(np.asarray(copy_sims, np.float64), kind="stable")
     copy_sims = np.asarray(copy_sims, np.float64)[order]
@@ -208,6 +229,7 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
     t = float(np.floor(np.quantile(copy_sims, 1 - KEEP_COPIES) * 1e6) / 1e6)  # never above what was measured
     why = f"keeps {KEEP_COPIES:.0%} of {len(copy_sims)} edited copies"
     crowding = float(false(t))  # look-alikes as close as most copies, as a share of images
+    start = t
     if float(false(t)) > FALSE_GROUPING:
         # the lowest threshold above t, just above a measured value, whose estimate is within it
         values = np.concatenate([other, copy_sims, 2 * m - other])  # where any count moves
@@ -218,13 +240,24 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
                f"{FALSE_GROUPING:.1%} of images are grouped with an image that is not a copy")
     kept, falsely = float(np.mean((copy_sims >= t) & confirmed)), float(false(t))
     done = partial(Calibration, round(t, 6), kept, falsely, int(len(copy_sims)),
-                   hash_distance=limit)
+                   hash_distance=limit, crowding=crowding)
     if copy_share > MAX_COPY_SHARE:
         return done((
             f"not trusted: {min(copy_share, 1):.0%} of the sampled images sit as close to another "
             "image as an edited copy sits to its source, more than real copies can explain: "
             "images here look alike as much as copies do"),
             trusted=False)
+    if crowding > MAX_CROWDING and copy_pixels is not None:
+        agree = np.asarray(copy_pixels(), bool)[order]
+        by_pixels = float(np.mean((copy_sims >= start) & confirmed & agree))
+        if by_pixels >= MIN_COPIES_KEPT:
+            return Calibration(
+                round(start, 6), by_pixels, crowding * PIXEL_FALSE, int(len(copy_sims)),
+                f"look-alikes crowd the copies here (an estimated {crowding:.0%} of images sit "
+                f"as close to one as most copies to their source), so a pair's aligned pixels "
+                f"must agree too, besides its perceptual hashes (at most {limit} of 64 bits "
+                "apart): the check the look-alikes of the collection zoo did not pass",
+                hash_distance=limit, pixels=True, crowding=crowding)
     if crowding > MAX_CROWDING:
         return done((
             f"not trusted: where {KEEP_COPIES:.0%} of edited copies are found, an estimated "
@@ -248,12 +281,14 @@ def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.n
     its source's), and the sample's nearest others that are not identical files (`ids`,
     `sims`; identical files are exact duplicates, found by their content): `choose_threshold`,
     with the copies' hash distances to their sources and every image's to its K-th nearest
-    other (`hashes`: `perceptual_hashes` of the collection's images, rows as `items`)."""
+    other (`hashes`: `perceptual_hashes` of the collection's images, rows as `items`), and,
+    where it asks, whether each copy's pixels agree with its source's."""
+    from .agreement import agreeing, content
     from .edits import copy_queries
 
     if len(items) < 2:
         return Calibration(1.0, 0.0, 0.0, 0, "one image: nothing to compare", trusted=False)
-    positions, copies = copy_queries(coll, items, fit, seed, sample, progress)
+    positions, copies, sizes = copy_queries(coll, items, fit, seed, sample, progress)
     if not len(positions):
         return Calibration(1.0, 0.0, 0.0, 0, "no image could be read to calibrate", trusted=False)
     vectors = np.concatenate([encode(copies[i:i + CALIBRATION_BATCH])
@@ -265,9 +300,62 @@ def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.n
     hashes = np.asarray(hashes, np.uint64)
     last = ids[:, -1]
     null = hash_distance(hashes[last >= 0], hashes[last[last >= 0]])
+
+    def copy_pixels() -> np.ndarray:
+        source = _contents(coll.images, items, positions, fit)
+        copy = [content(c, w, h, fit) for c, (w, h) in zip(copies, sizes)]  # CALIBRATION_SAMPLE
+        return agreeing(copy, source, progress, "copies' pixels")
+
     return choose_threshold(copy_sims, nearest_distinct(ids, copy_scores(ids, sims, back),
                                                         items["sha1"].to_numpy(), positions),
-                            hash_distance(perceptual_hashes(copies), hashes[positions]), null)
+                            hash_distance(perceptual_hashes(copies), hashes[positions]), null,
+                            copy_pixels)
+
+
+class _contents:
+    """`content` arrays of `items`' rows at `positions`, read from the memory-mapped images
+    one at a time as they are asked for."""
+
+    def __init__(self, images: np.ndarray, items: pd.DataFrame, positions: np.ndarray, fit: str):
+        self.images, self.fit = images, fit
+        self.rows = items["row"].to_numpy()[positions]
+        self.sizes = items[["width", "height"]].to_numpy()[positions]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        from .agreement import content
+
+        for row, (w, h) in zip(self.rows, self.sizes):
+            yield content(self.images[row], int(w), int(h), self.fit)
+
+
+def pixel_edges(ids: np.ndarray, sims: np.ndarray, items: pd.DataFrame, images: np.ndarray,
+                hashes: np.ndarray, calibration: Calibration, fit: str,
+                progress=None) -> np.ndarray:
+    """Whether each stored neighbour pair (N x K, as `ids`) agrees by its aligned pixels,
+    checked only for the pairs that pass the calibrated threshold and hash distance and hold
+    different content (the others are False: they are not copies by the first two checks, or
+    are identical files); each unordered pair is checked once."""
+    from .agreement import agreeing
+
+    ids = np.asarray(ids)
+    scores = copy_scores(ids, sims)
+    sha1 = items["sha1"].to_numpy()
+    hashes = np.asarray(hashes, np.uint64)
+    src = np.repeat(np.arange(len(ids)), ids.shape[1]).reshape(ids.shape)
+    dst = np.maximum(ids, 0)
+    want = ((ids >= 0) & (scores >= calibration.threshold)
+            & (hash_distance(hashes[src], hashes[dst]) <= calibration.hash_distance)
+            & (sha1[src] != sha1[dst]))
+    a, b = np.minimum(src, dst)[want], np.maximum(src, dst)[want]
+    pairs, where = np.unique(np.stack([a, b], 1), axis=0, return_inverse=True)
+    agree = agreeing(_contents(images, items, pairs[:, 0], fit),
+                     _contents(images, items, pairs[:, 1], fit), progress)
+    out = np.zeros(ids.shape, bool)
+    out[want] = agree[where.reshape(-1)]
+    return out
 
 
 def nearest_distinct(ids: np.ndarray, scores: np.ndarray, sha1: np.ndarray,
@@ -334,11 +422,13 @@ def _path_ranks(paths: pd.Series) -> np.ndarray:
 
 
 def groups(ids: np.ndarray, sims: np.ndarray, items: pd.DataFrame, threshold: float,
-           hashes: np.ndarray | None = None, most_bits: int = MAX_HASH_DISTANCE) -> Groups:
+           hashes: np.ndarray | None = None, most_bits: int = MAX_HASH_DISTANCE,
+           agree: np.ndarray | None = None) -> Groups:
     """Duplicate groups at `threshold` (the rule in the module docstring), largest first, ties
     by the representative's path. `items` has path, sha1, width, height, mtime_ns per row
     (rows = ids). With `hashes` (a perceptual hash per row), a pair passes only where its
-    hashes also differ in at most `most_bits` bits."""
+    hashes also differ in at most `most_bits` bits; with `agree` (N x K, as `ids`), only where
+    its aligned pixels agree too (`pixel_edges`)."""
     n = len(items)
     content = pd.factorize(items["sha1"].to_numpy())[0]
     _, first = np.unique(content, return_index=True)
@@ -346,6 +436,8 @@ def groups(ids: np.ndarray, sims: np.ndarray, items: pd.DataFrame, threshold: fl
     src = np.repeat(np.arange(n), ids.shape[1])
     dst, sim = ids.reshape(-1).astype(np.int64), sims.reshape(-1)
     ok = (dst >= 0) & (sim >= threshold)
+    if agree is not None:  # the third check, where look-alikes crowd the copies
+        ok &= np.asarray(agree, bool).reshape(-1)
     src, dst, sim = canon[src[ok]], canon[dst[ok]], sim[ok]
     ok = src != dst
     if hashes is not None:  # the second, independent signal
@@ -441,15 +533,17 @@ def find(art, threshold: str | float = "auto") -> dict:
 
     Where the calibration abstained, "auto" groups identical files only and `threshold` is
     None: FEXT suggests no near-duplicate removals it cannot stand behind; a threshold the
-    user gives still groups at that score. Every pair is confirmed by its perceptual hashes."""
+    user gives still groups at that score. Every pair is confirmed by its perceptual hashes;
+    where the calibration asks for it, "auto" also asks its aligned pixels to agree (a
+    threshold the user gives is a look at what scores and hashes group)."""
     from .errors import UsageError
 
     nearest, similarity = art.neighbours()
     calibration = art.meta.get("duplicates", {})
     if any(calibration.get(k) != v for k, v in RULES.items()) or "hash_distance" not in calibration:
         raise art.stale(f"under older duplicate rules (now: a pair of copies is confirmed by its "
-                        f"perceptual hashes, and near-duplicates are suggested only where at most "
-                        f"{MAX_CROWDING:.0%} of images are crowded by look-alikes)")
+                        f"perceptual hashes, and where more than {MAX_CROWDING:.0%} of images are "
+                        "crowded by look-alikes, by its aligned pixels too)")
     if threshold == "auto":
         value = float(calibration["threshold"]) if calibration["trusted"] else None
     else:
@@ -460,9 +554,11 @@ def find(art, threshold: str | float = "auto") -> dict:
         if not -1.0 <= value <= 1.0:
             raise UsageError(f"threshold is a similarity above the background, between -1 and 1; "
                              f"got {value}")
+    pixels = threshold == "auto" and value is not None and calibration.get("pixels", False)
     found = groups(np.asarray(nearest), copy_scores(nearest, similarity), art.items,
                    np.inf if value is None else value, art.hashes(),
-                   int(calibration["hash_distance"]))
+                   int(calibration["hash_distance"]), art.agreement() if pixels else None)
     return {"images": art.meta["images"], "count": int(len(art.items)), "threshold": value,
-            "near_duplicates": value is not None, "calibration": calibration, "groups": found,
+            "near_duplicates": value is not None, "pixels": bool(pixels),
+            "calibration": calibration, "groups": found,
             "removable": found.removable}

@@ -199,8 +199,9 @@ def working_copy(path, side: int) -> Image.Image:
 
 def copy_queries(coll, items, fit: str, seed: int = 0, limit: int = 500, progress=None,
                  repeat: bool = False):
-    """(positions into `items`, uint8 model inputs): edited copies of a seeded sample of up
-    to `limit` of a collection's images, loaded as a query is. Each is edited on a working
+    """(positions into `items`, uint8 model inputs, (width, height) of each edited copy before
+    it was fitted to the input): edited copies of a seeded sample of up to `limit` of a
+    collection's images, loaded as a query is. Each is edited on a working
     copy of up to 4x the model's input size. Files that cannot be read any more are passed
     over (others stand in). With `repeat`, a collection smaller than `limit` is walked again,
     each pass editing every image anew, so a small split still gives `limit` copies.
@@ -211,7 +212,7 @@ def copy_queries(coll, items, fit: str, seed: int = 0, limit: int = 500, progres
     rng = np.random.default_rng(seed)
     size = coll.image_size
     want = limit if repeat and len(items) else min(limit, len(items))
-    positions, copies, unreadable = [], [], set()
+    positions, copies, sizes, unreadable = [], [], [], set()
     while len(copies) < want and len(unreadable) < len(items):
         for pos in rng.permutation(len(items)):
             if len(copies) >= want:
@@ -224,12 +225,15 @@ def copy_queries(coll, items, fit: str, seed: int = 0, limit: int = 500, progres
                 unreadable.add(pos)
                 continue
             buf = io.BytesIO()
-            edit(img, int(rng.integers(2 ** 31))).save(buf, "PNG")
+            edited = edit(img, int(rng.integers(2 ** 31)))
+            edited.save(buf, "PNG")
             copies.append(load(buf.getvalue(), size, fit))
             positions.append(int(pos))
+            sizes.append(edited.size)
             if progress:
                 progress("copies", len(copies), want)
         if not repeat:
             break
     empty = np.zeros((0, size, size, 3), np.uint8)
-    return np.array(positions, np.int64), (np.stack(copies) if copies else empty)
+    return (np.array(positions, np.int64), (np.stack(copies) if copies else empty),
+            np.array(sizes, np.int64).reshape(-1, 2))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import anomaly, duplicates, projection
-from .artifacts import HASH_FILE, NEIGHBOUR_FILES, SCORE_FILES, Artifacts
+from .artifacts import AGREE_FILE, HASH_FILE, NEIGHBOUR_FILES, SCORE_FILES, Artifacts
 from .collection import Collection
 from .config import ExtractConfig
 from .encoding import (
@@ -165,6 +165,11 @@ def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, in
     calibration = duplicates.calibrate(
         lambda x: encode_batch(encoder, to_model_input(x), pad_to=batch)[0], coll, items, feats,
         nearest, similarity, hashes, coll.fit, progress=progress)
+    if calibration.pixels:
+        agree = duplicates.pixel_edges(nearest, similarity, items, coll.images, hashes,
+                                       calibration, coll.fit, progress)
+        with atomic_path(version / AGREE_FILE, ".npy") as tmp:
+            np.save(tmp, agree)
     progress("duplicate threshold", 1, 1)
     progress("anomaly scores", 0, 1)
     isolation = anomaly.isolation_of(similarity)

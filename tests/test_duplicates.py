@@ -11,11 +11,14 @@ import pytest
 from PIL import Image
 
 from fext.duplicates import (
+    KEEP_COPIES,
+    PIXEL_FALSE,
     choose_threshold,
     confirming_distance,
     groups,
     hash_distance,
     perceptual_hashes,
+    pixel_edges,
     removals,
 )
 from fext.edits import edit
@@ -124,6 +127,57 @@ def test_threshold_keeps_the_copies_unless_too_many_images_would_be_grouped():
     crowded = rng.uniform(0.85, 0.95, 500)
     cal = choose_threshold(copies, crowded)
     assert not cal.trusted and "overlap" in cal.text
+
+
+def test_where_look_alikes_crowd_the_copies_pixels_decide_instead_of_abstaining():
+    """Frames of a burst: 30 % of images have a look-alike as close as most copies. The
+    calibration asks the copies' pixels (only then) and, where most copies agree by them,
+    suggests near duplicates at the threshold that keeps the copies, confirmed by pixels."""
+    rng = np.random.default_rng(6)
+    copies, others = rng.uniform(0.9, 1.0, 500), rng.uniform(0.3, 0.8, 500)
+    crowded = np.where(rng.random(500) < 0.3, rng.uniform(0.9, 0.97, 500), others)
+    agree = rng.random(500) < 0.9
+
+    def never():
+        raise AssertionError("the pixels were asked where scores decide")
+
+    assert choose_threshold(copies, others, copy_pixels=never).trusted  # not crowded
+    cal = choose_threshold(copies, crowded, copy_pixels=lambda: agree)
+    assert cal.trusted and cal.pixels and "pixels must agree" in cal.text
+    assert cal.threshold == pytest.approx(np.quantile(copies, 1 - KEEP_COPIES), abs=1e-5)
+    assert cal.copies_kept == pytest.approx(np.mean((copies >= cal.threshold) & agree))
+    assert cal.false_grouping == pytest.approx(cal.crowding * PIXEL_FALSE) and cal.crowding > 0.02
+    # where the copies' own pixels rarely agree (edits the check cannot follow): abstain
+    cal = choose_threshold(copies, crowded, copy_pixels=lambda: rng.random(500) < 0.3)
+    assert not cal.trusted and not cal.pixels and "overlap" in cal.text
+
+
+def test_pixel_edges_check_the_pairs_that_pass_scores_and_hashes_and_groups_obey_them():
+    """A photo, its edited copy, the next frame of its burst, an unrelated photo (below the
+    threshold) and an identical file: only the copy's pair agrees; the look-alike's pair, which
+    scores and hashes let through, is kept out of the group by its pixels."""
+    photo = Image.open(__import__("skimage").data_dir + "/coffee.png").convert("RGB")
+    source = photo.crop((100, 50, 340, 290))
+    frame = photo.crop((125, 50, 365, 290))
+    other = photo.crop((300, 100, 540, 340))
+    files = [source, edit(source, 3), frame, other, source]
+    images = np.stack([np.asarray(f.resize((32, 32))) for f in files])
+    items = items_of(5, sha1=["a", "b", "c", "d", "a"])
+    items["row"] = np.arange(5)
+    items["width"], items["height"] = 240, 240
+    ids, sims = graph(5, {(0, 1): 0.95, (0, 2): 0.94, (0, 3): 0.2, (0, 4): 1.0, (1, 2): 0.93},
+                      k=4)
+    hashes = np.zeros(5, np.uint64)
+    cal = choose_threshold(np.full(10, 0.5), np.zeros(10))
+    cal = type(cal)(0.5, 1.0, 0.0, 10, "test", hash_distance=22, pixels=True)
+    agree = pixel_edges(ids, sims, items, images, hashes, cal, "pad")
+    pairs = {(i, int(j)) for i, j in zip(*np.nonzero(agree)) for j in [ids[i, j]]}
+    assert pairs == {(0, 1), (1, 0)}
+    found = groups(ids, sims, items, 0.5, hashes, 22, agree).dicts(items)
+    assert [sorted(m["path"] for m in g["members"]) for g in found] == [
+        ["img_0.png", "img_1.png", "img_4.png"]]
+    loose = groups(ids, sims, items, 0.5, hashes, 22).dicts(items)  # scores and hashes alone
+    assert "img_2.png" in {m["path"] for g in loose for m in g["members"]}
 
 
 def test_a_folder_full_of_real_copies_does_not_push_the_threshold_above_them():
@@ -320,3 +374,30 @@ def test_a_calibration_decided_under_older_rules_is_stale(planted, tmp_path):
     done = run_cli("duplicates", "--name", "d", workspace=copy, check=False)
     assert done.returncode == 1 and "older duplicate rules" in done.stderr
     assert "fext extract --name d" in done.stderr
+
+
+def test_where_the_calibration_asks_for_pixels_auto_groups_only_pairs_whose_pixels_agree(
+        planted, tmp_path):
+    """`auto` reads the extraction's pixel check where its calibration asks for one: a pair
+    the check rejected is not suggested (exact copies still are), a threshold the user gives
+    looks at scores and hashes alone, and an extraction without the check is stale."""
+    ws, _, source = planted
+    copy = tmp_path / "ws"
+    shutil.copytree(ws, copy)
+    version = next((copy / "index" / "d").glob("*/meta.json")).parent
+    meta = json.loads((version / "meta.json").read_text())
+    if not meta["duplicates"]["trusted"]:
+        meta["duplicates"]["threshold"] = -1.0  # somewhere for the check to act
+    meta["duplicates"].update(trusted=True, pixels=True)
+    (version / "meta.json").write_text(json.dumps(meta))
+    ids = np.load(version / "neighbours.npy")
+    np.save(version / "agree.npy", np.zeros(ids.shape, bool))  # no pair agrees
+    result = json.loads(run_cli("duplicates", "--name", "d", "--json", workspace=copy).stdout)
+    assert result["pixels"] and result["groups"]
+    assert all(m["exact"] for g in result["groups"] for m in g["members"])
+    given = json.loads(run_cli("duplicates", "--name", "d", "--json", "--threshold",
+                               str(meta["duplicates"]["threshold"]), workspace=copy).stdout)
+    assert not given["pixels"] and given["removable"] > result["removable"]
+    (version / "agree.npy").unlink()
+    stale = run_cli("duplicates", "--name", "d", workspace=copy, check=False)
+    assert stale.returncode == 1 and "checked by their pixels" in stale.stderr

@@ -50,7 +50,8 @@ def test_copy_queries_are_seeded_and_each_copy_edited_anew(tmp_path):
         photo().save(tmp_path / name)
     coll = type("Coll", (), {"root": tmp_path, "image_size": 32})()
     items = pd.DataFrame({"path": ["a.png", "b.png"]})
-    (pos, a), (again, b) = (copy_queries(coll, items, "pad", seed=1) for _ in range(2))
+    (pos, a, sizes), (again, b, _) = (copy_queries(coll, items, "pad", seed=1) for _ in range(2))
     assert sorted(pos) == [0, 1] and np.array_equal(pos, again) and np.array_equal(a, b)
+    assert sizes.shape == (2, 2) and (sizes > 32).all()  # edited at up to 4x the input size
     assert a.shape == (2, 32, 32, 3) and a.dtype == np.uint8
     assert not np.array_equal(a[0], a[1])  # the same picture, edited anew for each copy

@@ -52,19 +52,24 @@ else:
                icon=":material/help:")
 low = min(0.0, float(cal["threshold"]))
 start = float(min(max(cal["threshold"], low), 1.0)) if cal["trusted"] else 1.0
+help_text = ("Two images are copies when their vectors' cosine similarity, less what unrelated "
+             "images score against them (their 8th nearest neighbour's), is at least this, and "
+             f"their perceptual hashes differ in at most {cal['hash_distance']} of 64 bits (a "
+             "second check, independent of the model). Lower finds more, and more false matches.")
+if cal.get("pixels"):
+    help_text += (" At the suggested threshold a pair's aligned pixels must agree too (look-alikes "
+                  "crowd the copies here); at any other, scores and hashes alone group.")
+if not cal["trusted"]:
+    help_text += " Here no threshold is suggested: at 1.000 only identical files are grouped."
 threshold = st.slider("Similarity threshold", low, 1.0, start, step=0.001, format="%.3f",
-                      help="Two images are copies when their vectors' cosine similarity, less "
-                           "what unrelated images score against them (their 8th nearest "
-                           "neighbour's), is at least this, and their perceptual hashes "
-                           f"differ in at most {cal['hash_distance']} of 64 bits (a second check, "
-                           "independent of the model). Lower finds more, and more false "
-                           "matches." + ("" if cal["trusted"] else
-                                         " Here no threshold is suggested: at 1.000 only "
-                                         "identical files are grouped."))
+                      help=help_text)
 suggested = cal["trusted"] and threshold == cal["threshold"]
 result = calibrated if suggested or (not cal["trusted"] and threshold == 1.0) else grouped(
     str(ws.root), name, art.dir.name, threshold, art)
 found = result["groups"]
+if cal.get("pixels") and not suggested:
+    st.caption(f"Looking at {threshold:.3f}: these groups are what scores and hashes find, "
+               "without the pixel check the suggestion passes, so look-alikes may be among them.")
 
 a, b, c = st.columns(3, border=True)
 a.metric("Images", f"{result['count']:,}")

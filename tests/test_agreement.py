@@ -1,0 +1,74 @@
+"""The pixel check: an edited copy's aligned pixels agree with its source's; a burst's next
+frame, another crop of the photograph, a patch of sky and a copy with a part changed do not."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage
+from PIL import Image, ImageDraw, ImageEnhance
+
+from fext.agreement import check, content
+from fext.edits import edit
+from fext.images import load
+
+PHOTOS = Path(skimage.__file__).parent / "data"
+
+
+def as_input(img: Image.Image, size: int = 64) -> np.ndarray:
+    """The pixels the check sees: the image saved, loaded as the collection's cache holds it
+    (padded to a square at the model's input size), its padding cut off again."""
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return content(load(buf.getvalue(), size, "pad"), *img.size)
+
+
+def window(photo: str, x: float, y: float, side: float = 0.45, zoom: float = 1.0) -> Image.Image:
+    """A square crop of a bundled photograph at (x, y) (shares of its size), 160 px."""
+    with Image.open(PHOTOS / photo) as img:
+        img = img.convert("RGB")
+        s = int(min(img.size) * side * zoom)
+        left, top = int(x * (img.width - s)), int(y * (img.height - s))
+        return img.crop((left, top, left + s, top + s)).resize((160, 160), Image.Resampling.LANCZOS)
+
+
+@pytest.mark.parametrize("photo", ["astronaut.png", "coffee.png", "chelsea.png"])
+def test_edited_copies_agree_by_their_pixels(photo):
+    source = as_input(window(photo, 0.4, 0.3))
+    for seed in range(4):
+        copy = window(photo, 0.4, 0.3)
+        result = check(source, as_input(edit(copy, seed)))
+        assert result.agree, (seed, result)
+    # a wide photo, padded to a square in the cache, and its copy cropped to another shape
+    with Image.open(PHOTOS / photo) as img:
+        wide = img.convert("RGB").resize((200, 130))
+    assert check(as_input(wide), as_input(edit(wide, 7))).agree
+
+
+@pytest.mark.parametrize("photo", ["astronaut.png", "coffee.png", "chelsea.png"])
+def test_look_alikes_do_not_agree(photo):
+    source = window(photo, 0.4, 0.3)
+    # the next frame of a burst: the camera moved 8 %, the light changed across the frame,
+    # and something moved
+    frame = window(photo, 0.4 + 0.08 * 0.45, 0.3)
+    light = np.linspace(0.85, 1.15, 160)[None, :, None]
+    frame = Image.fromarray(np.clip(np.asarray(frame) * light, 0, 255).astype(np.uint8))
+    ImageDraw.Draw(frame).ellipse((100, 40, 122, 70), fill=(30, 200, 40))
+    # another crop of the same photograph, overlapping most of it
+    other = window(photo, 0.4 + 0.25 * 0.45, 0.3 + 0.1 * 0.45)
+    # the same crop with one part changed (a word of a form, a person who moved)
+    changed = window(photo, 0.4, 0.3)
+    ImageDraw.Draw(changed).rectangle((60, 60, 84, 84), fill=(250, 250, 250))
+    for look_alike in (frame, other, changed):
+        result = check(as_input(source), as_input(ImageEnhance.Brightness(look_alike).enhance(1.1)))
+        assert not result.agree, result
+
+
+def test_an_image_too_flat_to_pin_down_is_not_confirmed():
+    """Two crops of a smooth sky redraw each other whatever the alignment: no evidence of a
+    copy, so no confirmation (a user loses nothing: the pair is simply not suggested)."""
+    y, x = np.mgrid[0:300, 0:300] / 300
+    sky = np.stack([120 + 60 * y, 120 + 40 * y + 10 * x, 200 + 30 * y], -1).astype(np.uint8)
+    a, b = Image.fromarray(sky[0:150, 0:150]), Image.fromarray(sky[40:190, 60:210])
+    assert not check(as_input(a), as_input(b)).agree
