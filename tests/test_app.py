@@ -211,6 +211,9 @@ def test_scanning_a_folder_without_images_says_so(own_ws, tmp_path):
 def test_train_lists_runs_and_refuses_a_missing_folder(own_ws, tmp_path):
     at = run_page("train")
     assert "demo" in set(at.dataframe[0].value["model"])
+    # the runs' loss curves: whole epochs, and log-axis ticks labelled as values (0.02, not "2")
+    spec = at.get("plotly_chart")[0].proto.spec.replace(" ", "")
+    assert '"dtick":1' in spec and '"tickformat":".2~g"' in spec
     widget(at.text_input, "Image folder").set_value(str(tmp_path / "missing"))
     button(at, "Start training").click().run()
     assert not at.exception

@@ -305,7 +305,7 @@ ON_SCREEN = """() => { const gd = document.querySelector('.fext-plot'); const fl
   for (let i = 0; i < t.x.length; i++) {
     if (t.x[i] >= x0 && t.x[i] <= x1 && t.y[i] >= y0 && t.y[i] <= y1)
       out.push({id: gd.__fextIds[i], x: r.left + fl._size.l + fl.xaxis.l2p(t.x[i]),
-                y: r.top + fl._size.t + fl.yaxis.l2p(t.y[i])});
+                y: r.top + fl._size.t + fl.yaxis.l2p(t.y[i]), colour: t.marker.color[i]});
   }
   return out; }"""
 
@@ -349,7 +349,7 @@ def test_zooming_in_draws_the_points_as_their_pictures(browser, app_url, app_ws)
     on = page.evaluate(ON_SCREEN)
     shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"), np.int16)
     half = 14  # the smallest picture is 28 px a side
-    shown = 0
+    shown = framed = 0
     for p in on:
         x, y = int(p["x"]), int(p["y"])
         if not (box["x"] + half < x < box["x"] + box["width"] - half):
@@ -357,7 +357,14 @@ def test_zooming_in_draws_the_points_as_their_pictures(browser, app_url, app_ws)
         patch = shot[y - half:y + half, x - half:x + half]
         near = (np.abs(patch - COLOURS[labels.iat[p["id"]]]) < 40).all(-1).sum()
         shown += near >= 12
+        # framed in the point's colour (its label's, as the legend shows it): the frame of a
+        # picture 28-48 px a side lies within 25 px of the point; the dots, drawn translucent
+        # and under the pictures, never match the colour itself
+        rgb = [int(p["colour"][k:k + 2], 16) for k in (1, 3, 5)]
+        ring = shot[y - 25:y + 25, x - 25:x + 25]
+        framed += (np.abs(ring - rgb) <= 6).all(-1).sum() >= 40
     assert shown >= 0.8 * len(on), (shown, len(on))
+    assert framed >= 0.8 * len(on), (framed, len(on))
     # the pictures leave the hover alone: the point under the cursor still shows its thumbnail
     page.mouse.move(on[0]["x"], on[0]["y"])
     page.wait_for_function("""() => { const t = document.querySelector('.fext-tip');

@@ -22,6 +22,8 @@ from fext import atlas
 PALETTE = ["#2f6fdf", "#e4572e", "#29a36a", "#f2a541", "#8e44ad", "#17becf", "#d62780",
            "#7f7f7f", "#bcbd22", "#8c564b", "#1f3b73", "#ff9896", "#98df8a", "#c5b0d5",
            "#9edae5", "#ffbb78", "#393b79", "#637939", "#8c6d31", "#843c39"]
+INFERNO = ["#000004", "#1b0c41", "#4a0c6b", "#781c6d", "#a52c60", "#cf4446", "#ed6925",
+           "#fb9b06", "#f7d13d", "#fcffa4"]  # plotly's "Inferno" scale: the pictures' frames
 MAX_POLYGON = 300  # vertices of a lasso sent back (the URL of its CSV must stay short)
 PICTURES_BELOW = 2000  # points on screen under which each is drawn as its picture
 
@@ -51,6 +53,15 @@ CSS = """
 
 JS = (Path(__file__).parent / "static" / "pictures.js").read_text() + """
 const PALETTE = __PALETTE__;
+const INFERNO = __INFERNO__.map(h => [1, 3, 5].map(k => parseInt(h.slice(k, k + 2), 16)));
+
+function inferno(t) {  // the colour the Inferno scale gives t in [0, 1], as 0xRRGGBB
+  const f = Math.min(Math.max(t || 0, 0), 1) * (INFERNO.length - 1);
+  const i = Math.min(Math.floor(f), INFERNO.length - 2);
+  const [a, b] = [INFERNO[i], INFERNO[i + 1]], w = f - i;
+  const [r, g, bl] = a.map((v, k) => Math.round(v + (b[k] - v) * w));
+  return (r << 16) | (g << 8) | bl;
+}
 const MAX_POLYGON = __MAX_POLYGON__;
 
 function loadPlotly(src) {
@@ -105,8 +116,10 @@ export default function (component) {
     const x = new Float32Array(pbuf, 4 * n, n), y = new Float32Array(pbuf, 8 * n, n);
     const c = new Float32Array(cbuf);
     const size = n > 50000 ? 2 : n > 5000 ? 4 : 7;
-    let marker;
+    let marker, rgb;
     if (data.categories) {
+      const hex = PALETTE.map(h => parseInt(h.slice(1), 16));
+      rgb = Uint32Array.from(c, v => hex[v % hex.length]);
       marker = { size, opacity: 0.8, color: Array.from(c, v => PALETTE[v % PALETTE.length]) };
       legend.innerHTML = "";
       data.categories.slice(0, 40).forEach((name, i) => {
@@ -117,6 +130,8 @@ export default function (component) {
       });
       if (data.categories.length > 40) legend.append(`… ${data.categories.length - 40} more`);
     } else {
+      const [lo, hi] = data.range, span = hi > lo ? hi - lo : 1;
+      rgb = Uint32Array.from(c, v => inferno((v - lo) / span));
       marker = { size, opacity: 0.85, color: c, colorscale: "Inferno", cmin: data.range[0],
                  cmax: data.range[1], showscale: true,
                  colorbar: { title: { text: data.colour_name }, thickness: 12 } };
@@ -136,7 +151,7 @@ export default function (component) {
     if (data.pictures) {
       const layer = old && old.base === data.pictures.base ? old : pictureLayer(root, plot, data.pictures);
       plot.__fextPictures = layer;
-      layer.points(x, y);
+      layer.points(x, y, rgb);
       plot.on("plotly_relayouting", (ev) => layer.view(ev));
       plot.on("plotly_relayout", () => layer.view());
       plot.on("plotly_afterplot", () => layer.view());
@@ -172,7 +187,8 @@ export default function (component) {
     root.dataset.ready = "1";
   })().catch((e) => { legend.textContent = "The map could not be drawn: " + e.message; });
 }
-""".replace("__PALETTE__", json.dumps(PALETTE)).replace("__MAX_POLYGON__", str(MAX_POLYGON))
+""".replace("__PALETTE__", json.dumps(PALETTE)).replace("__INFERNO__", json.dumps(INFERNO)) \
+    .replace("__MAX_POLYGON__", str(MAX_POLYGON))
 
 _component = st.components.v2.component("fext_map", html=HTML, css=CSS, js=JS,
                                         isolate_styles=False)

@@ -243,6 +243,7 @@ def runs() -> None:
         fig = px.line(both, x="epoch", y="value", color="model", line_dash=dash, markers=True,
                       log_y=True, height=340, title="Validation loss per epoch")
         fig.update_xaxes(dtick=1)  # epochs are whole numbers
+        fig.update_yaxes(tickformat=".2~g")  # whole values, not the digits log axes show between decades
         fig.update_layout(margin=dict(l=10, r=10, t=40, b=10),
                           yaxis_title="loss (training objective, log)")
         st.plotly_chart(fig, width="stretch")

@@ -4,10 +4,13 @@
    that lie together on the map, so a zoomed-in view needs a few. Pictures are textured quads
    drawn with WebGL on a canvas inside Plotly's own WebGL layer, so Plotly's hover, selection
    outline and drag layers stay above them and keep working; canvas 2D draws them where WebGL is
-   unavailable. Prepended to the map component's module by fext/ui/scatter.py. */
+   unavailable. Each picture is framed in its point's colour, so the legend (a label, a score)
+   still reads on a map made of pictures. Prepended to the map component's module by
+   fext/ui/scatter.py. */
 
 const SPRITE_MIN = 28, SPRITE_MAX = 48;  // CSS pixels a side of one picture on the map
 const KEEP_ATLASES = 24;  // atlases kept decoded beyond those on screen (4 MB of GPU memory each)
+const FRAME = 2.5;  // CSS pixels of the frame in the point's colour
 
 function webglSprites(canvas) {
   const gl = canvas.getContext("webgl", { alpha: true, premultipliedAlpha: true, antialias: false });
@@ -21,19 +24,25 @@ function webglSprites(canvas) {
   };
   const prog = gl.createProgram();
   gl.attachShader(prog, compile(gl.VERTEX_SHADER, `
-    attribute vec2 a_xy; attribute vec2 a_uv; uniform vec2 u_css; varying vec2 v_uv;
+    attribute vec2 a_xy; attribute vec2 a_uv; attribute vec2 a_at; attribute vec3 a_rgb;
+    uniform vec2 u_css; varying vec2 v_uv; varying vec2 v_at; varying vec3 v_rgb;
     void main() {
-      v_uv = a_uv;
+      v_uv = a_uv; v_at = a_at; v_rgb = a_rgb;
       gl_Position = vec4(a_xy / u_css * vec2(2.0, -2.0) + vec2(-1.0, 1.0), 0.0, 1.0);
     }`));
   gl.attachShader(prog, compile(gl.FRAGMENT_SHADER, `
-    precision mediump float; uniform sampler2D u_tex; varying vec2 v_uv;
-    void main() { gl_FragColor = texture2D(u_tex, v_uv); }`));
+    precision mediump float; uniform sampler2D u_tex; uniform float u_frame;
+    varying vec2 v_uv; varying vec2 v_at; varying vec3 v_rgb;
+    void main() {  // v_at: where in the picture (0-1 across), so its edge is the frame
+      float edge = min(min(v_at.x, 1.0 - v_at.x), min(v_at.y, 1.0 - v_at.y));
+      gl_FragColor = edge < u_frame ? vec4(v_rgb, 1.0) : texture2D(u_tex, v_uv);
+    }`));
   gl.linkProgram(prog);
   if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(prog));
   const buf = gl.createBuffer();
   const aXY = gl.getAttribLocation(prog, "a_xy"), aUV = gl.getAttribLocation(prog, "a_uv");
-  const uCSS = gl.getUniformLocation(prog, "u_css");
+  const aAt = gl.getAttribLocation(prog, "a_at"), aRGB = gl.getAttribLocation(prog, "a_rgb");
+  const uCSS = gl.getUniformLocation(prog, "u_css"), uFrame = gl.getUniformLocation(prog, "u_frame");
   return {
     kind: "webgl",
     texture(bitmap) {
@@ -47,7 +56,8 @@ function webglSprites(canvas) {
       return t;
     },
     drop(t) { gl.deleteTexture(t); },
-    // groups: [{atlas: {image, w, h}, at: [x, y, cell, ...]}]; size: CSS pixels a side
+    // groups: [{atlas: {image, w, h}, at: [x, y, cell, rgb, ...]}] (rgb: 0xRRGGBB); size: CSS
+    // pixels a side
     draw(groups, size, clip, dpr, opts) {
       gl.viewport(0, 0, canvas.width, canvas.height);
       gl.disable(gl.SCISSOR_TEST);
@@ -59,23 +69,27 @@ function webglSprites(canvas) {
                  Math.round(clip.w * dpr), Math.round(clip.h * dpr));
       gl.useProgram(prog);
       gl.uniform2f(uCSS, canvas.width / dpr, canvas.height / dpr);
+      gl.uniform1f(uFrame, FRAME / size);
       gl.bindBuffer(gl.ARRAY_BUFFER, buf);
-      gl.enableVertexAttribArray(aXY);
-      gl.enableVertexAttribArray(aUV);
-      gl.vertexAttribPointer(aXY, 2, gl.FLOAT, false, 16, 0);
-      gl.vertexAttribPointer(aUV, 2, gl.FLOAT, false, 16, 8);
+      for (const a of [aXY, aUV, aAt, aRGB]) gl.enableVertexAttribArray(a);
+      gl.vertexAttribPointer(aXY, 2, gl.FLOAT, false, 36, 0);
+      gl.vertexAttribPointer(aUV, 2, gl.FLOAT, false, 36, 8);
+      gl.vertexAttribPointer(aAt, 2, gl.FLOAT, false, 36, 16);
+      gl.vertexAttribPointer(aRGB, 3, gl.FLOAT, false, 36, 24);
       const h = size / 2;
       for (const g of groups) {
-        const { w: W, h: H } = g.atlas, n = g.at.length / 3;
-        const v = new Float32Array(n * 24);
+        const { w: W, h: H } = g.atlas, n = g.at.length / 4;
+        const v = new Float32Array(n * 54);
         for (let k = 0; k < n; k++) {
-          const x = g.at[3 * k], y = g.at[3 * k + 1], cell = g.at[3 * k + 2];
+          const x = g.at[4 * k], y = g.at[4 * k + 1], cell = g.at[4 * k + 2], rgb = g.at[4 * k + 3];
+          const r = (rgb >> 16) / 255, gr = ((rgb >> 8) & 255) / 255, b = (rgb & 255) / 255;
           const cx = cell % opts.side, cy = Math.floor(cell / opts.side);
           // half a texel in from the cell's edge: linear filtering never reaches a neighbour
           const u0 = (cx * opts.thumb + 0.5) / W, u1 = ((cx + 1) * opts.thumb - 0.5) / W;
           const v0 = (cy * opts.thumb + 0.5) / H, v1 = ((cy + 1) * opts.thumb - 0.5) / H;
-          v.set([x - h, y - h, u0, v0, x + h, y - h, u1, v0, x - h, y + h, u0, v1,
-                 x - h, y + h, u0, v1, x + h, y - h, u1, v0, x + h, y + h, u1, v1], 24 * k);
+          v.set([x - h, y - h, u0, v0, 0, 0, r, gr, b, x + h, y - h, u1, v0, 1, 0, r, gr, b,
+                 x - h, y + h, u0, v1, 0, 1, r, gr, b, x - h, y + h, u0, v1, 0, 1, r, gr, b,
+                 x + h, y - h, u1, v0, 1, 0, r, gr, b, x + h, y + h, u1, v1, 1, 1, r, gr, b], 54 * k);
         }
         gl.bindTexture(gl.TEXTURE_2D, g.atlas.image);
         gl.bufferData(gl.ARRAY_BUFFER, v, gl.STREAM_DRAW);
@@ -100,11 +114,14 @@ function canvasSprites(canvas) {
       ctx.rect(clip.l, clip.t, clip.w, clip.h);
       ctx.clip();
       const h = size / 2, t = opts.thumb;
+      ctx.lineWidth = FRAME;
       for (const g of groups) {
-        for (let k = 0; k < g.at.length; k += 3) {
+        for (let k = 0; k < g.at.length; k += 4) {
           const cell = g.at[k + 2];
           ctx.drawImage(g.atlas.image, (cell % opts.side) * t, Math.floor(cell / opts.side) * t, t, t,
                         g.at[k] - h, g.at[k + 1] - h, size, size);
+          ctx.strokeStyle = "#" + g.at[k + 3].toString(16).padStart(6, "0");
+          ctx.strokeRect(g.at[k] - h + FRAME / 2, g.at[k + 1] - h + FRAME / 2, size - FRAME, size - FRAME);
         }
       }
       ctx.restore();
@@ -113,14 +130,16 @@ function canvasSprites(canvas) {
 }
 
 /* The picture layer of one map: `opts` = {base, block, side, thumb, below} (fext/ui/scatter.py).
-   `points(x, y)` gives it the drawn points, `view(ev)` redraws it for the plot's current axes
+   `points(x, y, rgb)` gives it the drawn points and their colours (0xRRGGBB each), `view(ev)`
+   redraws it for the plot's current axes
    (or the ranges a plotly_relayouting event carries, mid-drag). */
 function pictureLayer(root, plot, opts) {
   const caption = root.querySelector(".fext-pics");
   const canvas = document.createElement("canvas");
   canvas.className = "fext-sprites";
   const atlases = new Map();  // atlas number -> {image, w, h, used} (image null while loading)
-  let sprites = null, slots = null, asked = false, x = null, y = null, tick = 0, lastEv = null;
+  let sprites = null, slots = null, asked = false, x = null, y = null, rgb = null, tick = 0;
+  let lastEv = null;
   let disposed = false;
   root.dataset.pictures = "0";
   root.dataset.atlases = "0";
@@ -223,7 +242,8 @@ function pictureLayer(root, plot, opts) {
         if (!a || !a.image) continue;
         a.used = tick;
         if (!groups.has(b)) groups.set(b, { atlas: a, at: [] });
-        groups.get(b).at.push(s.l + (x[i] - x0) * fx, s.t + (y1 - y[i]) * fy, slots[i] % opts.block);
+        groups.get(b).at.push(s.l + (x[i] - x0) * fx, s.t + (y1 - y[i]) * fy, slots[i] % opts.block,
+                              rgb[i]);
         drawn += 1;
       }
       load(needed);
@@ -242,7 +262,7 @@ function pictureLayer(root, plot, opts) {
 
   return {
     base: opts.base,
-    points(px, py) { x = px; y = py; },
+    points(px, py, colours) { x = px; y = py; rgb = colours; },
     view,
     dispose() {  // another map in the same plot: its pictures go with it
       disposed = true;
