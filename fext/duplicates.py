@@ -256,7 +256,7 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
                 f"look-alikes crowd the copies here (an estimated {crowding:.0%} of images sit "
                 f"as close to one as most copies to their source), so a pair's aligned pixels "
                 f"must agree too, besides its perceptual hashes (at most {limit} of 64 bits "
-                "apart): the check the look-alikes of the collection zoo did not pass",
+                "apart); on the collection zoo, no look-alike pair passed that check",
                 hash_distance=limit, pixels=True, crowding=crowding)
     if crowding > MAX_CROWDING:
         return done((
