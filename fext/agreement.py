@@ -179,10 +179,9 @@ def _refine(src: np.ndarray, dst: np.ndarray, th: np.ndarray, steps: int = 15) -
     return th
 
 
-def _residual(src: np.ndarray, dst: np.ndarray, th: np.ndarray) -> tuple[float, float]:
-    """What a per-channel gain and offset fit leaves, as shares of `dst`'s spread: its RMS at
-    32 px, and the RMS of its worst 4 x 4 block."""
-    warped = _warp(src, th)
+def _residual(warped: np.ndarray, dst: np.ndarray) -> tuple[float, float]:
+    """What a per-channel gain and offset fit of `warped` to `dst` leaves, as shares of `dst`'s
+    spread: its RMS at 32 px, and the RMS of its worst 4 x 4 block."""
     res = np.empty(dst.shape)
     for c in range(3):
         gain, bias = _fit(warped[..., c], dst[..., c])
@@ -206,8 +205,8 @@ def check(a: np.ndarray, b: np.ndarray) -> Check:
                                key=lambda t: t[0][0])
     th = _refine(src, dst, th)
     warped = _warp(src, th)
-    residual, local = _residual(src, dst, th)
-    misaligned = min(_residual(src, dst, th + MISALIGN * np.array(d))[0]
+    residual, local = _residual(warped, dst)
+    misaligned = min(_residual(_warp(src, th + MISALIGN * np.array(d)), dst)[0]
                      for d in ((0, 1, 0, 0), (0, -1, 0, 0), (0, 0, 0, 1), (0, 0, 0, -1)))
     length_y, oy, length_x, ox = th
     return Check(cover=float(min(length_y, length_x)),
