@@ -229,8 +229,8 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
     t = float(np.floor(np.quantile(copy_sims, 1 - KEEP_COPIES) * 1e6) / 1e6)  # never above what was measured
     why = f"keeps {KEEP_COPIES:.0%} of {len(copy_sims)} edited copies"
     crowding = float(false(t))  # look-alikes as close as most copies, as a share of images
-    start = t
-    if float(false(t)) > FALSE_GROUPING:
+    start = t  # the threshold that keeps KEEP_COPIES: the pixel check's, where it is asked
+    if crowding > FALSE_GROUPING:
         # the lowest threshold above t, just above a measured value, whose estimate is within it
         values = np.concatenate([other, copy_sims, 2 * m - other])  # where any count moves
         cand = np.unique(np.floor(values[values >= t] * 1e6) / 1e6 + 1e-6)
