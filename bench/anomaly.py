@@ -18,7 +18,13 @@ shipped before 2026-11-25. Baselines on the same folder: PCA reconstruction erro
 isolation (mean distance to the 5 nearest other images, leave-one-out through FAISS: nothing
 N x N).
 
+mixed ("a folder with an unwanted series in it"): a flat folder of every label but one, with 40
+images of that one and 10 junk files (photo crops, noise frames) planted: odd ones out that are
+a small class of their own, each other's nearest neighbours, not single strays. Measured as the
+odd-ones-out folders are.
+
     .venv/bin/python bench/anomaly.py                       # both, every demo digit
+    .venv/bin/python bench/anomaly.py --task mixed --mixed-labels 0,3,7
     .venv/bin/python bench/anomaly.py --task one-class --labels 0,1,2
     .venv/bin/python bench/anomaly.py --images DIR --image-size 32
     .venv/bin/python bench/anomaly.py --photos 600 --task one-class   # scenes of photographs
@@ -39,6 +45,7 @@ from common import REPO, fext, machine, table
 from PIL import Image
 
 PLANTED = {"another label": 0.02, "photo crop": 0.01, "noise frame": 0.01}  # shares of the folder
+MIXED_PLANTED, MIXED_JUNK = 40, 10  # images of the held-out label, junk files (mixed folders)
 
 
 def link(files: list[Path], dest: Path, names: list[str] | None = None) -> Path:
@@ -159,49 +166,104 @@ def planted_folder(a, parts, label: str, tmp: Path, seed: int = 0) -> tuple[Path
 
 
 def odd_ones_out(a, parts, tmp: Path) -> dict:
+    """Per label: a folder of that label's images with planted odd ones (PLANTED)."""
+    return {label: ranked_folder(a, *planted_folder(a, parts, label, tmp), f"odd-{label}", tmp)
+            for label in a.odd_labels}
+
+
+def mixed_folder(a, parts, label: str, tmp: Path, seed: int = 0) -> tuple[Path, dict[str, str]]:
+    """A flat folder of every other label's images, MIXED_PLANTED images of `label` and
+    MIXED_JUNK junk files (photo crops and noise frames): odd ones out that are a small class
+    of their own, not single strays, as a user's folder with one unwanted series has them."""
+    from sklearn.datasets import load_sample_image
+
+    rng = np.random.default_rng(seed)
+    every = [f for s in parts.values() for f in s]
+    normal = [(f, lab) for f, lab in every if lab != label]
+    odd = [(f, lab) for f, lab in every if lab == label]
+    odd = [odd[i] for i in rng.permutation(len(odd))[:MIXED_PLANTED]]
+    names = [f"{lab}_{f.name}" for f, lab in normal + odd]
+    folder = link([f for f, _ in normal + odd], tmp / f"mixed-{label}", names)
+    kinds = {n: "normal" for n in names[:len(normal)]}
+    kinds.update({n: "another label" for n in names[len(normal):]})
+    for i in range(MIXED_JUNK):
+        name = f"junk_{i}.png"
+        if i % 2:
+            photo = load_sample_image(("china.jpg", "flower.jpg")[i // 2 % 2])
+            y, x = rng.integers(0, photo.shape[0] - 160), rng.integers(0, photo.shape[1] - 160)
+            Image.fromarray(photo[y:y + 160, x:x + 160]).save(folder / name)
+            kinds[name] = "photo crop"
+        else:
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / name)
+            kinds[name] = "noise frame"
+    return folder, kinds
+
+
+def mixed(a, parts, tmp: Path) -> dict:
+    """Per held-out label: a flat folder of the other labels with that label planted."""
+    return {label: ranked_folder(a, *mixed_folder(a, parts, label, tmp), f"mixed-{label}", tmp)
+            for label in a.mixed_labels}
+
+
+def ranks_before(ws: str, name: str, folder: Path, paths: list[str]) -> np.ndarray:
+    """The folder ranking shipped 2026-11-25 to 2026-12-04, on the same extraction's parts: the
+    larger of the ranks of isolation among the 5 nearest and of relative reconstruction error."""
+    import pandas as pd
+
+    from fext.anomaly import isolation_of, share_below
+    from fext.artifacts import Artifacts
+    from fext.workspace import Workspace
+
+    art = Artifacts.open(Workspace(ws), name, images=folder)
+    row = pd.Series(np.arange(len(art.items)), index=art.items["path"])[paths].to_numpy()
+    below = [share_below(isolation_of(art.neighbours()[1]))[row],
+             share_below(art.scores("reconstruction"))[row]]
+    return np.maximum(*below) + np.minimum(*below) / len(row)
+
+
+def ranked_folder(a, folder: Path, kinds: dict[str, str], name: str, tmp: Path) -> dict:
+    """Train on `folder` through the CLI and rank it by itself: FEXT's ranking, its parts and
+    the baselines, each as ROC AUC and the share of planted images in the top N (overall and
+    per planted kind)."""
     from fext.anomaly import relative_sum
 
+    ws = str(a.work / "ws" if a.work else tmp / "ws")
+    fext("train", "--images", str(folder), "--name", name, "--workspace", ws,
+         "--image-size", str(a.image_size), *a.train_args)
+    fext("extract", "--name", name, "--workspace", ws)
+    out = json.loads(fext("anomalies", "--name", name, "--top", "0", "--json", "--workspace", ws))
+    paths = [r["path"] for r in out["results"]]
+    ours = np.array([r["score"] for r in out["results"]])
+    part = {}
+    for score in ("isolation", "reconstruction"):
+        res = json.loads(fext("anomalies", "--name", name, "--top", "0", "--json", "--score",
+                              score, "--workspace", ws))["results"]
+        by_path = {r["path"]: r["score"] for r in res}
+        part[score] = np.array([by_path[p] for p in paths])
+    x = pixels([folder / p for p in paths], a.image_size)
+    # PCA at the feature size nearly memorises a folder of a few hundred images, planted ones
+    # included (their error is then the lowest); a small PCA is the fair baseline here
+    methods = {"fext": ours, "fext before 2026-12-04": ranks_before(ws, name, folder, paths),
+               "fext isolation part": part["isolation"],
+               "fext reconstruction part": part["reconstruction"],
+               "fext parts summed over medians (before 2026-11-25)": relative_sum(
+                   part["isolation"], part["reconstruction"],
+                   (np.median(part["isolation"]), np.median(part["reconstruction"]))),
+               f"PCA-{a.dim}": pca_error(x, x, a.dim),
+               "PCA-16": pca_error(x, x, 16), "raw pixels isolation": knn_distance(x, None, 5)}
+    kind = np.array([kinds[p] for p in paths])
+    planted = kind != "normal"
     rows = {}
-    for label in a.odd_labels:
-        folder, kinds = planted_folder(a, parts, label, tmp)
-        ws, name = str(tmp / "ws"), f"odd-{label}"
-        fext("train", "--images", str(folder), "--name", name, "--workspace", ws,
-             "--image-size", str(a.image_size), *a.train_args)
-        fext("extract", "--name", name, "--workspace", ws)
-        out = json.loads(fext("anomalies", "--name", name, "--top", "0", "--json",
-                              "--workspace", ws))
-        paths = [r["path"] for r in out["results"]]
-        ours = np.array([r["score"] for r in out["results"]])
-        part = {}
-        for score in ("isolation", "reconstruction"):
-            res = json.loads(fext("anomalies", "--name", name, "--top", "0", "--json", "--score",
-                                  score, "--workspace", ws))["results"]
-            by_path = {r["path"]: r["score"] for r in res}
-            part[score] = np.array([by_path[p] for p in paths])
-        x = pixels([folder / p for p in paths], a.image_size)
-        # PCA at the feature size nearly memorises a folder of a few hundred images, planted ones
-        # included (their error is then the lowest); a small PCA is the fair baseline here
-        methods = {"fext": ours, "fext isolation part": part["isolation"],
-                   "fext reconstruction part": part["reconstruction"],
-                   "fext parts summed over medians (before 2026-11-25)": relative_sum(
-                       part["isolation"], part["reconstruction"],
-                       (np.median(part["isolation"]), np.median(part["reconstruction"]))),
-                   f"PCA-{a.dim}": pca_error(x, x, a.dim),
-                   "PCA-16": pca_error(x, x, 16), "raw pixels isolation": knn_distance(x, None, 5)}
-        kind = np.array([kinds[p] for p in paths])
-        planted = kind != "normal"
-        rows[label] = {}
-        for method, scores in methods.items():
-            top = np.argsort(-scores, kind="stable")[:planted.sum()]
-            r = {"AUC": auc(scores, planted), "top-N": float(planted[top].mean())}
-            for k in PLANTED:
-                keep = (kind == k) | ~planted
-                r[f"AUC {k}"] = auc(scores[keep], planted[keep])
-                r[f"top-N {k}"] = float(np.isin(np.flatnonzero(kind == k), top).mean())
-            rows[label][method] = r
-        print(f"  label {label} ({out['score']} score): " + "  ".join(
-            f"{m} AUC {r['AUC']:.3f} top-N {r['top-N']:.2f}" for m, r in rows[label].items()),
-            flush=True)
+    for method, scores in methods.items():
+        top = np.argsort(-scores, kind="stable")[:planted.sum()]
+        r = {"AUC": auc(scores, planted), "top-N": float(planted[top].mean())}
+        for k in PLANTED:
+            keep = (kind == k) | ~planted
+            r[f"AUC {k}"] = auc(scores[keep], planted[keep])
+            r[f"top-N {k}"] = float(np.isin(np.flatnonzero(kind == k), top).mean())
+        rows[method] = r
+    print(f"  {name} ({out['score']} score): " + "  ".join(
+        f"{m} AUC {r['AUC']:.3f} top-N {r['top-N']:.2f}" for m, r in rows.items()), flush=True)
     return rows
 
 
@@ -211,9 +273,14 @@ def main() -> None:
     p.add_argument("--photos", type=int, default=0,
                    help="instead, a labelled photo collection of this many crops (bench/photos.py: "
                         "one label per source photograph, six photographs)")
-    p.add_argument("--task", choices=["both", "one-class", "odd-ones-out"], default="both")
+    p.add_argument("--task", choices=["both", "one-class", "odd-ones-out", "mixed"], default="both",
+                   help="mixed: a flat folder of every label but one, with 40 of that one and 10 "
+                        "junk files planted (not part of both)")
     p.add_argument("--labels", default=None, help="one-class labels (default: every label)")
     p.add_argument("--odd-labels", default="0,3,7", help="labels of the odd-ones-out folders")
+    p.add_argument("--mixed-labels", default="0,3,7", help="held-out labels of the mixed folders")
+    p.add_argument("--work", type=Path, default=None,
+                   help="keep the folders' workspace here (default: a temporary one)")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--dim", type=int, default=128, help="PCA size (the default feature size)")
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="more `fext train` options after --")
@@ -228,6 +295,7 @@ def main() -> None:
     parts = splits(Path(a.images).resolve(), a.image_size)
     a.labels = a.labels.split(",") if a.labels else sorted({lab for _, lab in parts["train"]})
     a.odd_labels = a.labels[:3] if a.photos else a.odd_labels.split(",")
+    a.mixed_labels = a.mixed_labels.split(",")
     with tempfile.TemporaryDirectory(prefix="fext-anomaly-") as tmp:
         tmp = Path(tmp)
         if a.task in ("both", "one-class"):
@@ -241,10 +309,15 @@ def main() -> None:
             print(table(["label"] + [f"{m} AUC" for m in methods], body))
             print(f"fext / best baseline (mean AUC): {means[0] / max(means[2:]):.3f}")
             shutil.rmtree(tmp / "ws", ignore_errors=True)
-        if a.task in ("both", "odd-ones-out"):
-            print("\nodd ones out: planted images in one label's folder "
-                  + ", ".join(f"{k} {v:.0%}" for k, v in PLANTED.items()))
-            rows = odd_ones_out(a, parts, tmp)
+        if a.task in ("both", "odd-ones-out", "mixed"):
+            if a.task == "mixed":
+                print(f"\nodd ones out of mixed folders: every label but one, {MIXED_PLANTED} of "
+                      f"that one and {MIXED_JUNK} junk files planted, one flat folder")
+                rows = mixed(a, parts, tmp)
+            else:
+                print("\nodd ones out: planted images in one label's folder "
+                      + ", ".join(f"{k} {v:.0%}" for k, v in PLANTED.items()))
+                rows = odd_ones_out(a, parts, tmp)
             methods = list(next(iter(rows.values())))
             cols = ["AUC", "top-N"] + [f"{m} {k}" for k in PLANTED for m in ("AUC", "top-N")]
             body = [[m] + [float(np.mean([rows[lab][m][c] for lab in rows])) for c in cols]

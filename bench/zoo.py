@@ -370,6 +370,35 @@ def anomalies_row(kind: str, root: Path, ws: Path) -> list:
             f"{flagged / count:.1%}"]
 
 
+def odd_row(kind: str, root: Path, ws: Path) -> list:
+    """The planted odd ones out (images of another kind) against the collection's own ranking:
+    `fext anomalies` (the default score of a folder ranking itself) as ROC AUC and the share of
+    them in the top N; the rule before 2026-12-04 (the larger of the ranks of isolation among
+    the 5 nearest and relative reconstruction error) on the same extraction's parts; PCA
+    reconstruction error (16 components, and the feature size) and raw-pixel isolation (mean
+    distance to the 5 nearest) on the same files."""
+    from anomaly import auc, knn_distance, pca_error, pixels, ranks_before
+
+    out = json.loads(fext("anomalies", "--name", kind, "--images", str(root / "collection"),
+                          "--top", "0", "--json", "--workspace", str(ws)))
+    paths = [r["path"] for r in out["results"]]
+    odd = np.isin(paths, json.loads((root / "truth.json").read_text())["odd"])
+    x = pixels([root / "collection" / p for p in paths], 32)
+    methods = {"fext": np.array([r["score"] for r in out["results"]]),
+               "before": ranks_before(str(ws), kind, root / "collection", paths),
+               "PCA-16": pca_error(x, x, 16), "PCA-128": pca_error(x, x, 128),
+               "raw pixels kNN": knn_distance(x, None, 5)}
+    cells = {}
+    for method, scores in methods.items():
+        top = np.argsort(-scores, kind="stable")[:odd.sum()]
+        cells[method] = (auc(scores, odd), odd[top].mean())
+    baselines = [cells[m][0] for m in ("PCA-16", "PCA-128", "raw pixels kNN")]
+    return [kind, int(odd.sum()), *(f"{a:.3f} / {t:.2f}" for a, t in cells.values()),
+            "yes" if cells["fext"][0] > max(baselines) else "no"]
+
+
+ODD_COLUMNS = ["kind", "odd ones out", "FEXT (AUC / share in top N)", "before 2026-12-04",
+               "PCA-16", "PCA-128", "raw pixels kNN", "above every baseline"]
 COPY_COLUMNS = ["kind", "held-out copies (published epoch)", "evaluate: autoencoder",
                 "difference", "raw pixels", "PCA", "pHash 64-bit", "above every baseline"]
 ANOMALY_COLUMNS = ["kind", "threshold as stated", "held-out normal images flagged", "measured rate"]
@@ -388,11 +417,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1, help="zoo seed (tune on one, report another)")
     p.add_argument("--task", default="write", choices=["write", "duplicates", "decisions"],
                    help="write the collections only, or also measure `fext duplicates` on them, "
-                        "or every decision: duplicates, the copy figure, the anomaly threshold")
+                        "or every decision: duplicates, the copy figure, the anomaly threshold, "
+                        "the odd ones out")
     p.add_argument("--train-args", default="",
                    help="extra `fext train` options (default none: the shipped defaults)")
     a = p.parse_args()
-    rows, copy_rows, anomaly_rows = [], [], []
+    rows, copy_rows, anomaly_rows, odd_rows = [], [], [], []
     for kind in a.kinds.split(","):
         root = a.out / kind
         if not (root / "truth.json").is_file() or a.task == "write":
@@ -410,8 +440,9 @@ def main() -> None:
         if a.task == "decisions":
             copy_rows.append(copies_row(kind, ws))
             anomaly_rows.append(anomalies_row(kind, root, ws))
+            odd_rows.append(odd_row(kind, root, ws))
             print(table(COPY_COLUMNS, copy_rows[-1:]), table(ANOMALY_COLUMNS, anomaly_rows[-1:]),
-                  sep="\n", flush=True)
+                  table(ODD_COLUMNS, odd_rows[-1:]), sep="\n", flush=True)
     if rows:
         print(f"\nzoo seed {a.seed}, {machine()}; fext train {a.train_args or '(shipped defaults)'}")
         print(table(DUPLICATE_COLUMNS, rows, "duplicates: suggested removals against the "
@@ -422,6 +453,7 @@ def main() -> None:
                                              "copies"))
         print(table(ANOMALY_COLUMNS, anomaly_rows, "the anomaly threshold on held-out normal "
                                                    "images"))
+        print(table(ODD_COLUMNS, odd_rows, "odd ones out of each collection, ranked by itself"))
 
 
 if __name__ == "__main__":

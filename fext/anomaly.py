@@ -1,10 +1,11 @@
 """Anomaly scores (higher = more unusual), answering one of two questions.
 
 *Odd ones out of this folder* (no reference): `combined` ranks each image by whichever of two
-measures makes it odder: *isolation* (mean cosine distance from its feature vector to its K
-nearest other images of the folder) or the autoencoder's *reconstruction* error. The score is
-the share of the folder the image is odder than, so the two measures count alike whatever
-their spreads. The flag threshold is a stated share of the folder.
+measures makes it odder: *isolation* (cosine distance from its feature vector to the nearest
+5 % of the folder: odd ones out often come as a series, each other's nearest images) or the
+autoencoder's *reconstruction* error. The score is the share of the folder the image is odder
+than, so the two measures count alike whatever their spreads. The flag threshold is a stated
+share of the folder.
 
 *Unlike what the model learned* (`reference`): images the model was not trained on, scored
 against its training collection, the way anomaly-detection tools fit on good and score new: the
@@ -25,6 +26,8 @@ import numpy as np
 SCORES = ("combined", "isolation", "reconstruction")
 REFERENCE_SCORES = ("reference",) + SCORES
 NEIGHBOURS = 5
+FOLDER_NEIGHBOURS = 0.05  # a folder's isolation: distance to the nearest 5 % of it, ...
+FOLDER_SAMPLE = 4096  # ... counted in a seeded sample of at most this many images
 RECONSTRUCTION = "mse/variance"  # how reconstruction errors are measured (recorded with them)
 RELATIVE_FLOOR = 1e-3  # added to an image's pixel variance, so a flat image's error stays finite
 FOLDER_SHARE = 0.02  # without a reference, the top 2 % of a folder are flagged
@@ -35,9 +38,9 @@ SCORE_HELP = (  # what each score means, for the CLI's help and the Anomalies pa
     "unlike the model's training collection, distance to its 5 nearest training images + "
     "reconstruction error, each relative to its median on validation images; combined (default "
     "otherwise): odd ones out of this folder, the share of the folder an image is odder than, "
-    "by isolation or by reconstruction error, whichever is higher; isolation: mean distance to "
-    "the 5 most similar other images of the folder; reconstruction: the autoencoder's "
-    "reconstruction error relative to the image's own contrast")
+    "by isolation or by reconstruction error, whichever is higher; isolation: distance to the "
+    "nearest 5 percent of the folder; reconstruction: the autoencoder's reconstruction error "
+    "relative to the image's own contrast")
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,37 @@ def isolation_of(similarities: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
         return np.zeros(len(sims), np.float32)
     with np.errstate(invalid="ignore"):
         return (1.0 - np.nanmean(sims, axis=1)).astype(np.float32)
+
+
+def folder_isolation(features: np.ndarray, share: float = FOLDER_NEIGHBOURS,
+                     sample: int = FOLDER_SAMPLE, chunk: int = 4096, seed: int = 0) -> np.ndarray:
+    """Each image's cosine distance to the nearest `share` of the folder: to its k-th most
+    similar other image, k = `share` of the folder, counted in a seeded sample of at most
+    `sample` images (N x `sample` products, not N x N; exact where the folder is no larger).
+
+    Why not the nearest 5: odd ones out often come as a series (a scanned page among photos,
+    40 of one digit among 1,600 of nine others) and are each other's nearest images, so
+    distance to the nearest few ranks them below normal images; measured past the size of a
+    series, only an image that belongs to a small part of the folder stands out
+    (docs/QUALITY.md, "Odd ones out that come in a series")."""
+    x = np.asarray(features, np.float32)
+    n = len(x)
+    if n < 2:
+        return np.zeros(n, np.float32)
+    rows = (np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
+            if n > sample else np.arange(n))
+    k = int(min(max(NEIGHBOURS, np.ceil(share * (len(rows) - 1))), len(rows) - 1))
+    db = np.ascontiguousarray(x[rows])
+    where = np.full(n, -1)
+    where[rows] = np.arange(len(rows))
+    out = np.empty(n, np.float32)
+    for start in range(0, n, chunk):
+        sims = x[start:start + chunk] @ db.T
+        own = where[start:start + chunk]
+        mine = np.flatnonzero(own >= 0)
+        sims[mine, own[mine]] = -np.inf  # an image is not its own neighbour
+        out[start:start + len(sims)] = 1.0 - np.partition(sims, -k, axis=1)[:, -k]
+    return out
 
 
 def reference_stats(count: int, distances: np.ndarray, recon: np.ndarray,
@@ -150,7 +184,10 @@ def combined(isolation_scores: np.ndarray, recon_scores: np.ndarray) -> np.ndarr
     Trained with the invariance term, isolation spreads only a few percent about its median and
     reconstruction error tens of percent, so a sum over medians ranked another digit planted in
     a folder of one digit at chance (AUC 0.48) though its isolation alone found it (1.00).
-    Ranked, each measure flags its own kind of odd image (docs/QUALITY.md)."""
+    Ranked, each measure flags its own kind of odd image (docs/QUALITY.md). The larger of two
+    robust deviations instead was measured too (2026-12-04): better on photo folders, worse on
+    folders of digits with single strays, where reconstruction error's own tail among normal
+    digits reaches past what isolation finds."""
     below = [share_below(s) for s in (isolation_scores, recon_scores)]
     return (np.maximum(*below) + np.minimum(*below) / max(len(below[0]), 1)).astype(np.float32)
 
@@ -191,7 +228,7 @@ def score_parts(kind: str, values: dict[str, float], sorted_scores: dict[str, np
                  "value": distance * stats.median_distance, "share": distance / total},
                 {"part": "reconstruction error", "relative": recon,
                  "value": values["reconstruction"], "share": recon / total}]
-    names = {"isolation": "isolation (distance to the nearest images of the folder)",
+    names = {"isolation": "isolation (distance to the nearest 5 % of the folder)",
              "reconstruction": "reconstruction error"}
     return [{"part": names[p], "value": values[p],
              "share": float(np.searchsorted(sorted_scores[p], values[p], side="left")

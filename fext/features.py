@@ -172,7 +172,7 @@ def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, in
             np.save(tmp, agree)
     progress("duplicate threshold", 1, 1)
     progress("anomaly scores", 0, 1)
-    isolation = anomaly.isolation_of(similarity)
+    isolation = anomaly.folder_isolation(feats)
     written = {"isolation": isolation}
     if job.reconstruct:
         written["combined"] = anomaly.combined(isolation, recon)

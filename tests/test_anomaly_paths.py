@@ -136,6 +136,27 @@ def test_odd_ones_out_count_isolation_and_reconstruction_alike():
     assert tied[0] > tied[1] > tied[2] > tied[3]
 
 
+def test_a_series_of_odd_ones_out_is_rare_though_they_are_each_others_neighbours():
+    """Odd ones that come as a series (a few scanned pages among photos) are each other's
+    nearest images: distance to the nearest 5 ranks them as the least isolated, distance to
+    the nearest 5 % of the folder as the rarest; on a sample of the folder as well."""
+    from fext.anomaly import folder_isolation, isolation_of
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((4, 32))
+    normal = np.repeat(centres, 100, axis=0) + 0.6 * rng.standard_normal((400, 32))
+    series = rng.standard_normal(32) + 0.3 * rng.standard_normal((12, 32))
+    x = np.vstack([normal, series]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    odd = np.arange(400, 412)
+    sims = np.sort(x @ x.T - 2 * np.eye(len(x)), axis=1)[:, ::-1][:, :8]
+    assert np.isin(np.argsort(-isolation_of(sims))[:12], odd).sum() == 0
+    assert set(np.argsort(-folder_isolation(x))[:12]) == set(odd)
+    assert set(np.argsort(-folder_isolation(x, sample=200))[:12]) == set(odd)
+    exact = folder_isolation(x)
+    assert folder_isolation(x, sample=len(x)).tolist() == exact.tolist()
+
+
 def test_odd_ones_out_of_a_training_folder_come_first(tmp_path):
     """Through the product's path: a folder of red shapes with a blue shape and a noise frame
     planted, trained on and ranked by `fext anomalies`; both planted images lead the ranking."""
