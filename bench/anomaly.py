@@ -13,8 +13,9 @@ odd ones out ("this folder, no reference"): a folder of one label's images with 
 of planted odd images of three kinds (another label, photo crops, noise frames); `fext train`
 + `fext extract` on that folder and `fext anomalies`: ROC AUC and the share of planted images
 in the top N (N = the number planted), overall and per kind; also each of the score's two parts
-(`--score isolation`, `--score reconstruction`) and their sum over medians, the combination
-shipped before 2026-11-25. Baselines on the same folder: PCA reconstruction error and raw-pixel
+(`--score isolation`, `--score reconstruction`), their sum over medians (the combination
+shipped before 2026-11-25) and the ranking shipped before 2026-12-04 (isolation among the 5
+nearest), on the same extraction. Baselines on the same folder: PCA reconstruction error and raw-pixel
 isolation (mean distance to the 5 nearest other images, leave-one-out through FAISS: nothing
 N x N).
 
