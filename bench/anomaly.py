@@ -15,9 +15,9 @@ of planted odd images of three kinds (another label, photo crops, noise frames);
 in the top N (N = the number planted), overall and per kind; also each of the score's two parts
 (`--score isolation`, `--score reconstruction`), their sum over medians (the combination
 shipped before 2026-11-25) and the ranking shipped before 2026-12-04 (isolation among the 5
-nearest), on the same extraction. Baselines on the same folder: PCA reconstruction error and raw-pixel
-isolation (mean distance to the 5 nearest other images, leave-one-out through FAISS: nothing
-N x N).
+nearest), on the same extraction. Baselines on the same folder: PCA reconstruction error and
+raw-pixel isolation (mean distance to the 5 nearest other images, leave-one-out through FAISS:
+nothing N x N).
 
 mixed ("a folder with an unwanted series in it"): a flat folder of every label but one, with 40
 images of that one and 10 junk files (photo crops, noise frames) planted: odd ones out that are
