@@ -139,10 +139,20 @@ def one_class(a, parts, tmp: Path) -> dict:
     return rows
 
 
-def planted_folder(a, parts, label: str, tmp: Path, seed: int = 0) -> tuple[Path, dict[str, str]]:
-    """One label's images plus planted odd ones; returns the folder and path -> kind."""
+def junk(kind: str, which: int, rng) -> Image.Image:
+    """A planted image that is no digit: a 160 px crop of scikit-learn's china or flower
+    photograph (`which` picks), or a 64 px frame of noise."""
     from sklearn.datasets import load_sample_image
 
+    if kind == "photo crop":
+        photo = load_sample_image(("china.jpg", "flower.jpg")[which % 2])
+        y, x = rng.integers(0, photo.shape[0] - 160), rng.integers(0, photo.shape[1] - 160)
+        return Image.fromarray(photo[y:y + 160, x:x + 160])
+    return Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+
+
+def planted_folder(a, parts, label: str, tmp: Path, seed: int = 0) -> tuple[Path, dict[str, str]]:
+    """One label's images plus planted odd ones; returns the folder and path -> kind."""
     rng = np.random.default_rng(seed)
     normal = [f for s in parts.values() for f, lab in s if lab == label]
     folder = link(normal, tmp / f"odd-{label}")
@@ -153,14 +163,8 @@ def planted_folder(a, parts, label: str, tmp: Path, seed: int = 0) -> tuple[Path
         count = max(1, round(share * n))
         for i in range(count):
             name = f"planted_{kind.replace(' ', '_')}_{i}.png"
-            if kind == "another label":
-                img = Image.open(others[int(rng.integers(len(others)))])
-            elif kind == "photo crop":
-                photo = load_sample_image(("china.jpg", "flower.jpg")[i % 2])
-                y, x = rng.integers(0, photo.shape[0] - 160), rng.integers(0, photo.shape[1] - 160)
-                img = Image.fromarray(photo[y:y + 160, x:x + 160])
-            else:
-                img = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+            img = (Image.open(others[int(rng.integers(len(others)))])
+                   if kind == "another label" else junk(kind, i, rng))
             img.convert("RGB").save(folder / name)
             kinds[name] = kind
     return folder, kinds
@@ -176,8 +180,6 @@ def mixed_folder(a, parts, label: str, tmp: Path, seed: int = 0) -> tuple[Path, 
     """A flat folder of every other label's images, MIXED_PLANTED images of `label` and
     MIXED_JUNK junk files (photo crops and noise frames): odd ones out that are a small class
     of their own, not single strays, as a user's folder with one unwanted series has them."""
-    from sklearn.datasets import load_sample_image
-
     rng = np.random.default_rng(seed)
     every = [f for s in parts.values() for f in s]
     normal = [(f, lab) for f, lab in every if lab != label]
@@ -188,15 +190,9 @@ def mixed_folder(a, parts, label: str, tmp: Path, seed: int = 0) -> tuple[Path, 
     kinds = {n: "normal" for n in names[:len(normal)]}
     kinds.update({n: "another label" for n in names[len(normal):]})
     for i in range(MIXED_JUNK):
-        name = f"junk_{i}.png"
-        if i % 2:
-            photo = load_sample_image(("china.jpg", "flower.jpg")[i // 2 % 2])
-            y, x = rng.integers(0, photo.shape[0] - 160), rng.integers(0, photo.shape[1] - 160)
-            Image.fromarray(photo[y:y + 160, x:x + 160]).save(folder / name)
-            kinds[name] = "photo crop"
-        else:
-            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / name)
-            kinds[name] = "noise frame"
+        name, kind = f"junk_{i}.png", ("noise frame", "photo crop")[i % 2]
+        junk(kind, i // 2, rng).save(folder / name)
+        kinds[name] = kind
     return folder, kinds
 
 
@@ -211,15 +207,18 @@ def ranks_before(ws: str, name: str, folder: Path, paths: list[str]) -> np.ndarr
     larger of the ranks of isolation among the 5 nearest and of relative reconstruction error."""
     import pandas as pd
 
-    from fext.anomaly import isolation_of, share_below
+    from fext.anomaly import combined, isolation_of
     from fext.artifacts import Artifacts
     from fext.workspace import Workspace
 
     art = Artifacts.open(Workspace(ws), name, images=folder)
     row = pd.Series(np.arange(len(art.items)), index=art.items["path"])[paths].to_numpy()
-    below = [share_below(isolation_of(art.neighbours()[1]))[row],
-             share_below(art.scores("reconstruction"))[row]]
-    return np.maximum(*below) + np.minimum(*below) / len(row)
+    return combined(isolation_of(art.neighbours()[1]), art.scores("reconstruction"))[row]
+
+
+def auc_top_n(scores: np.ndarray, planted: np.ndarray) -> tuple[float, np.ndarray]:
+    """ROC AUC of `scores` for the planted images, and the N highest (N = the number planted)."""
+    return auc(scores, planted), np.argsort(-scores, kind="stable")[:planted.sum()]
 
 
 def ranked_folder(a, folder: Path, kinds: dict[str, str], name: str, tmp: Path) -> dict:
@@ -256,8 +255,8 @@ def ranked_folder(a, folder: Path, kinds: dict[str, str], name: str, tmp: Path) 
     planted = kind != "normal"
     rows = {}
     for method, scores in methods.items():
-        top = np.argsort(-scores, kind="stable")[:planted.sum()]
-        r = {"AUC": auc(scores, planted), "top-N": float(planted[top].mean())}
+        area, top = auc_top_n(scores, planted)
+        r = {"AUC": area, "top-N": float(planted[top].mean())}
         for k in PLANTED:
             keep = (kind == k) | ~planted
             r[f"AUC {k}"] = auc(scores[keep], planted[keep])

@@ -377,7 +377,7 @@ def odd_row(kind: str, root: Path, ws: Path) -> list:
     the 5 nearest and relative reconstruction error) on the same extraction's parts; PCA
     reconstruction error (16 components, and the feature size) and raw-pixel isolation (mean
     distance to the 5 nearest) on the same files."""
-    from anomaly import auc, knn_distance, pca_error, pixels, ranks_before
+    from anomaly import auc_top_n, knn_distance, pca_error, pixels, ranks_before
 
     out = json.loads(fext("anomalies", "--name", kind, "--images", str(root / "collection"),
                           "--top", "0", "--json", "--workspace", str(ws)))
@@ -390,8 +390,8 @@ def odd_row(kind: str, root: Path, ws: Path) -> list:
                "raw pixels kNN": knn_distance(x, None, 5)}
     cells = {}
     for method, scores in methods.items():
-        top = np.argsort(-scores, kind="stable")[:odd.sum()]
-        cells[method] = (auc(scores, odd), odd[top].mean())
+        area, top = auc_top_n(scores, odd)
+        cells[method] = (area, odd[top].mean())
     baselines = [cells[m][0] for m in ("PCA-16", "PCA-128", "raw pixels kNN")]
     return [kind, int(odd.sum()), *(f"{a:.3f} / {t:.2f}" for a, t in cells.values()),
             "yes" if cells["fext"][0] > max(baselines) else "no"]
