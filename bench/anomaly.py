@@ -14,10 +14,10 @@ of planted odd images of three kinds (another label, photo crops, noise frames);
 + `fext extract` on that folder and `fext anomalies`: ROC AUC and the share of planted images
 in the top N (N = the number planted), overall and per kind; also each of the score's two parts
 (`--score isolation`, `--score reconstruction`), their sum over medians (the combination
-shipped before 2026-11-25) and the ranking shipped before 2026-12-04 (isolation among the 5
-nearest), on the same extraction. Baselines on the same folder: PCA reconstruction error and
-raw-pixel isolation (mean distance to the 5 nearest other images, leave-one-out through FAISS:
-nothing N x N).
+shipped before 2026-11-25) and the ranking shipped before 2026-12-05 (reconstruction error
+relative to contrast, not to its square root), on the same extraction. Baselines on the same
+folder: PCA reconstruction error and raw-pixel isolation (mean distance to the 5 nearest other
+images, leave-one-out through FAISS: nothing N x N).
 
 mixed ("a folder with an unwanted series in it"): a flat folder of every label but one, with 40
 images of that one and 10 junk files (photo crops, noise frames) planted: odd ones out that are
@@ -203,17 +203,19 @@ def mixed(a, parts, tmp: Path) -> dict:
 
 
 def ranks_before(ws: str, name: str, folder: Path, paths: list[str]) -> np.ndarray:
-    """The folder ranking shipped 2026-11-25 to 2026-12-04, on the same extraction's parts: the
-    larger of the ranks of isolation among the 5 nearest and of relative reconstruction error."""
+    """The folder ranking shipped before the reconstruction part was read over the square root
+    of contrast (2026-12-04 to 2026-12-05), on the same extraction's parts: the larger of the
+    ranks of isolation (the nearest 5 % of the folder) and of reconstruction error relative to
+    contrast. The rules before it are in docs/QUALITY.md with their figures."""
     import pandas as pd
 
-    from fext.anomaly import combined, isolation_of
+    from fext.anomaly import combined
     from fext.artifacts import Artifacts
     from fext.workspace import Workspace
 
     art = Artifacts.open(Workspace(ws), name, images=folder)
     row = pd.Series(np.arange(len(art.items)), index=art.items["path"])[paths].to_numpy()
-    return combined(isolation_of(art.neighbours()[1]), art.scores("reconstruction"))[row]
+    return combined(art.scores("isolation"), art.reconstruction_errors())[row]
 
 
 def auc_top_n(scores: np.ndarray, planted: np.ndarray) -> tuple[float, np.ndarray]:
@@ -243,7 +245,7 @@ def ranked_folder(a, folder: Path, kinds: dict[str, str], name: str, tmp: Path) 
     x = pixels([folder / p for p in paths], a.image_size)
     # PCA at the feature size nearly memorises a folder of a few hundred images, planted ones
     # included (their error is then the lowest); a small PCA is the fair baseline here
-    methods = {"fext": ours, "fext before 2026-12-04": ranks_before(ws, name, folder, paths),
+    methods = {"fext": ours, "fext before 2026-12-05": ranks_before(ws, name, folder, paths),
                "fext isolation part": part["isolation"],
                "fext reconstruction part": part["reconstruction"],
                "fext parts summed over medians (before 2026-11-25)": relative_sum(

@@ -373,8 +373,8 @@ def anomalies_row(kind: str, root: Path, ws: Path) -> list:
 def odd_row(kind: str, root: Path, ws: Path) -> list:
     """The planted odd ones out (images of another kind) against the collection's own ranking:
     `fext anomalies` (the default score of a folder ranking itself) as ROC AUC and the share of
-    them in the top N; the rule before 2026-12-04 (the larger of the ranks of isolation among
-    the 5 nearest and relative reconstruction error) on the same extraction's parts; PCA
+    them in the top N; the rule before 2026-12-05 (reconstruction error relative to contrast,
+    not to its square root) on the same extraction's parts; PCA
     reconstruction error (16 components, and the feature size) and raw-pixel isolation (mean
     distance to the 5 nearest) on the same files."""
     from anomaly import auc_top_n, knn_distance, pca_error, pixels, ranks_before
@@ -397,7 +397,7 @@ def odd_row(kind: str, root: Path, ws: Path) -> list:
             "yes" if cells["fext"][0] > max(baselines) else "no"]
 
 
-ODD_COLUMNS = ["kind", "odd ones out", "FEXT (AUC / share in top N)", "before 2026-12-04",
+ODD_COLUMNS = ["kind", "odd ones out", "FEXT (AUC / share in top N)", "before 2026-12-05",
                "PCA-16", "PCA-128", "raw pixels kNN", "above every baseline"]
 COPY_COLUMNS = ["kind", "held-out copies (published epoch)", "evaluate: autoencoder",
                 "difference", "raw pixels", "PCA", "pHash 64-bit", "above every baseline"]

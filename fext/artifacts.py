@@ -25,6 +25,7 @@ SCORE_FILES = {"reference": "reference.npy", "combined": "scores.npy", "isolatio
                "reconstruction": "recon.npy"}
 NEIGHBOUR_FILES = ("neighbours.npy", "neighbour_sims.npy")  # each image's nearest others
 HASH_FILE = "hashes.npy"  # each image's perceptual hash (fext.duplicates.perceptual_hashes)
+VARIANCE_FILE = "variance.npy"  # each image's pixel variance (fext.anomaly.pixel_variance)
 AGREE_FILE = "agree.npy"  # whether each neighbour pair's pixels agree (fext.duplicates.pixel_edges)
 
 
@@ -97,7 +98,20 @@ class Artifacts:
     def scores(self, kind: str | None = None) -> np.ndarray:
         """Anomaly scores, one per item: "reference" (against the training collection, where
         the extraction has it), "combined", "isolation" or "reconstruction"."""
-        kind = kind or self.score_kinds[0]
+        kind = self._scored(kind or self.score_kinds[0])
+        if kind == "reconstruction" and (self.dir / VARIANCE_FILE).is_file():
+            return anomaly.folder_reconstruction(self.reconstruction_errors(),
+                                                 np.load(self.dir / VARIANCE_FILE))
+        return np.load(self.dir / SCORE_FILES[kind])
+
+    def reconstruction_errors(self) -> np.ndarray:
+        """Reconstruction errors relative to each image's contrast, as the reference score adds
+        them (`scores("reconstruction")` is the folder ranking's reading of them; extractions
+        made before it have these only)."""
+        return np.load(self.dir / SCORE_FILES[self._scored("reconstruction")])
+
+    def _scored(self, kind: str) -> str:
+        """`kind`, where this extraction has that score; a clear error otherwise."""
         if kind not in anomaly.REFERENCE_SCORES:
             raise UsageError(f"unknown score {kind!r}; use one of "
                              f"{', '.join(anomaly.REFERENCE_SCORES)}")
@@ -109,7 +123,7 @@ class Artifacts:
                 f"the features of {self.name!r} were extracted without reconstruction errors "
                 f"(--scores isolation), so only {', '.join(self.score_kinds)} can be ranked; "
                 f"for the others run: python -m fext extract --name {self.name}")
-        return np.load(self.dir / SCORE_FILES[kind])
+        return kind
 
     @property
     def reference(self) -> dict:

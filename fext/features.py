@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import anomaly, duplicates, projection
-from .artifacts import AGREE_FILE, HASH_FILE, NEIGHBOUR_FILES, SCORE_FILES, Artifacts
+from .artifacts import AGREE_FILE, HASH_FILE, NEIGHBOUR_FILES, SCORE_FILES, VARIANCE_FILE, Artifacts
 from .collection import Collection
 from .config import ExtractConfig
 from .encoding import (
@@ -175,7 +175,11 @@ def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, in
     isolation = anomaly.folder_isolation(feats)
     written = {"isolation": isolation}
     if job.reconstruct:
-        written["combined"] = anomaly.combined(isolation, recon)
+        variance = anomaly.pixel_variance(coll.images, items["row"].to_numpy())
+        with atomic_path(version / VARIANCE_FILE, ".npy") as tmp:
+            np.save(tmp, variance)
+        written["combined"] = anomaly.combined(isolation,
+                                               anomaly.folder_reconstruction(recon, variance))
     ref = record.extras.get("reference") if use_reference else None
     if ref and job.reconstruct:
         written["reference"] = _reference_scores(record, ref, feats, recon)
@@ -192,6 +196,7 @@ def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, in
             "scores": kinds, "reference": _reference_label(record, ref if "reference" in written
                                                            else None, use_reference, job),
             "precision": job.precision, "reconstruction": anomaly.RECONSTRUCTION,
+            "folder_reconstruction": anomaly.FOLDER_RECONSTRUCTION,
             "readout": record.extras.get("readout", {}).get("kind", "raw"),
             "duplicates": {**calibration.to_dict(), "k": duplicates.K},
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}

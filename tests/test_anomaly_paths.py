@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from fext import registry
+from fext.anomaly import folder_reconstruction, pixel_variance
 from fext.artifacts import Artifacts, extractions
+from fext.collection import Collection
 from fext.features import extract
 from fext.quality import roc_auc
 from fext.train import train
@@ -59,6 +61,19 @@ def test_a_new_folder_is_ranked_against_the_training_collection(one_class):
     assert roc_auc(art.scores(), truth) >= 0.9
     threshold = art.threshold()
     assert "false-alarm rate" in threshold["text"] and threshold["false_alarm_rate"] == 0.01
+    # the reference adds the errors relative to contrast, as its medians were measured; the
+    # folder's own ranking reads them over the root of the contrast
+    from fext.anomaly import ReferenceStats, folder_reconstruction, score_parts
+
+    stats = ReferenceStats.from_dict(registry.open_record(ws, name).extras["reference"])
+    errors = art.reconstruction_errors()
+    parts = score_parts("reference", {"reference": float(art.scores()[0]),
+                                      "reconstruction": float(errors[0])}, {}, stats)
+    assert 0 < parts[0]["relative"] and 0 < parts[1]["relative"]  # both parts of the sum
+    assert parts[1]["relative"] == pytest.approx(errors[0] / stats.median_reconstruction)
+    np.testing.assert_allclose(art.scores("reconstruction"), folder_reconstruction(
+        errors, np.load(art.dir / "variance.npy")))
+    assert not np.allclose(art.scores("reconstruction"), errors)
 
 
 def test_the_training_folder_keeps_its_own_extraction_and_ranks_itself(one_class):
@@ -160,15 +175,25 @@ def test_a_series_of_odd_ones_out_is_rare_though_they_are_each_others_neighbours
 
 def test_odd_ones_out_of_a_training_folder_come_first(tmp_path):
     """Through the product's path: a folder of red shapes with a blue shape and a noise frame
-    planted, trained on and ranked by `fext anomalies`; both planted images lead the ranking."""
+    planted, trained on and ranked by `fext anomalies`; both planted images lead the ranking.
+    The model trains until it redraws the shapes (60 steps, PSNR about 19 dB): one that redraws
+    nothing (errors past each image's variance) ranks reconstruction errors by chance."""
     folder = tmp_path / "folder"
     make_shapes(folder, per_label=40, labels=("red",))
     shape_image("blue", 0).save(folder / "red" / "planted_blue.png")
     noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     Image.fromarray(noise).save(folder / "red" / "planted_noise.png")
     ws = Workspace(tmp_path / "ws")
-    train(ws, "mixed", tiny_config(folder, epochs=6))
-    extract(ws, "mixed")
+    train(ws, "mixed", tiny_config(folder, epochs=15, patience=15))
+    meta = extract(ws, "mixed")
+    art = Artifacts.open(ws, "mixed")  # the folder reads errors over the root of the contrast
+    coll = Collection.open(ws, meta["images"], meta["image_size"], meta["fit"])
+    variance = np.load(art.dir / "variance.npy")
+    np.testing.assert_allclose(variance, pixel_variance(coll.images, art.items["row"].to_numpy()))
+    np.testing.assert_allclose(art.scores("reconstruction"),
+                               folder_reconstruction(art.reconstruction_errors(), variance))
+    noise = int(np.flatnonzero(art.items["path"] == "red/planted_noise.png")[0])
+    assert 0.005 < variance[noise] < 0.02  # uniform noise, averaged by the resize to 16 px
     out = json.loads(run_cli("anomalies", "--name", "mixed", "--top", "4", "--json",
                              workspace=ws.root).stdout)
     assert out["score"] == "combined" and out["reference"]["kind"] == "folder"

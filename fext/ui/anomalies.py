@@ -153,6 +153,8 @@ def parts(i: int) -> None:
     """What the score is made of, each part with its share."""
     values = {k: float(all_scores(k)[i]) for k in ("isolation", "reconstruction", "reference")
               if k in art.score_kinds}
+    if kind == "reference":  # the reference score adds the errors relative to contrast
+        values["reconstruction"] = float(served.memo(("errors",), art.reconstruction_errors)[i])
     sorted_scores = {k: served.memo(("sorted", k), lambda k=k: np.sort(all_scores(k)))
                      for k in ("isolation", "reconstruction") if k in values}
     ref = registry.open_record(ws, name).extras.get("reference")
