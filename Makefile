@@ -14,6 +14,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -c "from fext.projection import warm; warm()"  # the map's compiled code, cached once
 	touch $@
 
 setup: $(VENV)/.installed

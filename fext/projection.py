@@ -20,6 +20,7 @@ minutes and a couple of gigabytes here.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,7 @@ def umap_2d(features: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1,
         out = np.zeros((len(x), 2), np.float32)
         out[:, :min(2, len(vt))] = centred @ vt[:2].T
         return out
-    import umap  # slow to import: only when a map is actually computed
-
+    umap = _umap()
     large = len(x) > PARALLEL_ABOVE
     if large:
         seed = None
@@ -53,6 +53,34 @@ def umap_2d(features: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1,
                         init="pca" if large else "spectral",
                         n_jobs=1 if seed is not None else -1)
     return reducer.fit_transform(x).astype(np.float32)
+
+
+@cache
+def _umap():
+    """umap-learn (slow to import: only when a map is actually computed), its compiled functions
+    kept on disk. umap-learn compiles them with numba in every new process and asks numba to
+    cache few of them: about 20 s of two cores before a new process's first map, the larger part
+    of the bundled demo's map. Cached (numba's own cache, beside their source or in the user's
+    cache folder, keyed by the source files), a later process loads them (docs/BENCHMARKS.md)."""
+    import sys
+
+    import umap
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    for name, module in list(sys.modules.items()):
+        if module is not None and name.split(".")[0] in ("umap", "pynndescent"):
+            for value in list(vars(module).values()):
+                if isinstance(value, Dispatcher) and isinstance(value._cache, NullCache):
+                    value.enable_caching()
+    return umap
+
+
+def warm() -> None:
+    """Draw a small map once, so umap-learn's compiled functions are on disk before a user's
+    first map (`make setup` runs it: about 25 s there instead of in the demo's preparation)."""
+    rng = np.random.default_rng(0)
+    umap_2d(rng.standard_normal((200, 16)).astype(np.float32))
 
 
 def carry(previous: Path | None, version: Path, items: pd.DataFrame, nearest: np.ndarray,

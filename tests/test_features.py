@@ -166,6 +166,22 @@ def test_umap_map_is_cached(trained):
     assert (Artifacts.open(ws, name).dir / "umap.npy").stat().st_mtime_ns == mtime
 
 
+def test_the_maps_compiled_code_is_kept_on_disk_for_the_next_process():
+    """umap-learn compiles its numba functions in every process (about 20 s before a map); the
+    ones it leaves uncached are cached by fext.projection, so a later process loads them."""
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    from fext.projection import _umap
+
+    umap = _umap()
+    compiled = [v for m in (umap.umap_, umap.layouts) for v in vars(m).values()
+                if isinstance(v, Dispatcher)]
+    assert len(compiled) > 10
+    assert not any(isinstance(v._cache, NullCache) for v in compiled)
+    assert not isinstance(umap.layouts._nb_optimize_layout_euclidean_single_epoch._cache, NullCache)
+
+
 def test_a_sampled_layout_places_the_rest_beside_their_own_kind():
     from fext.projection import layout
 
