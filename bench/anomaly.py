@@ -118,8 +118,6 @@ def one_class(a, parts, tmp: Path) -> dict:
         fext("extract", "--name", name, "--images", str(inspect), "--workspace", ws)
         out = json.loads(fext("anomalies", "--name", name, "--top", "0", "--json",
                               "--workspace", ws))
-        recon = json.loads(fext("anomalies", "--name", name, "--top", "0", "--json",
-                                "--score", "reconstruction", "--workspace", ws))
         seconds = time.time() - t0
         truth = [lab != label for _, lab in test]
 
@@ -129,7 +127,9 @@ def one_class(a, parts, tmp: Path) -> dict:
 
         normal_x = pixels(normal, a.image_size)
         rows[label] = {"fext": auc(ranked(out), truth),
-                       "fext reconstruction part": auc(ranked(recon), truth),
+                       "fext reconstruction part": auc(stored(  # as the reference score adds it
+                           ws, name, inspect, [f"{lab}/{f.name}" for f, lab in test],
+                           lambda art: art.reconstruction_errors()), truth),
                        f"PCA-{a.dim}": auc(pca_error(normal_x, test_x, a.dim), truth),
                        "raw pixels kNN": auc(knn_distance(normal_x, test_x, 1), truth),
                        "score": out["score"], "seconds": seconds}
@@ -202,20 +202,27 @@ def mixed(a, parts, tmp: Path) -> dict:
             for label in a.mixed_labels}
 
 
-def ranks_before(ws: str, name: str, folder: Path, paths: list[str]) -> np.ndarray:
-    """The folder ranking shipped before the reconstruction part was read over the square root
-    of contrast (2026-12-04 to 2026-12-05), on the same extraction's parts: the larger of the
-    ranks of isolation (the nearest 5 % of the folder) and of reconstruction error relative to
-    contrast. The rules before it are in docs/QUALITY.md with their figures."""
+def stored(ws: str, name: str, folder: Path, paths: list[str], read) -> np.ndarray:
+    """`read(artifacts)` (one value per image) of the extraction of `folder`, in `paths`' order."""
     import pandas as pd
 
-    from fext.anomaly import combined
     from fext.artifacts import Artifacts
     from fext.workspace import Workspace
 
     art = Artifacts.open(Workspace(ws), name, images=folder)
     row = pd.Series(np.arange(len(art.items)), index=art.items["path"])[paths].to_numpy()
-    return combined(art.scores("isolation"), art.reconstruction_errors())[row]
+    return np.asarray(read(art))[row]
+
+
+def ranks_before(ws: str, name: str, folder: Path, paths: list[str]) -> np.ndarray:
+    """The folder ranking shipped before the reconstruction part was read over the square root
+    of contrast (2026-12-04 to 2026-12-05), on the same extraction's parts: the larger of the
+    ranks of isolation (the nearest 5 % of the folder) and of reconstruction error relative to
+    contrast. The rules before it are in docs/QUALITY.md with their figures."""
+    from fext.anomaly import combined
+
+    return stored(ws, name, folder, paths,
+                  lambda art: combined(art.scores("isolation"), art.reconstruction_errors()))
 
 
 def auc_top_n(scores: np.ndarray, planted: np.ndarray) -> tuple[float, np.ndarray]:
@@ -242,6 +249,7 @@ def ranked_folder(a, folder: Path, kinds: dict[str, str], name: str, tmp: Path) 
                               score, "--workspace", ws))["results"]
         by_path = {r["path"]: r["score"] for r in res}
         part[score] = np.array([by_path[p] for p in paths])
+    relative = stored(ws, name, folder, paths, lambda art: art.reconstruction_errors())
     x = pixels([folder / p for p in paths], a.image_size)
     # PCA at the feature size nearly memorises a folder of a few hundred images, planted ones
     # included (their error is then the lowest); a small PCA is the fair baseline here
@@ -249,8 +257,7 @@ def ranked_folder(a, folder: Path, kinds: dict[str, str], name: str, tmp: Path) 
                "fext isolation part": part["isolation"],
                "fext reconstruction part": part["reconstruction"],
                "fext parts summed over medians (before 2026-11-25)": relative_sum(
-                   part["isolation"], part["reconstruction"],
-                   (np.median(part["isolation"]), np.median(part["reconstruction"]))),
+                   part["isolation"], relative, (np.median(part["isolation"]), np.median(relative))),
                f"PCA-{a.dim}": pca_error(x, x, a.dim),
                "PCA-16": pca_error(x, x, 16), "raw pixels isolation": knn_distance(x, None, 5)}
     kind = np.array([kinds[p] for p in paths])

@@ -22,7 +22,8 @@ from .registry import open_record
 from .workspace import Workspace, read_json
 
 SCORE_FILES = {"reference": "reference.npy", "combined": "scores.npy", "isolation": "isolation.npy",
-               "reconstruction": "recon.npy"}
+               "reconstruction": "recon.npy"}  # recon.npy: errors relative to contrast (read
+# as the folder's reconstruction part with VARIANCE_FILE: `Artifacts.scores`)
 NEIGHBOUR_FILES = ("neighbours.npy", "neighbour_sims.npy")  # each image's nearest others
 HASH_FILE = "hashes.npy"  # each image's perceptual hash (fext.duplicates.perceptual_hashes)
 VARIANCE_FILE = "variance.npy"  # each image's pixel variance (fext.anomaly.pixel_variance)
@@ -97,18 +98,27 @@ class Artifacts:
 
     def scores(self, kind: str | None = None) -> np.ndarray:
         """Anomaly scores, one per item: "reference" (against the training collection, where
-        the extraction has it), "combined", "isolation" or "reconstruction"."""
+        the extraction has it), "combined", "isolation" or "reconstruction": the folder's
+        reconstruction part, as `combined` ranked it (`anomaly.folder_reconstruction`;
+        extractions made before it ranked the relative errors themselves)."""
         kind = self._scored(kind or self.score_kinds[0])
-        if kind == "reconstruction" and (self.dir / VARIANCE_FILE).is_file():
-            return anomaly.folder_reconstruction(self.reconstruction_errors(),
-                                                 np.load(self.dir / VARIANCE_FILE))
+        if kind == "reconstruction":
+            errors = self.reconstruction_errors()
+            if not self.ranks_folder_reconstruction:
+                return errors
+            return anomaly.folder_reconstruction(errors, np.load(self.dir / VARIANCE_FILE))
         return np.load(self.dir / SCORE_FILES[kind])
 
     def reconstruction_errors(self) -> np.ndarray:
-        """Reconstruction errors relative to each image's contrast, as the reference score adds
-        them (`scores("reconstruction")` is the folder ranking's reading of them; extractions
-        made before it have these only)."""
+        """Reconstruction errors relative to each image's contrast (`anomaly.RECONSTRUCTION`),
+        as extraction stores them and the reference score adds them."""
         return np.load(self.dir / SCORE_FILES[self._scored("reconstruction")])
+
+    @property
+    def ranks_folder_reconstruction(self) -> bool:
+        """Whether this extraction's ranking reads reconstruction errors over the root of the
+        contrast (`anomaly.FOLDER_RECONSTRUCTION`); older ones read them relative to it."""
+        return self.meta.get("folder_reconstruction") == anomaly.FOLDER_RECONSTRUCTION
 
     def _scored(self, kind: str) -> str:
         """`kind`, where this extraction has that score; a clear error otherwise."""

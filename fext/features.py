@@ -56,7 +56,7 @@ def _previous(ws: Workspace, name: str, fingerprint: str, reconstruct: bool,
     if (reconstruct and not has_recon) or prev.meta.get("precision", "float32") != precision:
         return {}, prev.dir
     feats = prev.features()
-    recon = prev.scores("reconstruction") if has_recon else np.zeros(len(feats), np.float32)
+    recon = prev.reconstruction_errors() if has_recon else np.zeros(len(feats), np.float32)
     return {s: (feats[i], recon[i]) for i, s in enumerate(prev.items["sha1"])}, prev.dir
 
 

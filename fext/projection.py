@@ -61,7 +61,10 @@ def _umap():
     kept on disk. umap-learn compiles them with numba in every new process and asks numba to
     cache few of them: about 20 s of two cores before a new process's first map, the larger part
     of the bundled demo's map. Cached (numba's own cache, beside their source or in the user's
-    cache folder, keyed by the source files), a later process loads them (docs/BENCHMARKS.md)."""
+    cache folder, keyed by the source files), a later process loads them (docs/BENCHMARKS.md
+    §10). Not the parallel ones: umap-learn makes a serial and a parallel dispatcher of one
+    function, and numba's cache keys an entry by the function, not its options, so the two
+    would load each other's code (a seeded map must stay serial to be reproducible)."""
     import sys
 
     import umap
@@ -69,9 +72,10 @@ def _umap():
     from numba.core.dispatcher import Dispatcher
 
     for name, module in list(sys.modules.items()):
-        if module is not None and name.split(".")[0] in ("umap", "pynndescent"):
+        if module is not None and name.split(".")[0] == "umap":
             for value in list(vars(module).values()):
-                if isinstance(value, Dispatcher) and isinstance(value._cache, NullCache):
+                if (isinstance(value, Dispatcher) and isinstance(value._cache, NullCache)
+                        and not value.targetoptions.get("parallel")):
                     value.enable_caching()
     return umap
 

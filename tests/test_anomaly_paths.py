@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fext import registry
-from fext.anomaly import folder_reconstruction, pixel_variance
+from fext.anomaly import combined, folder_reconstruction, pixel_variance
 from fext.artifacts import Artifacts, extractions
 from fext.collection import Collection
 from fext.features import extract
@@ -63,7 +63,8 @@ def test_a_new_folder_is_ranked_against_the_training_collection(one_class):
     assert "false-alarm rate" in threshold["text"] and threshold["false_alarm_rate"] == 0.01
     # the reference adds the errors relative to contrast, as its medians were measured; the
     # folder's own ranking reads them over the root of the contrast
-    from fext.anomaly import ReferenceStats, folder_reconstruction, score_parts
+    from fext.anomaly import ReferenceStats, distance_to_index, reference_score, score_parts
+    from fext.index import VectorIndex
 
     stats = ReferenceStats.from_dict(registry.open_record(ws, name).extras["reference"])
     errors = art.reconstruction_errors()
@@ -71,9 +72,10 @@ def test_a_new_folder_is_ranked_against_the_training_collection(one_class):
                                       "reconstruction": float(errors[0])}, {}, stats)
     assert 0 < parts[0]["relative"] and 0 < parts[1]["relative"]  # both parts of the sum
     assert parts[1]["relative"] == pytest.approx(errors[0] / stats.median_reconstruction)
-    np.testing.assert_allclose(art.scores("reconstruction"), folder_reconstruction(
-        errors, np.load(art.dir / "variance.npy")))
-    assert not np.allclose(art.scores("reconstruction"), errors)
+    ref = registry.open_record(ws, name).extras["reference"]
+    index = VectorIndex.load(registry.open_record(ws, name).dir / ref["file"], ref["kind"])
+    np.testing.assert_allclose(art.scores(), reference_score(
+        distance_to_index(index, np.asarray(art.features())), errors, stats), rtol=1e-5)
 
 
 def test_the_training_folder_keeps_its_own_extraction_and_ranks_itself(one_class):
@@ -192,6 +194,11 @@ def test_odd_ones_out_of_a_training_folder_come_first(tmp_path):
     np.testing.assert_allclose(variance, pixel_variance(coll.images, art.items["row"].to_numpy()))
     np.testing.assert_allclose(art.scores("reconstruction"),
                                folder_reconstruction(art.reconstruction_errors(), variance))
+    np.testing.assert_allclose(art.scores("combined"),
+                               combined(art.scores("isolation"), art.scores("reconstruction")))
+    older = Artifacts.at("mixed", art.dir)  # an extraction made before the root-contrast reading
+    older.meta.pop("folder_reconstruction")
+    np.testing.assert_array_equal(older.scores("reconstruction"), art.reconstruction_errors())
     noise = int(np.flatnonzero(art.items["path"] == "red/planted_noise.png")[0])
     assert 0.005 < variance[noise] < 0.02  # uniform noise, averaged by the resize to 16 px
     out = json.loads(run_cli("anomalies", "--name", "mixed", "--top", "4", "--json",

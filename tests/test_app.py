@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from fext.artifacts import Artifacts
 from tests.app_fixtures import DIM, REPO, app_workspace
 from tests.corpus import BROKEN, READABLE, bomb_png, png
 from tests.corpus import shape_image as shape
@@ -319,6 +320,23 @@ def test_anomaly_threshold_counts_images(on_demo):
     at.radio[0].set_value("reconstruction").run()
     assert not at.exception
     assert links(at)["Download ranking CSV"].endswith("/ranking/reconstruction.csv")
+
+
+def test_a_ranking_made_before_the_root_contrast_reading_says_to_extract_again(own_ws):
+    """An extraction from before the folder's reconstruction part was read over the root of the
+    contrast still ranks as it was ranked, and the page says how to get the current ranking."""
+    at = run_page("anomalies")
+    assert "extract again" not in texts(at)
+    art = Artifacts.open(own_ws, "demo")
+    meta = json.loads((art.dir / "meta.json").read_text())
+    del meta["folder_reconstruction"]
+    (art.dir / "meta.json").write_text(json.dumps(meta))
+    at = run_page("anomalies")
+    assert not at.exception and "extract again for the current ranking" in texts(at)
+    assert f"extract --name demo --images {art.root}" in texts(at)
+    at.radio[0].set_value("reconstruction").run()  # the relative errors it was ranked by
+    assert not at.exception and metrics(at)["Highest score"] == (
+        f"{Artifacts.open(own_ws, 'demo').reconstruction_errors().max():.4f}")
 
 
 def _set_calibration(ws, **changes) -> None:

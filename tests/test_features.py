@@ -66,6 +66,7 @@ def test_rescan_encodes_only_new_images_and_keeps_old_vectors(tmp_path, shapes_d
     first = extract(ws, "m")
     old = Artifacts.open(ws, "m")
     old_vec = dict(zip(old.items["path"], np.array(old.features())))
+    old_err = dict(zip(old.items["path"], old.reconstruction_errors()))
     old_xy = dict(zip(old.items["path"], project(ws, "m")))
     shape_image("red", 500).save(images / "red" / "added.png")
     (images / "blue" / "blue_000.png").unlink()
@@ -73,9 +74,14 @@ def test_rescan_encodes_only_new_images_and_keeps_old_vectors(tmp_path, shapes_d
     assert second["encoded"] == 1 and second["reused"] == first["count"] - 1
     art = Artifacts.open(ws, "m")
     assert "red/added.png" in set(art.items["path"]) and "blue/blue_000.png" not in set(art.items["path"])
-    for p, v in zip(art.items["path"], art.features()):
-        if p in old_vec:
+    for p, v, e in zip(art.items["path"], art.features(), art.reconstruction_errors()):
+        if p in old_vec:  # the stored errors carried on as they were, not as a ranking reads them
             np.testing.assert_allclose(v, old_vec[p], atol=1e-6)
+            assert e == pytest.approx(old_err[p], rel=1e-6)
+    from fext.anomaly import combined
+
+    np.testing.assert_allclose(art.scores("combined"),
+                               combined(art.scores("isolation"), art.scores("reconstruction")))
     # the map carries on without a new layout: old images keep their place, the deleted one
     # leaves, the new one is placed among its nearest neighbours and marked
     xy = load_cached(art)
@@ -166,9 +172,11 @@ def test_umap_map_is_cached(trained):
     assert (Artifacts.open(ws, name).dir / "umap.npy").stat().st_mtime_ns == mtime
 
 
-def test_the_maps_compiled_code_is_kept_on_disk_for_the_next_process():
+def test_the_maps_serial_compiled_code_is_cached_and_its_parallel_twin_is_not():
     """umap-learn compiles its numba functions in every process (about 20 s before a map); the
-    ones it leaves uncached are cached by fext.projection, so a later process loads them."""
+    ones it leaves uncached are cached by fext.projection, so a later process loads them. A
+    parallel dispatcher of the same function as a serial one stays uncached: numba's cache
+    keys an entry by the function, so the two would load each other's code."""
     from numba.core.caching import NullCache
     from numba.core.dispatcher import Dispatcher
 
@@ -177,9 +185,13 @@ def test_the_maps_compiled_code_is_kept_on_disk_for_the_next_process():
     umap = _umap()
     compiled = [v for m in (umap.umap_, umap.layouts) for v in vars(m).values()
                 if isinstance(v, Dispatcher)]
-    assert len(compiled) > 10
-    assert not any(isinstance(v._cache, NullCache) for v in compiled)
+    cached = [v for v in compiled if not isinstance(v._cache, NullCache)]
+    assert len(cached) >= 10
     assert not isinstance(umap.layouts._nb_optimize_layout_euclidean_single_epoch._cache, NullCache)
+    assert isinstance(umap.layouts._nb_optimize_layout_euclidean_single_epoch_parallel._cache,
+                      NullCache)
+    by_function = [v.py_func for v in cached if not v.targetoptions.get("cache")]
+    assert len(by_function) == len(set(by_function))  # no two of ours share a cache entry
 
 
 def test_a_sampled_layout_places_the_rest_beside_their_own_kind():

@@ -39,6 +39,11 @@ if "reconstruction" not in art.score_kinds:
     st.caption("These features were extracted without the decoder pass (`--scores isolation`), "
                "so only isolation scores exist. For reconstruction scores run "
                f"`python -m fext extract --name {name}`.")
+elif kind != "reference" and not art.ranks_folder_reconstruction:
+    st.caption("This ranking was made before reconstruction errors were read over the root of "
+               "each image's contrast (blank frames and flat crops told apart); extract again "
+               f"for the current ranking: `python -m fext extract --name {name} --images "
+               f"{art.root}`.")
 served = extraction(name, art.dir.name)
 scores = served.memo(("scores", kind), lambda: art.scores(kind))
 # the order only: a million-row ranking table is never built, a page of it is
@@ -153,12 +158,13 @@ def parts(i: int) -> None:
     """What the score is made of, each part with its share."""
     values = {k: float(all_scores(k)[i]) for k in ("isolation", "reconstruction", "reference")
               if k in art.score_kinds}
-    if kind == "reference":  # the reference score adds the errors relative to contrast
-        values["reconstruction"] = float(served.memo(("errors",), art.reconstruction_errors)[i])
-    sorted_scores = {k: served.memo(("sorted", k), lambda k=k: np.sort(all_scores(k)))
-                     for k in ("isolation", "reconstruction") if k in values}
     ref = registry.open_record(ws, name).extras.get("reference")
     stats = ReferenceStats.from_dict(ref) if ref and kind == "reference" else None
+    if stats is not None:  # the reference score adds the errors relative to contrast
+        values["reconstruction"] = float(served.memo(("errors",), art.reconstruction_errors)[i])
+    sorted_scores = {} if stats is not None else {  # a folder's parts: shares of the folder
+        k: served.memo(("sorted", k), lambda k=k: np.sort(all_scores(k)))
+        for k in ("isolation", "reconstruction") if k in values}
     table = pd.DataFrame(score_parts(kind, values, sorted_scores, stats))
     share = ("share of the score" if stats else "share of the folder it is odder than")
     st.markdown("**What the score is made of**")
