@@ -62,21 +62,25 @@ def _umap():
     cache few of them: about 20 s of two cores before a new process's first map, the larger part
     of the bundled demo's map. Cached (numba's own cache, beside their source or in the user's
     cache folder, keyed by the source files), a later process loads them (docs/BENCHMARKS.md
-    §10). Not the parallel ones: umap-learn makes a serial and a parallel dispatcher of one
-    function, and numba's cache keys an entry by the function, not its options, so the two
-    would load each other's code (a seeded map must stay serial to be reproducible)."""
+    §10). Not a parallel twin: where umap-learn makes a serial and a parallel dispatcher of one
+    function, numba's cache keys an entry by the function, not its options, so the two would
+    load each other's code (a seeded map must stay serial to be reproducible); the serial one
+    is cached, the parallel one compiles as before."""
     import sys
+    from collections import Counter
 
     import umap
     from numba.core.caching import NullCache
     from numba.core.dispatcher import Dispatcher
 
-    for name, module in list(sys.modules.items()):
-        if module is not None and name.split(".")[0] == "umap":
-            for value in list(vars(module).values()):
-                if (isinstance(value, Dispatcher) and isinstance(value._cache, NullCache)
-                        and not value.targetoptions.get("parallel")):
-                    value.enable_caching()
+    compiled = [value for name, module in list(sys.modules.items())
+                if module is not None and name.split(".")[0] == "umap"
+                for value in list(vars(module).values()) if isinstance(value, Dispatcher)]
+    made = Counter(id(d.py_func) for d in {id(d): d for d in compiled}.values())
+    for d in compiled:
+        twin = made[id(d.py_func)] > 1 and d.targetoptions.get("parallel")
+        if isinstance(d._cache, NullCache) and not twin:
+            d.enable_caching()
     return umap
 
 

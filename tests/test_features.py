@@ -190,6 +190,7 @@ def test_the_maps_serial_compiled_code_is_cached_and_its_parallel_twin_is_not():
     assert not isinstance(umap.layouts._nb_optimize_layout_euclidean_single_epoch._cache, NullCache)
     assert isinstance(umap.layouts._nb_optimize_layout_euclidean_single_epoch_parallel._cache,
                       NullCache)
+    assert any(v.targetoptions.get("parallel") for v in cached)  # those without a twin
     by_function = [v.py_func for v in cached if not v.targetoptions.get("cache")]
     assert len(by_function) == len(set(by_function))  # no two of ours share a cache entry
 
