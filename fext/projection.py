@@ -86,7 +86,7 @@ def _umap():
 
 def warm() -> None:
     """Draw a small map once, so umap-learn's compiled functions are on disk before a user's
-    first map (`make setup` runs it: about 25 s there instead of in the demo's preparation)."""
+    first map (`make setup` runs it: about 40 s there, 11 s saved by each new process that maps)."""
     rng = np.random.default_rng(0)
     umap_2d(rng.standard_normal((200, 16)).astype(np.float32))
 
