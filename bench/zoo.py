@@ -374,9 +374,9 @@ def odd_row(kind: str, root: Path, ws: Path) -> list:
     """The planted odd ones out (images of another kind) against the collection's own ranking:
     `fext anomalies` (the default score of a folder ranking itself) as ROC AUC and the share of
     them in the top N; the rule before 2026-12-05 (reconstruction error relative to contrast,
-    not to its square root) on the same extraction's parts; PCA
-    reconstruction error (16 components, and the feature size) and raw-pixel isolation (mean
-    distance to the 5 nearest) on the same files."""
+    not to its square root) on the same extraction's parts; PCA reconstruction error (16
+    components, and the feature size) and raw-pixel isolation (mean distance to the 5 nearest)
+    on the same files."""
     from anomaly import auc_top_n, knn_distance, pca_error, pixels, ranks_before
 
     out = json.loads(fext("anomalies", "--name", kind, "--images", str(root / "collection"),

@@ -66,14 +66,15 @@ def test_a_new_folder_is_ranked_against_the_training_collection(one_class):
     from fext.anomaly import ReferenceStats, distance_to_index, reference_score, score_parts
     from fext.index import VectorIndex
 
-    stats = ReferenceStats.from_dict(registry.open_record(ws, name).extras["reference"])
+    record = registry.open_record(ws, name)
+    ref = record.extras["reference"]
+    stats = ReferenceStats.from_dict(ref)
     errors = art.reconstruction_errors()
     parts = score_parts("reference", {"reference": float(art.scores()[0]),
                                       "reconstruction": float(errors[0])}, {}, stats)
     assert 0 < parts[0]["relative"] and 0 < parts[1]["relative"]  # both parts of the sum
     assert parts[1]["relative"] == pytest.approx(errors[0] / stats.median_reconstruction)
-    ref = registry.open_record(ws, name).extras["reference"]
-    index = VectorIndex.load(registry.open_record(ws, name).dir / ref["file"], ref["kind"])
+    index = VectorIndex.load(record.dir / ref["file"], ref["kind"])
     np.testing.assert_allclose(art.scores(), reference_score(
         distance_to_index(index, np.asarray(art.features())), errors, stats), rtol=1e-5)
 
@@ -136,7 +137,7 @@ def test_reconstruction_error_is_relative_to_the_image_contrast():
 def test_odd_ones_out_count_isolation_and_reconstruction_alike():
     """An image odd by one measure only comes first, however narrow that measure's spread: a sum
     over medians let the wide reconstruction errors bury an isolated image."""
-    from fext.anomaly import combined, relative_sum
+    from fext.anomaly import relative_sum
 
     rng = np.random.default_rng(0)
     iso = 0.66 + 0.02 * rng.standard_normal(200)  # a few percent about the median
