@@ -48,7 +48,8 @@ CONFIGS = {
                "--epochs", "6", "--epoch-steps", "100", "--batch-size", "64",
                "--learning-rate", "0.001", "--patience", "5", "--noise", "0.0",
                "--augment", "edits", "--invariance", "0.1", "--labels", "0.8",
-               "--neighbours", "4", "--readout", "whiten", "--precision", "float32"],
+               "--neighbours", "4", "--readout", "whiten", "--precision", "float32",
+               "--decoded-views", "2"],
 }
 # --quick: appended to every configuration (the last of a repeated option wins), a smoke run
 QUICK = ["--epochs", "1", "--epoch-steps", "3", "--image-size", "32", "--preset", "small"]
@@ -111,7 +112,8 @@ def one_build(folder: Path, tmp: Path, config: str, options: list[str], seed: in
     return {"config": config, "seed": seed, "wall s": wall, "train s": train_s,
             "steps": int(m["steps_run"]), "published": f"{m['best_epoch']} of {m['epochs_run']}",
             "precision": m.get("train_precision", "float32"),
-            "validation share": f"{check_s / max(train_s, 1e-9):.0%}", "recall@1": r1}
+            "validation share": f"{check_s / max(train_s, 1e-9):.0%}",
+            "test PSNR": round(float(m["splits"]["test"]["psnr"]), 2), "recall@1": r1}
 
 
 def summary(runs: pd.DataFrame, order: list[str]) -> list[list]:
@@ -120,7 +122,8 @@ def summary(runs: pd.DataFrame, order: list[str]) -> list[list]:
     for config in order:
         r = runs[runs["config"] == config]
         rows.append([config, len(r), r["wall s"].mean(), r["train s"].mean(), r["steps"].mean(),
-                     r["recall@1"].mean(), f"{r['recall@1'].min():.3f}-{r['recall@1'].max():.3f}",
+                     r["test PSNR"].mean(), r["recall@1"].mean(),
+                     f"{r['recall@1'].min():.3f}-{r['recall@1'].max():.3f}",
                      f"{r['wall s'].mean() / base['wall s'].mean():.2f}",
                      f"{r['train s'].mean() / base['train s'].mean():.2f}"])
     return rows
@@ -143,7 +146,8 @@ def run(size: int, a, configs: dict[str, list[str]], tmp: Path) -> None:
     print(table(list(runs.columns), runs.values.tolist(),
                 f"{size} photos, {len(queries)} edited queries: every build"))
     print()
-    print(table(["config", "seeds", "wall s", "train s", "steps", "recall@1", "recall@1 range",
+    print(table(["config", "seeds", "wall s", "train s", "steps", "test PSNR", "recall@1",
+                 "recall@1 range",
                  f"wall / {BASELINE}", f"train / {BASELINE}"], summary(runs, list(configs)),
                 f"{size} photos: means over seeds {', '.join(map(str, seeds))} (ratios: against "
                 f"{BASELINE}, same run)"))

@@ -144,21 +144,56 @@ class InvarianceLoss(keras.losses.Loss):
         return {**super().get_config(), "label_share": self.label_share}
 
 
+@keras.saving.register_keras_serializable(package="fext")
+class FirstViews(keras.layers.Layer):
+    """The first half of a batch of features: the first view of each image (a step's inputs
+    are views 1 of its images, then views 2), the only ones the trainer decodes."""
+
+    def call(self, x):
+        return x[: keras.ops.shape(x)[0] // 2]
+
+    def compute_output_shape(self, input_shape):
+        return (None, *input_shape[1:])
+
+
+def _decoder_layers(model: keras.Model) -> list:
+    """The layers after the bottleneck that make the reconstruction, in order (the builders
+    make a chain; a trainer's FirstViews is not one of them)."""
+    chain = [layer for layer in model.layers[1:] if not isinstance(layer, FirstViews)]
+    cut = next(i for i, layer in enumerate(chain) if layer.name == BOTTLENECK) + 1
+    return chain[cut:]
+
+
+def _decoded(layers_: list, z):
+    for layer in layers_:
+        z = layer(z)
+    return z
+
+
 def build_trainer(autoencoder: keras.Model, invariance: float, learning_rate: float,
-                  label_share: float = 0.0) -> keras.Model:
+                  label_share: float = 0.0, decoded_views: int = 1) -> keras.Model:
     """The autoencoder with its bottleneck as a second output, compiled with the reconstruction
     loss plus `invariance` x `invariance_loss`. It shares every layer (and weight) with
-    `autoencoder`; only the autoencoder is published."""
+    `autoencoder`; only the autoencoder is published.
+
+    With `decoded_views` 1 the reconstruction (its target: the clean images, once) is made
+    from the first view of each image only: the decoder costs more than the encoder (0.54 of
+    the medium preset's 0.92 GFLOP an image at 64 px), and the second view serves the
+    invariance term, which reads the bottleneck alone. A step then costs 0.67 of decoding
+    both (docs/BENCHMARKS.md §9)."""
     z = autoencoder.get_layer(BOTTLENECK).output
-    trainer = keras.Model(autoencoder.input, [autoencoder.output, z], name="trainer")
+    decoded = z if decoded_views == 2 else FirstViews(name="first_views")(z)
+    trainer = keras.Model(autoencoder.input, [_decoded(_decoder_layers(autoencoder), decoded), z],
+                          name="trainer")
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate),
                     loss=["mse", InvarianceLoss(label_share)], loss_weights=[1.0, invariance])
     return trainer
 
 
 def autoencoder_of(trainer: keras.Model) -> keras.Model:
-    """The autoencoder inside a (loaded) trainer: same layers, reconstruction output only."""
-    return keras.Model(trainer.input, trainer.outputs[0], name="fext_ae")
+    """The autoencoder inside a (loaded) trainer: same layers, every input reconstructed."""
+    z = trainer.get_layer(BOTTLENECK).output
+    return keras.Model(trainer.input, _decoded(_decoder_layers(trainer), z), name="fext_ae")
 
 
 def inference_parts(autoencoder: keras.Model,

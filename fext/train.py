@@ -57,7 +57,8 @@ def views(x: np.ndarray, labels: np.ndarray | None, tcfg, epoch: int, step: int,
     features learn to ignore those edits. With an invariance weight, each image comes as two
     differently edited views (inputs: views 1 then views 2) whose features must find each
     other, and those of its label's other images (`fext.model.invariance_loss`, which reads
-    each view's label index, -1 for none, as its target).
+    each view's label index, -1 for none, as its target); the reconstruction is made from
+    views 1 only, or from both (`tcfg.decoded_views`).
     Seeded by (seed, epoch, step): resume stays exact, whether `pool` (fext.edits.edit_pool)
     edits them in other processes or this one does."""
     pixels = np.rint(x * 255).astype(np.uint8) if tcfg.augment != "none" else None
@@ -71,7 +72,8 @@ def views(x: np.ndarray, labels: np.ndarray | None, tcfg, epoch: int, step: int,
         return corrupt(edited(0), tcfg, epoch, step), x
     inputs = corrupt(np.concatenate([edited(0), edited(1)]), tcfg, epoch, step)
     labels = np.full(len(x), -1.0, np.float32) if labels is None else labels.astype(np.float32)
-    return inputs, [np.concatenate([x, x]), np.concatenate([labels, labels])[:, None]]
+    clean = x if tcfg.decoded_views == 1 else np.concatenate([x, x])  # fext.model.build_trainer
+    return inputs, [clean, np.concatenate([labels, labels])[:, None]]
 
 
 # Validation: each epoch, seeded edited views of (a sample of) the validation split, the same
@@ -260,7 +262,8 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         else:
             ae = model_lib.build_autoencoder(cfg.model, cfg.data.image_size, precision)
             trainer = (model_lib.build_trainer(ae, tc.invariance, tc.learning_rate,
-                                               tc.labels if folders.classes else 0.0)
+                                               tc.labels if folders.classes else 0.0,
+                                               tc.decoded_views)
                        if tc.invariance else model_lib.compile_autoencoder(ae, tc.learning_rate))
         # the autoencoder itself (validated, checkpointed as best, published); with an
         # invariance term the trainer wraps it and holds the optimiser state

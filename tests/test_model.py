@@ -130,3 +130,26 @@ def test_training_precision_auto_follows_the_cpu(monkeypatch):
         assert resolve_precision("auto") == expected
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="float16").validate()
+
+
+@pytest.mark.parametrize("decoded_views", [1, 2])
+def test_the_trainer_decodes_the_first_views_and_the_autoencoder_every_input(tmp_path,
+                                                                             decoded_views):
+    """The decoder is the larger half of a step: with one decoded view the trainer reconstructs
+    only views 1 (the first half of its inputs), while the autoencoder inside it, saved or
+    loaded, still reconstructs every image, with the trainer's weights."""
+    ae = model_lib.build_autoencoder(ModelConfig(preset="small", latent_dim=8), 8)
+    trainer = model_lib.build_trainer(ae, 0.1, 1e-3, decoded_views=decoded_views)
+    x = np.random.default_rng(0).random((6, 8, 8, 3), dtype=np.float32)
+    clean = x[:3] if decoded_views == 1 else x
+    trainer.train_on_batch(x, [clean, np.full((6, 1), -1.0, np.float32)])
+    reconstruction, features = trainer(x)
+    assert reconstruction.shape == (len(clean), 8, 8, 3) and features.shape == (6, 8)
+
+    trainer.save(tmp_path / "t.keras")
+    for t in (trainer, model_lib.load(tmp_path / "t.keras")):
+        inner = model_lib.autoencoder_of(t)
+        assert not any(isinstance(layer, model_lib.FirstViews) for layer in inner.layers)
+        out = np.asarray(inner(x))
+        assert out.shape == x.shape
+        np.testing.assert_allclose(out[:len(clean)], np.asarray(reconstruction), atol=1e-6)
