@@ -120,6 +120,18 @@ class Artifacts:
         contrast (`anomaly.FOLDER_RECONSTRUCTION`); older ones read them relative to it."""
         return self.meta.get("folder_reconstruction") == anomaly.FOLDER_RECONSTRUCTION
 
+    def outdated_ranking(self, kind: str, name: str) -> str | None:
+        """What to say where ranking `kind` of model `name`'s extraction reads reconstruction
+        errors as extractions before `anomaly.FOLDER_RECONSTRUCTION` did (the page and the
+        CLI say the same); None where it is current."""
+        if (kind == "reference" or "reconstruction" not in self.score_kinds
+                or self.ranks_folder_reconstruction):
+            return None
+        return ("this ranking was made before reconstruction errors were read over the root "
+                "of each image's contrast (blank frames and flat crops told apart); extract "
+                f"again for the current ranking: `python -m fext extract --name {name} "
+                f"--images {self.root}`")
+
     def _scored(self, kind: str) -> str:
         """`kind`, where this extraction has that score; a clear error otherwise."""
         if kind not in anomaly.REFERENCE_SCORES:

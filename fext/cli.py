@@ -425,6 +425,9 @@ def cmd_anomalies(args, progress):
     text += [f"{r['rank']:4d}  {r['score']:.5f}{' !' if r['flagged'] else '  '}  {r['path']}"
              for r in results]
     extra = {}
+    if outdated := art.outdated_ranking(kind, args.name):
+        extra["note"] = outdated
+        text.append(f"note: {outdated}")
     if args.maps:  # Keras only here: a ranking alone never imports it
         from .maps import write_maps
         from .registry import open_record

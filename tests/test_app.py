@@ -21,7 +21,7 @@ from fext.artifacts import Artifacts
 from tests.app_fixtures import DIM, REPO, app_workspace
 from tests.corpus import BROKEN, READABLE, bomb_png, png
 from tests.corpus import shape_image as shape
-from tests.helpers import until
+from tests.helpers import run_cli, until
 
 PAGES = ["collection", "train", "reconstruction", "map", "search", "anomalies", "duplicates",
          "features"]
@@ -324,9 +324,12 @@ def test_anomaly_threshold_counts_images(on_demo):
 
 def test_a_ranking_made_before_the_root_contrast_reading_says_to_extract_again(own_ws):
     """An extraction from before the folder's reconstruction part was read over the root of the
-    contrast still ranks as it was ranked, and the page says how to get the current ranking."""
+    contrast still ranks as it was ranked, and the page and the CLI say how to get the current
+    ranking."""
     at = run_page("anomalies")
     assert "extract again" not in texts(at)
+    assert "note" not in json.loads(run_cli("anomalies", "--name", "demo", "--top", "3", "--json",
+                                            workspace=own_ws.root).stdout)
     art = Artifacts.open(own_ws, "demo")
     meta = json.loads((art.dir / "meta.json").read_text())
     del meta["folder_reconstruction"]
@@ -334,6 +337,9 @@ def test_a_ranking_made_before_the_root_contrast_reading_says_to_extract_again(o
     at = run_page("anomalies")
     assert not at.exception and "extract again for the current ranking" in texts(at)
     assert f"extract --name demo --images {art.root}" in texts(at)
+    said = json.loads(run_cli("anomalies", "--name", "demo", "--top", "3", "--json",
+                              workspace=own_ws.root).stdout)
+    assert f"extract --name demo --images {art.root}" in said["note"]
     at.radio[0].set_value("reconstruction").run()  # the relative errors it was ranked by
     assert not at.exception and metrics(at)["Highest score"] == (
         f"{Artifacts.open(own_ws, 'demo').reconstruction_errors().max():.4f}")

@@ -39,11 +39,8 @@ if "reconstruction" not in art.score_kinds:
     st.caption("These features were extracted without the decoder pass (`--scores isolation`), "
                "so only isolation scores exist. For reconstruction scores run "
                f"`python -m fext extract --name {name}`.")
-elif kind != "reference" and not art.ranks_folder_reconstruction:
-    st.caption("This ranking was made before reconstruction errors were read over the root of "
-               "each image's contrast (blank frames and flat crops told apart); extract again "
-               f"for the current ranking: `python -m fext extract --name {name} --images "
-               f"{art.root}`.")
+elif outdated := art.outdated_ranking(kind, name):
+    st.caption(outdated[0].upper() + outdated[1:] + ".")
 served = extraction(name, art.dir.name)
 scores = served.memo(("scores", kind), lambda: art.scores(kind))
 # the order only: a million-row ranking table is never built, a page of it is
