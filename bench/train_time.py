@@ -19,6 +19,7 @@ baseline stays put when the shipped defaults move. Candidates are any `fext buil
     .venv/bin/python bench/train_time.py --sizes 500 --seeds 3 \\
         --candidate short="--epoch-steps 50 --patience 2 --precision bfloat16"
     .venv/bin/python bench/train_time.py --quick    # smoke run: every configuration cut short
+    .venv/bin/python bench/train_time.py --sizes 1000 --seeds 1 --only "shipped defaults"
 """
 
 from __future__ import annotations
@@ -118,14 +119,17 @@ def one_build(folder: Path, tmp: Path, config: str, options: list[str], seed: in
 
 def summary(runs: pd.DataFrame, order: list[str]) -> list[list]:
     base = runs[runs["config"] == BASELINE]
+
+    def ratio(r: pd.DataFrame, column: str) -> str:  # "-" where the baseline was not run
+        return f"{r[column].mean() / base[column].mean():.2f}" if len(base) else "-"
+
     rows = []
     for config in order:
         r = runs[runs["config"] == config]
         rows.append([config, len(r), r["wall s"].mean(), r["train s"].mean(), r["steps"].mean(),
                      r["test PSNR"].mean(), r["recall@1"].mean(),
                      f"{r['recall@1'].min():.3f}-{r['recall@1'].max():.3f}",
-                     f"{r['wall s'].mean() / base['wall s'].mean():.2f}",
-                     f"{r['train s'].mean() / base['train s'].mean():.2f}"])
+                     ratio(r, "wall s"), ratio(r, "train s")])
     return rows
 
 
@@ -166,8 +170,16 @@ def main() -> None:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 60 photos, 1 seed, 20 queries, every configuration cut to "
                         + " ".join(QUICK) + " (figures meaningless)")
+    p.add_argument("--only", default="", metavar="NAMES",
+                   help="comma-separated configurations to run, for an absolute time alone "
+                        "(no ratio without 557225e)")
     a = p.parse_args()
     configs = {**CONFIGS, **dict(a.candidate)}
+    if a.only:
+        wanted = [n.strip() for n in a.only.split(",")]
+        if unknown := [n for n in wanted if n not in configs]:
+            p.error(f"unknown configuration(s) {unknown}; known: {list(configs)}")
+        configs = {n: configs[n] for n in wanted}
     if a.quick:
         a.sizes, a.seeds, a.queries = "60", 1, 20
         configs = {k: v + QUICK for k, v in configs.items()}
