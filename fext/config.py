@@ -180,10 +180,11 @@ class TrainConfig:
                                    "image by its pixels shares its sub-folder far more often "
                                    "than chance (digits filed by digit), albums otherwise "
                                    "(photos filed by date or place)", FOLDERS)
-    decoded_views: int = setting(1, "views of each image whose reconstruction the objective "
-                                    "includes, with an invariance term: 1 (the first view; the "
-                                    "decoder, over half the cost of a step, runs on half the "
-                                    "inputs) or 2 (both)", at_least=1, at_most=2)
+    decoded_views: int = setting(2, "views of each image whose reconstruction the objective "
+                                    "includes, with an invariance term: 2 (both) or 1 (the "
+                                    "first view only: a step costs about 0.7 of both, but odd "
+                                    "ones out ranked far worse on two of four photo folders; "
+                                    "docs/QUALITY.md)", at_least=1, at_most=2)
     neighbours: int = setting(4, "images drawn into a batch together as look-alikes (nearest "
                                  "neighbours in the current features), so the invariance term "
                                  "learns to tell them apart (1: random batches; at most the "

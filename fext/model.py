@@ -171,7 +171,7 @@ def _decoded(layers_: list, z):
 
 
 def build_trainer(autoencoder: keras.Model, invariance: float, learning_rate: float,
-                  label_share: float = 0.0, decoded_views: int = 1) -> keras.Model:
+                  label_share: float = 0.0, decoded_views: int = 2) -> keras.Model:
     """The autoencoder with its bottleneck as a second output, compiled with the reconstruction
     loss plus `invariance` x `invariance_loss`. It shares every layer (and weight) with
     `autoencoder`; only the autoencoder is published.
