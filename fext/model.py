@@ -182,9 +182,9 @@ def build_trainer(autoencoder: keras.Model, invariance: float, learning_rate: fl
     invariance term, which reads the bottleneck alone. A step then costs 0.67 of decoding
     both (docs/BENCHMARKS.md §9)."""
     z = autoencoder.get_layer(BOTTLENECK).output
-    decoded = z if decoded_views == 2 else FirstViews(name="first_views")(z)
-    trainer = keras.Model(autoencoder.input, [_decoded(_decoder_layers(autoencoder), decoded), z],
-                          name="trainer")
+    reconstruction = (autoencoder.output if decoded_views == 2 else
+                      _decoded(_decoder_layers(autoencoder), FirstViews(name="first_views")(z)))
+    trainer = keras.Model(autoencoder.input, [reconstruction, z], name="trainer")
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate),
                     loss=["mse", InvarianceLoss(label_share)], loss_weights=[1.0, invariance])
     return trainer
