@@ -3,14 +3,17 @@
 The held-out copies that choose a training run's published epoch (validation images among
 training images) and `fext evaluate`'s copy detection (test images among the collection) are
 both `copy_test`, with the same edits and the same kind of database, so the app shows one copy
-figure, not two that disagree.
+figure, not two that disagree. Where the collection already holds copies of a copied image (an
+identical file, or an edited copy its pixels confirm), finding one of them first is a success too:
+for its user the question "where else is this picture?" has more than one right answer.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from .index import l2_normalize
 from .progress import ProgressFn
@@ -19,12 +22,44 @@ HELD_OUT_COPIES = 256  # edited copies each training epoch searches for: seconds
 COPY_DATABASE = 2000  # images the copies are searched among (their sources included), at most
 
 
-class CopyTest(NamedTuple):
+@dataclass
+class CopyTest:
     """Edited copies of held-out images and the images they are searched among."""
     db_rows: np.ndarray  # collection rows searched among: the sources first, then others
     truth: np.ndarray  # each copy's source, as a position in db_rows
     copies: np.ndarray  # uint8 model inputs, loaded as a query is
     sources: str  # which images were copied, for the report
+    sha1: np.ndarray  # of each db row's file
+    sizes: np.ndarray  # (width, height) of each db row's file, to cut its padding off
+    fit: str
+    known: dict = field(default_factory=dict)  # (source, found) positions -> one picture
+
+    def hits(self, images: np.ndarray, found: np.ndarray) -> np.ndarray:
+        """Whether each copy's search found (`found`: positions in db_rows) its source, or
+        another copy of it already in the collection: an identical file, or an image whose
+        pixels `fext.agreement` confirms to be the source's, as duplicate groups confirm a
+        pair. Only misses are checked, each pair once for the life of the test (a training
+        run asks every epoch). On the zoo's photo kinds, 1,150 such finds of every method
+        were all planted copies (docs/QUALITY.md)."""
+        hits = np.asarray(found) == self.truth
+        for i in np.flatnonzero(~hits):
+            pair = (int(self.truth[i]), int(found[i]))
+            if pair not in self.known:
+                self.known[pair] = self._same(images, *pair)
+            hits[i] = self.known[pair]
+        return hits
+
+    def _same(self, images: np.ndarray, a: int, b: int) -> bool:
+        from threadpoolctl import threadpool_limits
+
+        from .agreement import check, content
+
+        if self.sha1[a] == self.sha1[b]:
+            return True
+        (wa, ha), (wb, hb) = self.sizes[a], self.sizes[b]
+        with threadpool_limits(1):  # small products: threads only wait on each other
+            return check(content(images[self.db_rows[a]], int(wa), int(ha), self.fit),
+                         content(images[self.db_rows[b]], int(wb), int(hb), self.fit)).agree
 
 
 def copy_test(coll, sources, others, fit: str, seed: int, count: int,
@@ -47,8 +82,11 @@ def copy_test(coll, sources, others, fit: str, seed: int, count: int,
     rng = np.random.default_rng(seed)
     rest = np.sort(rng.choice(rest, min(len(rest), max(0, COPY_DATABASE - len(source_rows))),
                               replace=False))
-    return CopyTest(np.concatenate([source_rows, rest]).astype(np.int64),
-                    truth.astype(np.int64), copies, name)
+    db_rows = np.concatenate([source_rows, rest]).astype(np.int64)
+    files = pd.concat([frame[frame["row"].isin(db_rows)] for frame in (sources, others)])
+    files = files.drop_duplicates("row").set_index("row").loc[db_rows]
+    return CopyTest(db_rows, truth.astype(np.int64), copies, name, files["sha1"].to_numpy(),
+                    files[["width", "height"]].to_numpy(), fit)
 
 
 def validation_test(coll, fit: str, seed: int, progress: ProgressFn | None = None) -> CopyTest:
@@ -80,9 +118,12 @@ def interval(figure: dict) -> str:
     return f"{lo_hi[0]:.3f}-{lo_hi[1]:.3f}" if lo_hi else ""
 
 
-def copy_recall(db: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> float:
-    """Recall@1: the share of copies whose nearest image (cosine) is their source."""
-    return float((cosine_top(db, queries, k=1)[:, 0] == truth).mean()) if len(truth) else 0.0
+def copy_recall(test: CopyTest, images: np.ndarray, db: np.ndarray, queries: np.ndarray) -> float:
+    """Recall@1: the share of copies whose nearest image (cosine) is their source (or a copy
+    of it: `CopyTest.hits`); `db`: the features of `test.db_rows`, `queries` of its copies."""
+    if not len(test.truth):
+        return 0.0
+    return float(test.hits(images, cosine_top(db, queries, k=1)[:, 0]).mean())
 
 
 def held_out_sources(coll):

@@ -194,7 +194,8 @@ COPY_QUERIES = 500  # edited copies `fext evaluate` searches for
 def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed: int = 0,
                    queries: int = COPY_QUERIES) -> dict:
     """How often an edited copy of one of the collection's held-out images finds its source
-    first (fext.copies.copy_test), on the test split, with a 95 % interval over its images.
+    (or a copy of it the collection holds: `CopyTest.hits`) first (fext.copies.copy_test), on
+    the test split, with a 95 % interval over its images.
 
     No labels needed. Each copy is encoded as a query is and searched (cosine) among images
     encoded as extraction encodes them. Raw pixels at the model's input size, PCA of them at
@@ -236,17 +237,19 @@ def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed
     rankings = {"autoencoder": cosine_top(feats, q_feats), "raw pixels": cosine_top(pixels, q_pixels),
                 f"PCA-{dim}": cosine_top(pca.transform(pixels), pca.transform(q_pixels)),
                 "pHash 64-bit": _hamming_top(db_bits, bits(copies))}
+    def found(top: np.ndarray) -> dict:
+        hits = np.stack([test.hits(coll.images, column) for column in top.T], axis=1)
+        return {"recall@1": float(hits[:, 0].mean()), "recall@5": float(hits.any(axis=1).mean()),
+                "interval": recall_interval(hits[:, 0], truth)}
+
     out = {"queries": int(len(truth)), "sources": name,
            "images copied": int(len(np.unique(truth))), "database": int(len(db_rows)),
-           "methods": {m: {"recall@1": float((top[:, 0] == truth).mean()),
-                           "recall@5": float((top == truth[:, None]).any(axis=1).mean()),
-                           "interval": recall_interval(top[:, 0] == truth, truth)}
-                       for m, top in rankings.items()}}
+           "methods": {m: found(top) for m, top in rankings.items()}}
     if name != "val split" and len(coll.items("val")):
         val = validation_test(coll, fit, record.config.train.seed, progress)
         if len(val.truth):
-            hits = cosine_top(features.features(coll.images, val.db_rows),
-                              encoded(val.copies), k=1)[:, 0] == val.truth
+            hits = val.hits(coll.images, cosine_top(features.features(coll.images, val.db_rows),
+                                                    encoded(val.copies), k=1)[:, 0])
             out["validation"] = {"recall@1": float(hits.mean()),
                                  "interval": recall_interval(hits, val.truth),
                                  "queries": int(len(val.truth)),

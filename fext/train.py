@@ -101,7 +101,7 @@ def held_out_copies(encoder, images: np.ndarray, test, batch_size: int) -> float
     queries = np.concatenate([encode_batch(encoder, to_model_input(test.copies[i:i + batch_size]),
                                            pad_to=batch_size)[0]
                               for i in range(0, len(test.copies), batch_size)])
-    return copy_recall(db, queries, test.truth)
+    return copy_recall(test, images, db, queries)
 
 
 def held_out_objective(trainer, images: np.ndarray, rows: np.ndarray, targets, tcfg,

@@ -151,7 +151,8 @@ def test_held_out_copies_measure_how_well_copies_find_their_source():
     truth = np.tile(np.arange(20), 3)  # each source copied three times
     noise = rng.integers(-20, 21, (60, 16, 16, 3))
     copies = np.clip(images[db_rows[truth]] + noise, 0, 255).astype(np.uint8)
-    test = CopyTest(db_rows, truth, copies, "val split")
+    test = CopyTest(db_rows, truth, copies, "val split", np.arange(60).astype(str),
+                    np.full((60, 2), 16), "pad")
     assert held_out_copies(pixels, images, test, 16) >= 0.9
     assert held_out_copies(nothing, images, test, 16) <= 0.1
 
@@ -170,7 +171,8 @@ def test_the_copy_test_edits_held_out_images_and_searches_them_among_the_collect
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (48, 40, 3), np.uint8)).save(
             tmp_path / f"{i}.png")
     coll = type("Coll", (), {"root": tmp_path, "image_size": 16})()
-    items = pd.DataFrame({"path": [f"{i}.png" for i in range(12)], "row": np.arange(12) + 100})
+    items = pd.DataFrame({"path": [f"{i}.png" for i in range(12)], "row": np.arange(12) + 100,
+                          "sha1": [f"{i}" for i in range(12)], "width": 48, "height": 40})
     sources = items.iloc[[2, 5, 7]]
     test = copy_test(coll, sources, items, "pad", seed=3, count=10)
     assert len(test.copies) == 10 and test.copies.shape[1:] == (16, 16, 3)
@@ -181,6 +183,32 @@ def test_the_copy_test_edits_held_out_images_and_searches_them_among_the_collect
     assert np.array_equal(test.db_rows, again.db_rows) and np.array_equal(test.copies, again.copies)
     monkeypatch.setattr(fext.copies, "COPY_DATABASE", 5)  # sources, then others up to 5
     assert len(copy_test(coll, sources, items, "pad", seed=3, count=4).db_rows) == 5
+
+
+def test_a_copy_that_finds_another_copy_of_its_source_has_found_it(tmp_path):
+    """A collection may already hold copies of a copied image: an identical file, or an edited
+    copy. Finding one of them first answers "where else is this picture?" as well as the source
+    does; finding another crop of the same photograph does not."""
+    import hashlib
+
+    from sklearn.datasets import load_sample_image
+
+    from fext.copies import CopyTest
+    from fext.edits import edit
+    from fext.images import load
+
+    photo = Image.fromarray(load_sample_image("china.jpg"))
+    source = photo.crop((0, 0, 240, 200))
+    files = [source, source, edit(source, 7), photo.crop((200, 180, 440, 380))]
+    for i, img in enumerate(files):
+        img.save(tmp_path / f"{i}.png")
+    blobs = [(tmp_path / f"{i}.png").read_bytes() for i in range(4)]
+    images = np.stack([load(b, 64) for b in blobs])
+    test = CopyTest(np.arange(4), np.zeros(4, np.int64), images, "test split",
+                    np.array([hashlib.sha1(b).hexdigest() for b in blobs]),
+                    np.array([img.size for img in files]), "pad")
+    assert test.hits(images, np.array([0, 1, 2, 3])).tolist() == [True, True, True, False]
+    assert test.known == {(0, 1): True, (0, 2): True, (0, 3): False}  # each pair checked once
 
 
 def test_the_copy_interval_resamples_images_not_copies():
