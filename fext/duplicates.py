@@ -32,7 +32,9 @@ one texture, and look-alike photo crops, whose hashes disagree (docs/QUALITY.md)
 
 Where look-alikes crowd the copies (photos, bursts: scores and hashes alone cannot keep them
 apart), a pair must pass a third check: its pixels agree once one image is aligned onto the
-other (`fext.agreement`). It is computed at extraction for the pairs that pass the first two
+other (`fext.agreement`). The pixels then keep the look-alikes out, so the hashes need only rule
+out unrelated images (MAX_HASH_DISTANCE): the look-alikes' 1 % distance turned away edited
+copies whose pixels agreed (a third of the photos' missed copies on zoo seed 3). It is computed at extraction for the pairs that pass the first two
 (`pixel_edges`, an N x K array beside the neighbours), and only where the calibration asks for
 it (`Calibration.pixels`).
 """
@@ -71,7 +73,7 @@ PIXEL_FALSE = 0.001  # look-alike pairs passing scores and hashes that the pixel
 SCORE = "cosine above the background"  # what thresholds are stated in (stored with the calibration)
 # what a stored calibration was decided under: one made under other rules is stale (`find`)
 RULES = {"score": SCORE, "max_crowding": MAX_CROWDING,
-         "crowded": "pixels must agree (fext.agreement)"}
+         "crowded": "pixels must agree (fext.agreement), hashes rule out unrelated images"}
 
 
 def perceptual_hashes(batch: np.ndarray) -> np.ndarray:
@@ -248,16 +250,20 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
             "images here look alike as much as copies do"),
             trusted=False)
     if crowding > MAX_CROWDING and copy_pixels is not None:
+        # the pixels keep look-alikes out; the hashes need only rule out unrelated images
+        unrelated = (np.ones(len(copy_sims), bool) if copy_distance is None
+                     else np.asarray(copy_distance)[order] <= MAX_HASH_DISTANCE)
         agree = np.asarray(copy_pixels(), bool)[order]
-        by_pixels = float(np.mean((copy_sims >= start) & confirmed & agree))
+        by_pixels = float(np.mean((copy_sims >= start) & unrelated & agree))
         if by_pixels >= MIN_COPIES_KEPT:
             return Calibration(
                 round(start, 6), by_pixels, crowding * PIXEL_FALSE, int(len(copy_sims)),
                 f"look-alikes crowd the copies here (an estimated {crowding:.0%} of images sit "
                 f"as close to one as most copies to their source), so a pair's aligned pixels "
-                f"must agree too, besides its perceptual hashes (at most {limit} of 64 bits "
-                "apart); on the collection zoo, no look-alike pair passed that check",
-                hash_distance=limit, pixels=True, crowding=crowding)
+                f"must agree too, besides its perceptual hashes (at most {MAX_HASH_DISTANCE} of "
+                "64 bits apart, as unrelated images come within only 1 % of the time); on the "
+                "collection zoo, no look-alike pair passed that check",
+                hash_distance=MAX_HASH_DISTANCE, pixels=True, crowding=crowding)
     if crowding > MAX_CROWDING:
         return done((
             f"not trusted: where {KEEP_COPIES:.0%} of edited copies are found, an estimated "

@@ -12,6 +12,7 @@ from PIL import Image
 
 from fext.duplicates import (
     KEEP_COPIES,
+    MAX_HASH_DISTANCE,
     PIXEL_FALSE,
     choose_threshold,
     confirming_distance,
@@ -137,13 +138,20 @@ def test_where_look_alikes_crowd_the_copies_pixels_decide_instead_of_abstaining(
     copies, others = rng.uniform(0.9, 1.0, 500), rng.uniform(0.3, 0.8, 500)
     crowded = np.where(rng.random(500) < 0.3, rng.uniform(0.9, 0.97, 500), others)
     agree = rng.random(500) < 0.9
+    bits = np.where(rng.random(500) < 0.2, 21, 8)  # copies' hash distances to their sources
 
     def never():
         raise AssertionError("the pixels were asked where scores decide")
 
     assert choose_threshold(copies, others, copy_pixels=never).trusted  # not crowded
-    cal = choose_threshold(copies, crowded, copy_pixels=lambda: agree)
+    # the look-alikes' hashes come within 12 bits of each other 1 % of the time: where scores
+    # decide, that is the most a copy's may differ; where pixels decide, only unrelated images
+    # (MAX_HASH_DISTANCE) are ruled out by them, so copies 21 bits off still count
+    null = np.where(rng.random(500) < 0.02, 10, 30)
+    cal = choose_threshold(copies, crowded, bits, null, copy_pixels=lambda: agree)
     assert cal.trusted and cal.pixels and "pixels must agree" in cal.text
+    assert cal.hash_distance == MAX_HASH_DISTANCE > 21
+    assert choose_threshold(copies, others, bits, null).hash_distance < 21
     assert cal.threshold == pytest.approx(np.quantile(copies, 1 - KEEP_COPIES), abs=1e-5)
     assert cal.copies_kept == pytest.approx(np.mean((copies >= cal.threshold) & agree))
     assert cal.false_grouping == pytest.approx(cal.crowding * PIXEL_FALSE) and cal.crowding > 0.02
