@@ -34,9 +34,9 @@ Where look-alikes crowd the copies (photos, bursts: scores and hashes alone cann
 apart), a pair must pass a third check: its pixels agree once one image is aligned onto the
 other (`fext.agreement`). The pixels then keep the look-alikes out, so the hashes need only rule
 out unrelated images (MAX_HASH_DISTANCE): the look-alikes' 1 % distance turned away edited
-copies whose pixels agreed (a third of the photos' missed copies on zoo seed 3). It is computed at extraction for the pairs that pass the first two
-(`pixel_edges`, an N x K array beside the neighbours), and only where the calibration asks for
-it (`Calibration.pixels`).
+copies whose pixels agreed (a third of the photos' missed copies on zoo seed 3). The pixel
+check is computed at extraction for the pairs that pass the first two (`pixel_edges`, an N x K
+array beside the neighbours), and only where the calibration asks for it (`Calibration.pixels`).
 """
 
 from __future__ import annotations
