@@ -51,9 +51,7 @@ class CopyTest:
         return hits
 
     def _same(self, images: np.ndarray, a: int, b: int) -> bool:
-        from threadpoolctl import threadpool_limits
-
-        from .agreement import check, content
+        from .agreement import agreeing, content
         from .duplicates import MAX_HASH_DISTANCE, hash_distance, perceptual_hashes
 
         if self.sha1[a] == self.sha1[b]:
@@ -61,10 +59,9 @@ class CopyTest:
         pair = images[self.db_rows[[a, b]]]
         if hash_distance(*perceptual_hashes(pair)) > MAX_HASH_DISTANCE:
             return False
-        (wa, ha), (wb, hb) = self.sizes[a], self.sizes[b]
-        with threadpool_limits(1):  # small products: threads only wait on each other
-            return check(content(images[self.db_rows[a]], int(wa), int(ha), self.fit),
-                         content(images[self.db_rows[b]], int(wb), int(hb), self.fit)).agree
+        first, second = (content(image, int(w), int(h), self.fit)
+                         for image, (w, h) in zip(pair, self.sizes[[a, b]]))
+        return bool(agreeing([first], [second])[0])
 
 
 def copy_test(coll, sources, others, fit: str, seed: int, count: int,
