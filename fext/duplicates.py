@@ -30,13 +30,15 @@ most `Calibration.hash_distance` bits, the distance that only 1 % of look-alike 
 collection come within (each image and its K-th nearest other). Features alone grouped crops of
 one texture, and look-alike photo crops, whose hashes disagree (docs/QUALITY.md).
 
-Where look-alikes crowd the copies (photos, bursts: scores and hashes alone cannot keep them
-apart), a pair must pass a third check: its pixels agree once one image is aligned onto the
-other (`fext.agreement`). The pixels then keep the look-alikes out, so the hashes need only rule
-out unrelated images (MAX_HASH_DISTANCE): the look-alikes' 1 % distance turned away edited
-copies whose pixels agreed (a third of the photos' missed copies on zoo seed 3). The pixel
-check is computed at extraction for the pairs that pass the first two (`pixel_edges`, an N x K
-array beside the neighbours), and only where the calibration asks for it (`Calibration.pixels`).
+A suggested pair must pass a third check: its pixels agree once one image is aligned onto the
+other (`fext.agreement`). Scores and hashes compare summaries of two images; two crops of one
+photograph can match in both (a held-out folder of 100 photo crops, zoo seed 4: one suggested
+removal, a different crop of the same retina), never in aligned pixels. Where look-alikes crowd
+the copies (photos, bursts: scores and hashes alone cannot keep them apart), the scores only
+shortlist and the hashes need only rule out unrelated images (MAX_HASH_DISTANCE): the
+look-alikes' 1 % distance turned away edited copies whose pixels agreed (a third of the photos'
+missed copies on zoo seed 3). The pixel check is computed at extraction for the pairs that pass
+the first two (`pixel_edges`, an N x K array beside the neighbours).
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ PIXEL_FALSE = 0.001  # look-alike pairs passing scores and hashes that the pixel
 SCORE = "cosine above the background"  # what thresholds are stated in (stored with the calibration)
 # what a stored calibration was decided under: one made under other rules is stale (`find`)
 RULES = {"score": SCORE, "max_crowding": MAX_CROWDING,
-         "crowded": "pixels must agree (fext.agreement), hashes rule out unrelated images"}
+         "crowded": "pixels must agree (fext.agreement), hashes rule out unrelated images",
+         "confirmed": "every suggested pair's aligned pixels agree"}
 
 
 def perceptual_hashes(batch: np.ndarray) -> np.ndarray:
@@ -147,7 +150,7 @@ class Calibration:
     FEXT suggests no near-duplicate removals (`threshold` is then only where a user might
     start looking). A pair is a copy when its score passes `threshold` and its perceptual
     hashes differ in at most `hash_distance` bits, and where `pixels`, its aligned pixels agree
-    too (a collection where look-alikes crowd the copies)."""
+    too (every calibration that measured its copies' pixels)."""
 
     threshold: float
     copies_kept: float  # share of the edited copies whose similarity to their source passes
@@ -196,11 +199,13 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
     MIN_COPIES_KEPT of the edited copies. Measured on the
     collection zoo (bench/zoo.py, docs/QUALITY.md).
 
-    Where look-alikes crowd the copies, `copy_pixels` (called only then: it returns whether
-    each edited copy's pixels agree with its source's, aligned with `copy_sims`) offers a third
-    check instead of abstaining: near-duplicates at the threshold that keeps KEEP_COPIES of
-    the copies, confirmed by hashes and pixels, if at least MIN_COPIES_KEPT of the copies pass
-    all three. The pixel check lets at most PIXEL_FALSE of the look-alikes through."""
+    `copy_pixels` (called unless FEXT abstains on the scores alone; it returns whether each
+    edited copy's pixels agree with its source's, aligned with `copy_sims`) is the third check
+    every suggested pair passes: the copies kept are those passing all three. Where look-alikes
+    crowd the copies it is also what lets FEXT suggest at all: near-duplicates at the threshold
+    that keeps KEEP_COPIES of the copies, hashes ruling out only unrelated images, if at least
+    MIN_COPIES_KEPT of the copies pass. The pixel check lets at most PIXEL_FALSE of the
+    look-alikes through."""
     limit = confirming_distance(np.zeros(0) if null_distance is None else null_distance)
     order = np.argsort(np.asarray(copy_sims, np.float64), kind="stable")
     copy_sims = np.asarray(copy_sims, np.float64)[order]
@@ -240,30 +245,35 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
         t = float(cand[np.argmax(within)]) if within.any() else float(copy_sims[-1] + 1e-6)
         why = (f"raised from {KEEP_COPIES:.0%} of the edited copies so that at most an estimated "
                f"{FALSE_GROUPING:.1%} of images are grouped with an image that is not a copy")
-    kept, falsely = float(np.mean((copy_sims >= t) & confirmed)), float(false(t))
-    done = partial(Calibration, round(t, 6), kept, falsely, int(len(copy_sims)),
-                   hash_distance=limit, crowding=crowding)
     if copy_share > MAX_COPY_SHARE:
-        return done((
+        return Calibration(
+            round(t, 6), float(np.mean((copy_sims >= t) & confirmed)), float(false(t)),
+            int(len(copy_sims)),
             f"not trusted: {min(copy_share, 1):.0%} of the sampled images sit as close to another "
             "image as an edited copy sits to its source, more than real copies can explain: "
-            "images here look alike as much as copies do"),
-            trusted=False)
-    if crowding > MAX_CROWDING and copy_pixels is not None:
+            "images here look alike as much as copies do",
+            trusted=False, hash_distance=limit, crowding=crowding)
+    agree = (np.ones(len(copy_sims), bool) if copy_pixels is None
+             else np.asarray(copy_pixels(), bool)[order])
+    pixels = copy_pixels is not None
+    if crowding > MAX_CROWDING and pixels:
         # the pixels keep look-alikes out; the hashes need only rule out unrelated images
         unrelated = (np.ones(len(copy_sims), bool) if copy_distance is None
                      else np.asarray(copy_distance)[order] <= MAX_HASH_DISTANCE)
-        agree = np.asarray(copy_pixels(), bool)[order]
         by_pixels = float(np.mean((copy_sims >= start) & unrelated & agree))
         if by_pixels >= MIN_COPIES_KEPT:
             return Calibration(
                 round(start, 6), by_pixels, crowding * PIXEL_FALSE, int(len(copy_sims)),
                 f"look-alikes crowd the copies here (an estimated {crowding:.0%} of images sit "
-                f"as close to one as most copies to their source), so a pair's aligned pixels "
-                f"must agree too, besides its perceptual hashes (at most {MAX_HASH_DISTANCE} of "
-                "64 bits apart, as unrelated images come within only 1 % of the time); on the "
-                "collection zoo, no look-alike pair passed that check",
+                f"as close to one as most copies to their source), so scores only shortlist: "
+                f"a pair's aligned pixels must agree, and its perceptual hashes be at most "
+                f"{MAX_HASH_DISTANCE} of 64 bits apart (as unrelated images come within only 1 % "
+                "of the time); on the collection zoo, no look-alike pair passed that check",
                 hash_distance=MAX_HASH_DISTANCE, pixels=True, crowding=crowding)
+    kept = float(np.mean((copy_sims >= t) & confirmed & agree))
+    falsely = float(false(t)) * (PIXEL_FALSE if pixels else 1.0)
+    done = partial(Calibration, round(t, 6), kept, falsely, int(len(copy_sims)),
+                   hash_distance=limit, crowding=crowding)
     if crowding > MAX_CROWDING:
         return done((
             f"not trusted: where {KEEP_COPIES:.0%} of edited copies are found, an estimated "
@@ -275,7 +285,8 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
             "copies"), trusted=False)
     return done(f"calibrated on this collection: {why}; a pair's perceptual hashes must also "
                 f"agree (at most {limit} of 64 bits apart, as close as only {HASH_NULL:.0%} of "
-                "look-alike pairs come)")
+                "look-alike pairs come)" + (", and its aligned pixels" if pixels else ""),
+                pixels=pixels)
 
 
 def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.ndarray,
@@ -540,16 +551,15 @@ def find(art, threshold: str | float = "auto") -> dict:
     Where the calibration abstained, "auto" groups identical files only and `threshold` is
     None: FEXT suggests no near-duplicate removals it cannot stand behind; a threshold the
     user gives still groups at that score. Every pair is confirmed by its perceptual hashes;
-    where the calibration asks for it, "auto" also asks its aligned pixels to agree (a
-    threshold the user gives is a look at what scores and hashes group)."""
+    "auto" also asks its aligned pixels to agree (a threshold the user gives is a look at what
+    scores and hashes group)."""
     from .errors import UsageError
 
     nearest, similarity = art.neighbours()
     calibration = art.meta.get("duplicates", {})
     if any(calibration.get(k) != v for k, v in RULES.items()) or "hash_distance" not in calibration:
-        raise art.stale(f"under older duplicate rules (now: a pair of copies is confirmed by its "
-                        f"perceptual hashes, and where more than {MAX_CROWDING:.0%} of images are "
-                        "crowded by look-alikes, by its aligned pixels too)")
+        raise art.stale("under older duplicate rules (now: a pair of copies is confirmed by its "
+                        "perceptual hashes and by its aligned pixels)")
     if threshold == "auto":
         value = float(calibration["threshold"]) if calibration["trusted"] else None
     else:

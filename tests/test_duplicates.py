@@ -132,7 +132,7 @@ def test_threshold_keeps_the_copies_unless_too_many_images_would_be_grouped():
 
 def test_where_look_alikes_crowd_the_copies_pixels_decide_instead_of_abstaining():
     """Frames of a burst: 30 % of images have a look-alike as close as most copies. The
-    calibration asks the copies' pixels (only then) and, where most copies agree by them,
+    calibration asks the copies' pixels (as everywhere it does not abstain) and, where most copies agree by them,
     suggests near duplicates at the threshold that keeps the copies, confirmed by pixels."""
     rng = np.random.default_rng(6)
     copies, others = rng.uniform(0.9, 1.0, 500), rng.uniform(0.3, 0.8, 500)
@@ -141,9 +141,15 @@ def test_where_look_alikes_crowd_the_copies_pixels_decide_instead_of_abstaining(
     bits = np.where(rng.random(500) < 0.2, 21, 8)  # copies' hash distances to their sources
 
     def never():
-        raise AssertionError("the pixels were asked where scores decide")
+        raise AssertionError("the pixels were asked where FEXT abstains on scores alone")
 
-    assert choose_threshold(copies, others, copy_pixels=never).trusted  # not crowded
+    # not crowded: the scores choose the threshold, and the pixels still confirm every pair
+    calm = choose_threshold(copies, others, copy_pixels=lambda: agree)
+    assert calm.trusted and calm.pixels and "aligned pixels" in calm.text
+    assert calm.copies_kept == pytest.approx(np.mean((copies >= calm.threshold) & agree))
+    assert not choose_threshold(copies, others).pixels  # no pixels measured: none asked
+    # digits: look-alikes everywhere, FEXT abstains before any pixel is read
+    assert not choose_threshold(copies, rng.uniform(0.9, 1.0, 500), copy_pixels=never).trusted
     # the look-alikes' hashes come within 12 bits of each other 1 % of the time: where scores
     # decide, that is the most a copy's may differ; where pixels decide, only unrelated images
     # (MAX_HASH_DISTANCE) are ruled out by them, so copies 21 bits off still count

@@ -57,8 +57,8 @@ help_text = ("Two images are copies when their vectors' cosine similarity, less 
              f"their perceptual hashes differ in at most {cal['hash_distance']} of 64 bits (a "
              "second check, independent of the model). Lower finds more, and more false matches.")
 if cal.get("pixels"):
-    help_text += (" At the suggested threshold a pair's aligned pixels must agree too (look-alikes "
-                  "crowd the copies here); at any other, scores and hashes alone group.")
+    help_text += (" At the suggested threshold a pair's aligned pixels must agree too; at any "
+                  "other, scores and hashes alone group.")
 if not cal["trusted"]:
     help_text += " Here no threshold is suggested: at 1.000 only identical files are grouped."
 threshold = st.slider("Similarity threshold", low, 1.0, start, step=0.001, format="%.3f",
