@@ -75,7 +75,7 @@ def pairs(root: Path) -> tuple[list[str], list[tuple[int, int, int]], np.ndarray
 RELAXED = {"without geometry": dict(cover=1.0, offset=0.0),
            "without correlation": dict(correlation=1.0),
            "without misalignment": dict(misaligned=1e9),
-           "without local": dict(local=0.0)}
+           "without local": dict(local=0.0, patch=0.0)}
 
 
 def measure(root: Path, size: int) -> list:
@@ -116,7 +116,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--zoo", type=Path, required=True, help="a folder bench/zoo.py wrote")
-    p.add_argument("--kinds", default="photos,bursts,wallpapers,albums")
+    p.add_argument("--kinds", default="photos,bursts,wallpapers,albums,textures,documents")
     p.add_argument("--size", type=int, default=64, help="the model's input size")
     a = p.parse_args()
     rows = []
