@@ -67,9 +67,8 @@ MAX_HASH_DISTANCE = 22  # bits of 64, at most (two unrelated hashes come this cl
 MIN_NULL_PAIRS = 100  # look-alike pairs needed to measure the distance from the collection
 HASH_CHUNK = 4096  # images hashed at once
 PIXEL_FALSE = 0.001  # look-alike pairs passing scores and hashes that the pixel check lets
-# through, at most: on the zoo's first seed none of 8,211 hard pairs of photo crops, wallpaper
-# crops and burst frames did (each image's 4 nearest by raw pixels and by hash, every pair of a
-# burst; docs/QUALITY.md)
+# through, at most: on zoo seeds 1, 2 and 4 none of 37,224 hard pairs of six kinds did (each
+# image's 4 nearest by raw pixels and by hash, every pair of a burst; docs/QUALITY.md)
 
 
 SCORE = "cosine above the background"  # what thresholds are stated in (stored with the calibration)
@@ -270,8 +269,7 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
                 f"{MAX_HASH_DISTANCE} of 64 bits apart (as unrelated images come within only 1 % "
                 "of the time); on the collection zoo, no look-alike pair passed that check",
                 hash_distance=MAX_HASH_DISTANCE, pixels=True, crowding=crowding)
-    kept = float(np.mean((copy_sims >= t) & confirmed & agree))
-    falsely = float(false(t)) * (PIXEL_FALSE if pixels else 1.0)
+    kept, falsely = float(np.mean((copy_sims >= t) & confirmed & agree)), float(false(t))
     done = partial(Calibration, round(t, 6), kept, falsely, int(len(copy_sims)),
                    hash_distance=limit, crowding=crowding)
     if crowding > MAX_CROWDING:
@@ -283,10 +281,12 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
         return done((
             f"not trusted: keeping look-alikes apart would find only {kept:.0%} of edited "
             "copies"), trusted=False)
-    return done(f"calibrated on this collection: {why}; a pair's perceptual hashes must also "
-                f"agree (at most {limit} of 64 bits apart, as close as only {HASH_NULL:.0%} of "
-                "look-alike pairs come)" + (", and its aligned pixels" if pixels else ""),
-                pixels=pixels)
+    return Calibration(
+        round(t, 6), kept, falsely * (PIXEL_FALSE if pixels else 1.0), int(len(copy_sims)),
+        f"calibrated on this collection: {why}; a pair's perceptual hashes must also agree (at "
+        f"most {limit} of 64 bits apart, as close as only {HASH_NULL:.0%} of look-alike pairs "
+        "come)" + (", and its aligned pixels" if pixels else ""),
+        hash_distance=limit, pixels=pixels, crowding=crowding)
 
 
 def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.ndarray,
