@@ -123,8 +123,10 @@ def main() -> None:
     for kind in a.kinds.split(","):
         rows.append(measure(a.zoo / kind, a.size))
         print(table(COLUMNS, rows[-1:]), flush=True)
-    print(f"\n{machine()}; fext/agreement.py: MAX_RESIDUAL {agreement.MAX_RESIDUAL}, "
-          f"MAX_LOCAL {agreement.MAX_LOCAL}, MIN_MISALIGNED {agreement.MIN_MISALIGNED}")
+    print(f"\n{machine()}; fext/agreement.py: MAX_OFFSET {agreement.MAX_OFFSET}, MAX_RESIDUAL "
+          f"{agreement.MAX_RESIDUAL}, MAX_LOCAL {agreement.MAX_LOCAL} (BORDER "
+          f"{agreement.BORDER}), MAX_PATCH {agreement.MAX_PATCH}, MIN_MISALIGNED "
+          f"{agreement.MIN_MISALIGNED}")
     print(table(COLUMNS, rows, "edited copy pairs kept / hard look-alike pairs let through"))
 
 
