@@ -38,8 +38,7 @@ STEP, SLACK = 0.02, 0.04  # the coarse search's shift step; shift beyond the edg
 MISALIGN = 0.03  # the misalignment the residual is compared against, share of the side
 # the rule (zoo seed 1): alignment as everyday edits leave it, and the pixels agree
 MIN_COVER = 0.88  # each axis shows at least this share of the other image (or at most 1/this)
-MAX_OFFSET = 0.12  # no edge moves by more than this share of the side (an edited copy's crop,
-# up to 5 % a side, and shift, up to 4 px, move an edge of a 64 px image by up to 12 %)
+MAX_OFFSET = 0.10  # no edge moves by more than this share of the side
 MIN_CORRELATION = 0.90  # aligned pixels' correlation
 MAX_RESIDUAL = 0.4  # residual RMS at 32 px, as a share of the image's standard deviation ...
 MAX_RESIDUAL_RATIO = 0.6  # ... and at most this share of the pair's residual misaligned by 3 %,

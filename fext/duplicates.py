@@ -26,9 +26,8 @@ modification time, then the shortest path.
 
 A pair is called a copy only when a second signal, independent of the model, agrees: the two
 images' 64-bit perceptual hashes (`perceptual_hashes`, pHash of the model's input) differ in at
-most `Calibration.hash_distance` bits, the distance that only 1 % of look-alike pairs of the
-collection come within (each image and its K-th nearest other). Features alone grouped crops of
-one texture, and look-alike photo crops, whose hashes disagree (docs/QUALITY.md).
+most MAX_HASH_DISTANCE bits, as unrelated images do only 1 % of the time. Features alone grouped
+crops of one texture, and look-alike photo crops, whose hashes disagree (docs/QUALITY.md).
 
 A suggested pair must pass a third check: its pixels agree once one image is aligned onto the
 other (`fext.agreement`). Scores and hashes compare summaries of two images; two crops of one
@@ -37,8 +36,9 @@ removal, a different crop of the same retina), never in aligned pixels. Where lo
 the copies (photos, bursts: scores and hashes alone cannot keep them apart), the scores only
 shortlist and the hashes need only rule out unrelated images (MAX_HASH_DISTANCE): the
 look-alikes' 1 % distance turned away edited copies whose pixels agreed (a third of the photos'
-missed copies on zoo seed 3). The pixel check is computed at extraction for the pairs that pass
-the first two (`pixel_edges`, an N x K array beside the neighbours).
+missed copies on zoo seed 3; on seed 4, a tenth of the textures' and documents' where scores
+decide). The pixel check is computed at extraction for the pairs that pass the first two
+(`pixel_edges`, an N x K array beside the neighbours).
 """
 
 from __future__ import annotations
@@ -61,10 +61,8 @@ MAX_CROWDING = 0.02  # look-alikes passing with this share of images where KEEP_
 # every calibration trusted above 2 % put wrong removals in front of the user (4.7 %: bursts
 # trained as albums, 4 of 51; 16.5 %: albums, 2 of 53; 20.8 %: photos, 2 of 60), every one
 # trusted below it none (textures, documents: 0.0 %; docs/QUALITY.md)
-HASH_NULL = 0.01  # a confirmed pair's hashes agree as closely as at most this share of look-alikes'
 MAX_HASH_DISTANCE = 22  # bits of 64, at most (two unrelated hashes come this close about 1 % of
-# the time); also the distance where a collection is too small to measure its look-alikes
-MIN_NULL_PAIRS = 100  # look-alike pairs needed to measure the distance from the collection
+# the time)
 HASH_CHUNK = 4096  # images hashed at once
 PIXEL_FALSE = 0.001  # look-alike pairs passing scores and hashes that the pixel check lets
 # through, at most: on zoo seeds 1, 2 and 4 none of 37,224 hard pairs of six kinds did (each
@@ -75,7 +73,8 @@ SCORE = "cosine above the background"  # what thresholds are stated in (stored w
 # what a stored calibration was decided under: one made under other rules is stale (`find`)
 RULES = {"score": SCORE, "max_crowding": MAX_CROWDING,
          "crowded": "pixels must agree (fext.agreement), hashes rule out unrelated images",
-         "confirmed": "every suggested pair's aligned pixels agree"}
+         "confirmed": "every suggested pair's aligned pixels agree; hashes rule out unrelated "
+                      "images"}
 
 
 def perceptual_hashes(batch: np.ndarray) -> np.ndarray:
@@ -113,18 +112,6 @@ def hashes_of(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
     for i in range(0, len(rows), HASH_CHUNK):
         out[i:i + HASH_CHUNK] = perceptual_hashes(images[rows[i:i + HASH_CHUNK]])
     return out
-
-
-def confirming_distance(null: np.ndarray) -> int:
-    """The most bits a confirmed pair's hashes may differ in: where at most HASH_NULL of the
-    look-alike pairs (`null`: hash distances of each image to its K-th nearest other) come
-    within, and never more than MAX_HASH_DISTANCE."""
-    null = np.asarray(null)
-    if len(null) < MIN_NULL_PAIRS:
-        return MAX_HASH_DISTANCE
-    below = int(np.floor(np.quantile(null, HASH_NULL)))
-    within = below if np.mean(null <= below) <= HASH_NULL else below - 1
-    return int(min(within, MAX_HASH_DISTANCE))
 
 
 def backgrounds(ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
@@ -167,13 +154,11 @@ class Calibration:
 
 def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
                      copy_distance: np.ndarray | None = None,
-                     null_distance: np.ndarray | None = None,
                      copy_pixels=None) -> Calibration:
     """The threshold from edited copies' similarities to their sources (`copy_sims`) and the
     same images' similarity to their nearest other image of the collection that is not an
-    identical file (`nearest_other`); the hash distance that confirms a pair from the look-alike
-    pairs' hash distances (`null_distance`, `confirming_distance`), and the copies' own
-    (`copy_distance`, aligned with `copy_sims`) for the share of copies kept.
+    identical file (`nearest_other`); the copies' hash distances to their sources
+    (`copy_distance`, aligned with `copy_sims`) count in the share of copies kept.
 
     A sampled image's nearest other is a real copy already in the folder, or an image that
     merely looks alike. Counted as false groupings, a folder's real copies would push the
@@ -205,7 +190,7 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
     that keeps KEEP_COPIES of the copies, hashes ruling out only unrelated images, if at least
     MIN_COPIES_KEPT of the copies pass. The pixel check lets at most PIXEL_FALSE of the
     look-alikes through."""
-    limit = confirming_distance(np.zeros(0) if null_distance is None else null_distance)
+    limit = MAX_HASH_DISTANCE
     order = np.argsort(np.asarray(copy_sims, np.float64), kind="stable")
     copy_sims = np.asarray(copy_sims, np.float64)[order]
     confirmed = (np.ones(len(copy_sims), bool) if copy_distance is None
@@ -256,19 +241,16 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
              else np.asarray(copy_pixels(), bool)[order])
     pixels = copy_pixels is not None
     if crowding > MAX_CROWDING and pixels:
-        # the pixels keep look-alikes out; the hashes need only rule out unrelated images
-        unrelated = (np.ones(len(copy_sims), bool) if copy_distance is None
-                     else np.asarray(copy_distance)[order] <= MAX_HASH_DISTANCE)
-        by_pixels = float(np.mean((copy_sims >= start) & unrelated & agree))
+        by_pixels = float(np.mean((copy_sims >= start) & confirmed & agree))
         if by_pixels >= MIN_COPIES_KEPT:
             return Calibration(
                 round(start, 6), by_pixels, crowding * PIXEL_FALSE, int(len(copy_sims)),
                 f"look-alikes crowd the copies here (an estimated {crowding:.0%} of images sit "
                 f"as close to one as most copies to their source), so scores only shortlist: "
                 f"a pair's aligned pixels must agree, and its perceptual hashes be at most "
-                f"{MAX_HASH_DISTANCE} of 64 bits apart (as unrelated images come within only 1 % "
-                "of the time); on the collection zoo, no look-alike pair passed that check",
-                hash_distance=MAX_HASH_DISTANCE, pixels=True, crowding=crowding)
+                f"{limit} of 64 bits apart (as unrelated images come within only 1 % of the "
+                "time); on the collection zoo, no look-alike pair passed that check",
+                hash_distance=limit, pixels=True, crowding=crowding)
     kept, falsely = float(np.mean((copy_sims >= t) & confirmed & agree)), float(false(t))
     done = partial(Calibration, round(t, 6), kept, falsely, int(len(copy_sims)),
                    hash_distance=limit, crowding=crowding)
@@ -283,9 +265,10 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
             "copies"), trusted=False)
     return Calibration(
         round(t, 6), kept, falsely * (PIXEL_FALSE if pixels else 1.0), int(len(copy_sims)),
-        f"calibrated on this collection: {why}; a pair's perceptual hashes must also agree (at "
-        f"most {limit} of 64 bits apart, as close as only {HASH_NULL:.0%} of look-alike pairs "
-        "come)" + (", and its aligned pixels" if pixels else ""),
+        f"calibrated on this collection: {why}; "
+        + ("a pair's aligned pixels must agree too, " if pixels else "")
+        + f"and its perceptual hashes be at most {limit} of 64 bits apart (as unrelated images "
+        "come within only 1 % of the time)",
         hash_distance=limit, pixels=pixels, crowding=crowding)
 
 
@@ -297,9 +280,9 @@ def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.n
     their sources' stored vectors above the source's background (a copy's own background is
     its source's), and the sample's nearest others that are not identical files (`ids`,
     `sims`; identical files are exact duplicates, found by their content): `choose_threshold`,
-    with the copies' hash distances to their sources and every image's to its K-th nearest
-    other (`hashes`: `perceptual_hashes` of the collection's images, rows as `items`), and,
-    where it asks, whether each copy's pixels agree with its source's."""
+    with the copies' hash distances to their sources (`hashes`: `perceptual_hashes` of the
+    collection's images, rows as `items`), and, where it asks, whether each copy's pixels agree
+    with its source's."""
     from .agreement import agreeing, content
     from .edits import copy_queries
 
@@ -315,8 +298,6 @@ def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.n
     back = backgrounds(ids, sims)
     copy_sims = (vectors * sources).sum(axis=1) - back[positions]
     hashes = np.asarray(hashes, np.uint64)
-    last = ids[:, -1]
-    null = hash_distance(hashes[last >= 0], hashes[last[last >= 0]])
 
     def copy_pixels() -> np.ndarray:
         source = _contents(coll.images, items, positions, fit)
@@ -325,7 +306,7 @@ def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.n
 
     return choose_threshold(copy_sims, nearest_distinct(ids, copy_scores(ids, sims, back),
                                                         items["sha1"].to_numpy(), positions),
-                            hash_distance(perceptual_hashes(copies), hashes[positions]), null,
+                            hash_distance(perceptual_hashes(copies), hashes[positions]),
                             copy_pixels)
 
 

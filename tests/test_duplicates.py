@@ -15,7 +15,6 @@ from fext.duplicates import (
     MAX_HASH_DISTANCE,
     PIXEL_FALSE,
     choose_threshold,
-    confirming_distance,
     groups,
     hash_distance,
     perceptual_hashes,
@@ -150,14 +149,12 @@ def test_where_look_alikes_crowd_the_copies_pixels_decide_instead_of_abstaining(
     assert not choose_threshold(copies, others).pixels  # no pixels measured: none asked
     # digits: look-alikes everywhere, FEXT abstains before any pixel is read
     assert not choose_threshold(copies, rng.uniform(0.9, 1.0, 500), copy_pixels=never).trusted
-    # the look-alikes' hashes come within 12 bits of each other 1 % of the time: where scores
-    # decide, that is the most a copy's may differ; where pixels decide, only unrelated images
-    # (MAX_HASH_DISTANCE) are ruled out by them, so copies 21 bits off still count
-    null = np.where(rng.random(500) < 0.02, 10, 30)
-    cal = choose_threshold(copies, crowded, bits, null, copy_pixels=lambda: agree)
+    # the pixels keep look-alikes out, so the hashes rule out only unrelated images
+    # (MAX_HASH_DISTANCE): copies 21 bits off still count, crowded or not
+    cal = choose_threshold(copies, crowded, bits, copy_pixels=lambda: agree)
     assert cal.trusted and cal.pixels and "pixels must agree" in cal.text
     assert cal.hash_distance == MAX_HASH_DISTANCE > 21
-    assert choose_threshold(copies, others, bits, null).hash_distance < 21
+    assert choose_threshold(copies, others, bits, lambda: agree).hash_distance == MAX_HASH_DISTANCE
     assert cal.threshold == pytest.approx(np.quantile(copies, 1 - KEEP_COPIES), abs=1e-5)
     assert cal.copies_kept == pytest.approx(np.mean((copies >= cal.threshold) & agree))
     assert cal.false_grouping == pytest.approx(cal.crowding * PIXEL_FALSE) and cal.crowding > 0.02
@@ -255,22 +252,18 @@ def test_perceptual_hashes_agree_for_an_edited_copy_and_not_for_another_image():
     # any image size hashes, the same picture alike
     small = perceptual_hashes(np.asarray(scene(1).resize((24, 24)))[None])
     assert hash_distance(small[0], h[0]) <= 8
-    # the confirming distance: where 1 % of look-alike pairs come within, capped
-    assert confirming_distance(rng.binomial(64, 0.5, 2000)) == 22  # unrelated: the cap
-    close = confirming_distance(rng.binomial(64, 0.2, 2000))  # look-alikes that share a layout
-    assert close < 22 and np.mean(rng.binomial(64, 0.2, 2000) <= close) <= 0.02
-    assert confirming_distance(np.zeros(5)) == 22  # too few pairs to measure: the cap
+    # unrelated images' hashes come within MAX_HASH_DISTANCE about 1 % of the time
+    assert np.mean(rng.binomial(64, 0.5, 20000) <= MAX_HASH_DISTANCE) < 0.02
 
 
 def test_copies_the_hashes_reject_count_against_the_copies_kept():
     rng = np.random.default_rng(4)
     copies, others = rng.uniform(0.9, 1.0, 500), rng.uniform(0.3, 0.8, 500)
-    null = rng.binomial(64, 0.5, 500)
-    near = choose_threshold(copies, others, rng.integers(0, 10, 500), null)
-    assert near.trusted and near.copies_kept >= 0.95 and 20 <= near.hash_distance <= 22
+    near = choose_threshold(copies, others, rng.integers(0, 10, 500))
+    assert near.trusted and near.copies_kept >= 0.95 and near.hash_distance == MAX_HASH_DISTANCE
     assert "perceptual hashes" in near.text
     # edits that scramble the hashes (as on handwritten digits): too few copies confirmed
-    far = choose_threshold(copies, others, rng.integers(20, 40, 500), null)
+    far = choose_threshold(copies, others, rng.integers(23, 40, 500))
     assert not far.trusted and far.copies_kept < 0.5
 
 
