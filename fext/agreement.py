@@ -16,11 +16,12 @@ cut off using each file's size): a coarse search over scale and shift at 24 px, 
 a per-channel brightness and contrast fit, averaged to 32 px, as a share of the image's own
 spread. `agree` accepts a pair whose alignment is what everyday edits do and whose residual is
 small both outright and against the same pair misaligned by 3 % (so an image too flat to pin
-the alignment down, such as a patch of sky, is never confirmed by it), and where no small block
-inside the edge, nor any larger one anywhere, is off (something moved). Tuned on the collection zoo's first seed
-(bench/zoo.py, docs/QUALITY.md); the edge ring and the residual limit (0.25 -> 0.4) on seed 1
-again, when the check came to every kind of collection (textured copies, whose blur and JPEG
-leave more than 0.25 and whose edited edges failed the block).
+the alignment down, such as a patch of sky, is never confirmed by it), and where no block, small
+or larger, inside a thin edge ring is off (something moved). Tuned on the collection zoo's
+first seed (bench/zoo.py, docs/QUALITY.md); the edge ring, the larger block and the residual
+limit (0.25 -> 0.4) on seeds 1 and 2, when the check came to every kind of collection
+(textured copies, whose blur and JPEG leave more than 0.25 and whose edited edges failed the
+block).
 """
 
 from __future__ import annotations

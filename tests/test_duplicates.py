@@ -131,8 +131,9 @@ def test_threshold_keeps_the_copies_unless_too_many_images_would_be_grouped():
 
 def test_where_look_alikes_crowd_the_copies_pixels_decide_instead_of_abstaining():
     """Frames of a burst: 30 % of images have a look-alike as close as most copies. The
-    calibration asks the copies' pixels (as everywhere it does not abstain) and, where most copies agree by them,
-    suggests near duplicates at the threshold that keeps the copies, confirmed by pixels."""
+    calibration asks the copies' pixels (as everywhere it does not abstain) and, where most
+    copies agree by them, suggests near duplicates at the threshold that keeps the copies,
+    confirmed by pixels."""
     rng = np.random.default_rng(6)
     copies, others = rng.uniform(0.9, 1.0, 500), rng.uniform(0.3, 0.8, 500)
     crowded = np.where(rng.random(500) < 0.3, rng.uniform(0.9, 0.97, 500), others)
