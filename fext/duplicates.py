@@ -32,13 +32,13 @@ crops of one texture, and look-alike photo crops, whose hashes disagree (docs/QU
 A suggested pair must pass a third check: its pixels agree once one image is aligned onto the
 other (`fext.agreement`). Scores and hashes compare summaries of two images; two crops of one
 photograph can match in both (a held-out folder of 100 photo crops, zoo seed 4: one suggested
-removal, a different crop of the same retina), never in aligned pixels. Where look-alikes crowd
-the copies (photos, bursts: scores and hashes alone cannot keep them apart), the scores only
-shortlist and the hashes need only rule out unrelated images (MAX_HASH_DISTANCE): the
-look-alikes' 1 % distance turned away edited copies whose pixels agreed (a third of the photos'
-missed copies on zoo seed 3; on seed 4, a tenth of the textures' and documents' where scores
-decide). The pixel check is computed at extraction for the pairs that pass the first two
-(`pixel_edges`, an N x K array beside the neighbours).
+removal, a different crop of the same retina), never in aligned pixels. Since the pixels keep
+look-alikes out, the hashes need only rule out unrelated images (MAX_HASH_DISTANCE): the
+look-alikes' own 1 % distance turned away edited copies whose pixels agreed (a third of the
+photos' missed copies on zoo seed 3; on seed 4, a tenth of the textures' and documents').
+Where look-alikes crowd the copies (photos, bursts: scores and hashes alone cannot keep them
+apart), the scores only shortlist. The pixel check is computed at extraction for the pairs that
+pass the first two (`pixel_edges`, an N x K array beside the neighbours).
 """
 
 from __future__ import annotations
