@@ -32,6 +32,7 @@ import json
 import shutil
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -310,8 +311,7 @@ def duplicates_row(kind: str, root: Path, ws: Path) -> list:
     stated = (f"{cal['copies_kept']:.2f} / {cal['false_grouping']:.2%}"
               + (" (pixels)" if cal.get("pixels") else "" if cal["trusted"] else " (abstained)"))
     kept = edited_copies_passing(kind, root, ws, planted, cal)
-    held = root / "heldout"  # normal images only: every suggested removal there is wrong
-    fext("extract", "--name", kind, "--images", str(held), "--workspace", str(ws))
+    held = heldout_extracted(kind, root, ws)  # normal images only: every removal there is wrong
     wrong = json.loads(fext("duplicates", "--name", kind, "--images", str(held),
                             "--workspace", str(ws), "--json"))["removable"]
     return [kind, len(paths), suggested, f"{precision:.3f}", f"{recall:.3f}", f"{ours['f1']:.3f}",
@@ -363,12 +363,20 @@ def copies_row(kind: str, ws: Path) -> list:
             *(f"{v:.3f}" for v in r1.values()), "yes" if ours > r1[best_base] else f"no ({best_base})"]
 
 
+@cache
+def heldout_extracted(kind: str, root: Path, ws: Path) -> Path:
+    """The kind's held-out folder, extracted through `fext extract --images heldout/` as a user
+    checks a new folder: once a run, for the duplicates and the anomaly threshold alike."""
+    held = root / "heldout"
+    fext("extract", "--name", kind, "--images", str(held), "--workspace", str(ws))
+    return held
+
+
 def anomalies_row(kind: str, root: Path, ws: Path) -> list:
     """The reference threshold's stated false-alarm rate against the share of the kind's
     held-out normal images (never trained on, not in the collection) it flags, through
     `fext extract --images heldout/` and `fext anomalies` as a user checks a new folder."""
-    held = root / "heldout"
-    fext("extract", "--name", kind, "--images", str(held), "--workspace", str(ws))
+    held = heldout_extracted(kind, root, ws)
     result = json.loads(fext("anomalies", "--name", kind, "--images", str(held), "--top", "0",
                              "--workspace", str(ws), "--json"))
     flagged, count = result["flagged"], max(len(result["results"]), 1)
