@@ -63,6 +63,8 @@ MAX_CROWDING = 0.02  # look-alikes passing with this share of images where KEEP_
 # trusted below it none (textures, documents: 0.0 %; docs/QUALITY.md)
 MAX_HASH_DISTANCE = 22  # bits of 64, at most (two unrelated hashes come this close about 1 % of
 # the time)
+HASH_RULE = (f"at most {MAX_HASH_DISTANCE} of 64 bits apart (as unrelated images come within "
+             "only 1 % of the time)")  # how the calibration's texts state it
 HASH_CHUNK = 4096  # images hashed at once
 PIXEL_FALSE = 0.001  # look-alike pairs passing scores and hashes that the pixel check lets
 # through, at most: on zoo seeds 1, 2 and 4 none of 37,224 hard pairs of six kinds did (each
@@ -190,11 +192,10 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
     that keeps KEEP_COPIES of the copies, hashes ruling out only unrelated images, if at least
     MIN_COPIES_KEPT of the copies pass. The pixel check lets at most PIXEL_FALSE of the
     look-alikes through."""
-    limit = MAX_HASH_DISTANCE
     order = np.argsort(np.asarray(copy_sims, np.float64), kind="stable")
     copy_sims = np.asarray(copy_sims, np.float64)[order]
     confirmed = (np.ones(len(copy_sims), bool) if copy_distance is None
-                 else np.asarray(copy_distance)[order] <= limit)
+                 else np.asarray(copy_distance)[order] <= MAX_HASH_DISTANCE)
     other = np.asarray(nearest_other, np.float64)
     other = np.sort(other[np.isfinite(other)])
 
@@ -202,8 +203,7 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
         return 1.0 - np.searchsorted(values, t, side="left") / max(len(values), 1)
 
     if not len(copy_sims):
-        return Calibration(1.0, 0.0, 0.0, 0, "no edited copy to calibrate on", trusted=False,
-                           hash_distance=limit)
+        return Calibration(1.0, 0.0, 0.0, 0, "no edited copy to calibrate on", trusted=False)
     high = float(np.median(copy_sims))
     copy_share = float(share(other, high) / max(float(share(copy_sims, high)), 1e-9))
     unrelated = other[other < high]
@@ -236,7 +236,7 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
             f"not trusted: {min(copy_share, 1):.0%} of the sampled images sit as close to another "
             "image as an edited copy sits to its source, more than real copies can explain: "
             "images here look alike as much as copies do",
-            trusted=False, hash_distance=limit, crowding=crowding)
+            trusted=False, crowding=crowding)
     agree = (np.ones(len(copy_sims), bool) if copy_pixels is None
              else np.asarray(copy_pixels(), bool)[order])
     pixels = copy_pixels is not None
@@ -247,13 +247,12 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
                 round(start, 6), by_pixels, crowding * PIXEL_FALSE, int(len(copy_sims)),
                 f"look-alikes crowd the copies here (an estimated {crowding:.0%} of images sit "
                 f"as close to one as most copies to their source), so scores only shortlist: "
-                f"a pair's aligned pixels must agree, and its perceptual hashes be at most "
-                f"{limit} of 64 bits apart (as unrelated images come within only 1 % of the "
-                "time); on the collection zoo, no look-alike pair passed that check",
-                hash_distance=limit, pixels=True, crowding=crowding)
+                f"a pair's aligned pixels must agree, and its perceptual hashes be {HASH_RULE}; "
+                "on the collection zoo, no look-alike pair passed that check",
+                pixels=True, crowding=crowding)
     kept, falsely = float(np.mean((copy_sims >= t) & confirmed & agree)), float(false(t))
     done = partial(Calibration, round(t, 6), kept, falsely, int(len(copy_sims)),
-                   hash_distance=limit, crowding=crowding)
+                   crowding=crowding)
     if crowding > MAX_CROWDING:
         return done((
             f"not trusted: where {KEEP_COPIES:.0%} of edited copies are found, an estimated "
@@ -265,11 +264,10 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
             "copies"), trusted=False)
     return Calibration(
         round(t, 6), kept, falsely * (PIXEL_FALSE if pixels else 1.0), int(len(copy_sims)),
-        f"calibrated on this collection: {why}; "
-        + ("a pair's aligned pixels must agree too, " if pixels else "")
-        + f"and its perceptual hashes be at most {limit} of 64 bits apart (as unrelated images "
-        "come within only 1 % of the time)",
-        hash_distance=limit, pixels=pixels, crowding=crowding)
+        f"calibrated on this collection: {why}; a pair's "
+        + ("aligned pixels must agree too, and its perceptual hashes be " if pixels
+           else "perceptual hashes must be ") + HASH_RULE,
+        pixels=pixels, crowding=crowding)
 
 
 def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.ndarray,
