@@ -504,9 +504,9 @@ def cmd_evaluate(args, progress):
     ws = _ws(args)
     model, record = registry.load(ws, args.name)
     coll = Collection.for_data(ws, record.config.data, progress=progress)
-    from .model import inference_parts
+    from .encoding import extraction_parts
 
-    result = {"model": args.name, "reconstruction": reconstruction_metrics(inference_parts(model), coll),
+    result = {"model": args.name, "reconstruction": reconstruction_metrics(extraction_parts(model), coll),
               "reconstruction_baseline": pca_metrics(coll, record.config.model.latent_dim),
               "copies": copy_detection(model, record, coll, progress=progress),
               **quality(model, record, coll, one_class=args.one_class, progress=progress)}

@@ -65,7 +65,7 @@ def autoencoder_of(parts, batch_size: int = 64):
 
 def per_image(parts, images: np.ndarray, rows: np.ndarray, batch_size: int = 64) -> dict:
     """Per-image reconstruction MSE, PSNR and SSIM for `rows` of the image cache; `parts` is
-    `fext.model.inference_parts(autoencoder)` (the models extraction and the reference run)."""
+    `fext.encoding.extraction_parts(autoencoder)` (the models extraction and the reference run)."""
     return measure(autoencoder_of(parts, batch_size), images, rows, batch_size)
 
 

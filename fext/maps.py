@@ -290,9 +290,9 @@ class Mapper:
     Thread-safe (one forward pass at a time), for the app's routes."""
 
     def __init__(self, autoencoder, stats: MapStats | None, note: str = ""):
-        from .model import inference_parts
+        from .encoding import extraction_parts
 
-        self.net = Net(inference_parts(autoencoder), stats.layer if stats else None)
+        self.net = Net(extraction_parts(autoencoder), stats.layer if stats else None)
         self.stats = stats
         self.bank = Bank(stats.bank) if stats is not None else None
         self.method = METHOD if stats is not None else "residual"
@@ -371,7 +371,7 @@ def _first_use(ws, record, autoencoder, progress) -> tuple[MapStats | None, str]
     """Statistics for a model that has none: fitted now on its training collection and kept
     beside it (the next use reads them), or None where that collection is not there."""
     from .collection import Collection
-    from .model import inference_parts
+    from .encoding import extraction_parts
     from .workspace import atomic_path
 
     data = record.config.data
@@ -384,7 +384,7 @@ def _first_use(ws, record, autoencoder, progress) -> tuple[MapStats | None, str]
                       "retrain (or rescan its folder) for normalised maps")
     if progress:
         progress("map statistics", 0, 1)
-    stats = fit(inference_parts(autoencoder), coll.images, train, val)
+    stats = fit(extraction_parts(autoencoder), coll.images, train, val)
     if stats is None:
         return None, "the training collection has no images: raw reconstruction residual"
     with atomic_path(record.dir / stats_file(record.fingerprint), ".npz") as tmp:

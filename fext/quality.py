@@ -94,8 +94,8 @@ class EncoderFeatures:
     name = "autoencoder"
 
     def __init__(self, model):
-        from .model import inference_parts
-        self.parts = inference_parts(model)
+        from .encoding import extraction_parts
+        self.parts = extraction_parts(model)
 
     def features(self, images, rows):
         from .encoding import encode_all

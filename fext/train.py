@@ -28,7 +28,7 @@ from .collection import Collection
 from .config import RunConfig
 from .copies import HELD_OUT_COPIES, copy_recall, validation_test
 from .edits import augment, edit_pool, edit_workers
-from .encoding import encode_all, encode_batch, resolve_precision
+from .encoding import encode_all, encode_batch, extraction_parts, resolve_precision
 from .errors import UsageError
 from .evaluate import reconstruction_metrics
 from .feed import iter_batches, neighbour_groups, sample_rows
@@ -324,7 +324,7 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
             best.save(tmp)
         progress("readout", 1, 1)
         progress("evaluate", 0, 1)
-        parts = model_lib.inference_parts(best)  # what extraction runs: measured once, reused
+        parts = extraction_parts(best)  # what extraction runs: measured once, reused
         metrics = {
             "splits": reconstruction_metrics(parts, coll, cfg.train.batch_size),
             "best_epoch": stopper.best_epoch, "epochs_run": state["epoch"],

@@ -37,7 +37,7 @@ def per_image(root: str, name: str, fingerprint: str, sample: int) -> tuple[pd.D
     """(MSE, PSNR and SSIM per image, the autoencoder's and PCA's (`_pca` columns), of every
     image or a seeded sample of `sample`; how many images there are), computed once per model
     version."""
-    from fext.model import inference_parts  # Keras only where a model runs
+    from fext.encoding import extraction_parts  # Keras only where a model runs
 
     model = autoencoder(root, name, fingerprint)
     coll = Collection.open(Workspace(root), data.images, data.image_size, data.fit)
@@ -46,7 +46,7 @@ def per_image(root: str, name: str, fingerprint: str, sample: int) -> tuple[pd.D
     items = items.iloc[sample_rows(np.arange(count), sample)]
     rows = items["row"].to_numpy()
     pca = evaluate.measure(pca_baseline(root, name, fingerprint), coll.images, rows, 256)
-    return items.assign(**evaluate.per_image(inference_parts(model), coll.images, rows),
+    return items.assign(**evaluate.per_image(extraction_parts(model), coll.images, rows),
                         **{f"{k}_pca": v for k, v in pca.items()}), count
 
 
