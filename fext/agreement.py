@@ -72,13 +72,19 @@ class Check:
     @property
     def agree(self) -> bool:
         """The pair is a copy by its pixels (the module docstring's rule)."""
-        return (MIN_COVER <= self.cover <= 1 / MIN_COVER and self.offset <= MAX_OFFSET
-                and self.correlation >= MIN_CORRELATION and self.residual <= MAX_RESIDUAL
+        return (placed(self.cover, self.offset, self.correlation) and self.residual <= MAX_RESIDUAL
                 and (self.residual <= MAX_RESIDUAL_RATIO * self.misaligned
                      or (self.residual <= FLAT_RESIDUAL
                          and self.residual <= FLAT_RATIO * self.misaligned))
                 and self.misaligned >= MIN_MISALIGNED and self.local <= MAX_LOCAL
                 and self.patch <= MAX_PATCH)
+
+
+def placed(cover: float, offset: float, correlation: float) -> bool:
+    """The alignment's part of the rule: one image shows most of the other, no edge moves far,
+    and the aligned pixels correlate."""
+    return (MIN_COVER <= cover <= 1 / MIN_COVER and offset <= MAX_OFFSET
+            and correlation >= MIN_CORRELATION)
 
 
 def content(image: np.ndarray, width: int, height: int, fit: str = "pad") -> np.ndarray:
@@ -217,21 +223,37 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b) / norm if norm > 1e-12 else 0.0
 
 
-def check(a: np.ndarray, b: np.ndarray) -> Check:
-    """Align `a` and `b` (`content` arrays) either way round and measure what is left."""
+def _aligned(a: np.ndarray, b: np.ndarray):
+    """(alignment, source, destination, the source warped onto it, cover, offset, correlation):
+    `a` and `b` aligned whichever way round correlates better."""
     (corr, th), src, dst = max(((_coarse(a, b), a, b), (_coarse(b, a), b, a)),
                                key=lambda t: t[0][0])
     th = _refine(src, dst, th)
     warped = _warp(src, th)
+    length_y, oy, length_x, ox = th
+    offset = max(abs(oy), abs(ox), abs(1 - length_y - oy), abs(1 - length_x - ox))
+    return (th, src, dst, warped, float(min(length_y, length_x)), float(offset),
+            _correlation(warped, dst))
+
+
+def _measured(th, src, dst, warped, cover, offset, correlation) -> Check:
     residual, local, patch = _residual(warped, dst)
     misaligned = min(_residual(_warp(src, th + MISALIGN * np.array(d)), dst)[0]
                      for d in ((0, 1, 0, 0), (0, -1, 0, 0), (0, 0, 0, 1), (0, 0, 0, -1)))
-    length_y, oy, length_x, ox = th
-    return Check(cover=float(min(length_y, length_x)),
-                 offset=float(max(abs(oy), abs(ox), abs(1 - length_y - oy),
-                                  abs(1 - length_x - ox))),
-                 correlation=_correlation(warped, dst),
-                 residual=residual, misaligned=misaligned, local=local, patch=patch)
+    return Check(cover=cover, offset=offset, correlation=correlation, residual=residual,
+                 misaligned=misaligned, local=local, patch=patch)
+
+
+def check(a: np.ndarray, b: np.ndarray) -> Check:
+    """Align `a` and `b` (`content` arrays) either way round and measure what is left."""
+    return _measured(*_aligned(a, b))
+
+
+def agrees(a: np.ndarray, b: np.ndarray) -> bool:
+    """`check(a, b).agree`, without measuring the residuals of a pair whose alignment already
+    fails (most look-alikes: about a quarter of their check's time saved)."""
+    aligned = _aligned(a, b)
+    return placed(*aligned[4:]) and _measured(*aligned).agree
 
 
 def agreeing(first, second, progress=None, stage: str = "pixel check") -> np.ndarray:
@@ -243,7 +265,7 @@ def agreeing(first, second, progress=None, stage: str = "pixel check") -> np.nda
     out = np.zeros(len(first), bool)
     with threadpool_limits(1):
         for i, (a, b) in enumerate(zip(first, second)):
-            out[i] = check(a, b).agree
+            out[i] = agrees(a, b)
             if progress and (i % 64 == 63 or i == len(first) - 1):
                 progress(stage, i + 1, len(first))
     return out

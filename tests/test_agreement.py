@@ -9,7 +9,7 @@ import pytest
 import skimage
 from PIL import Image, ImageDraw, ImageEnhance
 
-from fext.agreement import MAX_LOCAL, MAX_PATCH, check, content
+from fext.agreement import MAX_LOCAL, MAX_PATCH, agreeing, check, content
 from fext.edits import edit
 from fext.images import load
 
@@ -104,3 +104,17 @@ def test_an_image_too_flat_to_pin_down_is_not_confirmed():
     sky = np.stack([120 + 60 * y, 120 + 40 * y + 10 * x, 200 + 30 * y], -1).astype(np.uint8)
     a, b = Image.fromarray(sky[0:150, 0:150]), Image.fromarray(sky[40:190, 60:210])
     assert not check(as_input(a), as_input(b)).agree
+
+
+def test_the_check_extraction_runs_gives_each_pair_the_same_verdict():
+    """`agreeing` (which skips the residuals of a pair whose alignment already fails) says what
+    `check` says of every pair: copies, another crop, another photograph, a part changed."""
+    source = window("coffee.png", 0.4, 0.3)
+    changed = window("coffee.png", 0.4, 0.3)
+    ImageDraw.Draw(changed).rectangle((60, 60, 84, 84), fill=(250, 250, 250))
+    others = [edit(source, 0), edit(source, 1), window("coffee.png", 0.55, 0.35),
+              window("chelsea.png", 0.4, 0.3), changed]
+    first, second = [as_input(source)] * len(others), [as_input(o) for o in others]
+    verdicts = agreeing(first, second)
+    assert verdicts.tolist() == [check(a, b).agree for a, b in zip(first, second)]
+    assert verdicts.tolist() == [True, True, False, False, False]
