@@ -275,10 +275,14 @@ def _accelerator_bfloat16() -> bool | None:
     return bool(capability) and capability[0] >= 8
 
 
+FLOAT32_LAYERS = (BOTTLENECK, READOUT, READOUT_INVERSE, RECONSTRUCTION)  # the feature vector
+# as published (read-out included), what the decoder starts from, and the reconstruction
+
+
 def _policy(layer, precision: str) -> str:
-    """Layers compute in bfloat16 when asked, but the feature vector and the reconstruction;
-    in float32 otherwise, whatever precision the model was trained in."""
-    if precision == "bfloat16" and layer.name not in (BOTTLENECK, RECONSTRUCTION):
+    """Layers compute in bfloat16 when asked, but FLOAT32_LAYERS; in float32 otherwise,
+    whatever precision the model was trained in."""
+    if precision == "bfloat16" and layer.name not in FLOAT32_LAYERS:
         return "mixed_bfloat16"
     return "float32"
 

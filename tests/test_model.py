@@ -86,6 +86,15 @@ def test_bfloat16_inference_stays_close_to_float32():
     assert cos.min() > 0.999
     r16 = np.asarray(d16.predict_on_batch(z16))
     assert r16.dtype == np.float32 and np.abs(r16 - d32.predict_on_batch(z32)).max() < 0.02
+    # a published model's read-out (and its inverse, where the decoder starts) stay float32 too:
+    # the features are not rounded to bfloat16, and the decoder is fed what the encoder gives
+    from fext.readout import with_readout
+
+    published = with_readout(ae, np.zeros(32, np.float32), 2 * np.eye(32, dtype=np.float32))
+    e16, d16 = model_lib.inference_parts(published, "bfloat16")
+    assert {e16.get_layer("readout").compute_dtype, d16.get_layer("readout_inverse").compute_dtype,
+            e16.output.dtype, d16.input.dtype} == {"float32"}
+    assert np.asarray(e16.predict_on_batch(x)).dtype == np.float32
     with pytest.raises(ValueError, match="precision"):
         model_lib.inference_parts(ae, "float16")
 
