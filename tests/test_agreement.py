@@ -106,9 +106,10 @@ def test_an_image_too_flat_to_pin_down_is_not_confirmed():
     assert not check(as_input(a), as_input(b)).agree
 
 
-def test_the_check_extraction_runs_gives_each_pair_the_same_verdict():
-    """`agreeing` (which skips the residuals of a pair whose alignment already fails) says what
-    `check` says of every pair: copies, another crop, another photograph, a part changed."""
+def test_the_check_extraction_runs_gives_each_pair_the_same_verdict(monkeypatch):
+    """`agreeing` (which refuses a pair whose coarse alignment correlates poorly without refining
+    it, and skips the residuals of one whose refined alignment fails) says what `check` says of
+    every pair: copies, another crop, another photograph, a part changed."""
     source = window("coffee.png", 0.4, 0.3)
     changed = window("coffee.png", 0.4, 0.3)
     ImageDraw.Draw(changed).rectangle((60, 60, 84, 84), fill=(250, 250, 250))
@@ -118,3 +119,11 @@ def test_the_check_extraction_runs_gives_each_pair_the_same_verdict():
     verdicts = agreeing(first, second)
     assert verdicts.tolist() == [check(a, b).agree for a, b in zip(first, second)]
     assert verdicts.tolist() == [True, True, False, False, False]
+    # another photograph is refused on the coarse search alone: never refined
+    import fext.agreement as agreement
+
+    def refine(*_):
+        raise AssertionError("refined a pair the coarse search had already refused")
+
+    monkeypatch.setattr(agreement, "_refine", refine)
+    assert agreeing(first[3:4], second[3:4]).tolist() == [False]
