@@ -226,7 +226,7 @@ def copy_queries(coll, items, fit: str, seed: int = 0, limit: int = 500, progres
                 continue
             buf = io.BytesIO()
             edited = edit(img, int(rng.integers(2 ** 31)))
-            edited.save(buf, "PNG")
+            edited.save(buf, "BMP")  # lossless like PNG, but written uncompressed: 14x faster
             copies.append(load(buf.getvalue(), size, fit))
             positions.append(int(pos))
             sizes.append(edited.size)
