@@ -251,23 +251,21 @@ def choose_threshold(copy_sims: np.ndarray, nearest_other: np.ndarray,
                 "on the collection zoo, no look-alike pair passed that check",
                 pixels=True, crowding=crowding)
     kept, falsely = float(np.mean((copy_sims >= t) & confirmed & agree)), float(false(t))
-    done = partial(Calibration, round(t, 6), kept, falsely, int(len(copy_sims)),
-                   crowding=crowding)
+    done = partial(Calibration, round(t, 6), kept, sample=int(len(copy_sims)), crowding=crowding)
     if crowding > MAX_CROWDING:
-        return done((
+        return done(falsely, text=(
             f"not trusted: where {KEEP_COPIES:.0%} of edited copies are found, an estimated "
             f"{crowding:.0%} of images would be grouped with a look-alike; copies and images that "
             "look alike overlap too much here to tell apart"), trusted=False)
     if kept < MIN_COPIES_KEPT:
-        return done((
+        return done(falsely, text=(
             f"not trusted: keeping look-alikes apart would find only {kept:.0%} of edited "
             "copies"), trusted=False)
-    return Calibration(
-        round(t, 6), kept, falsely * (PIXEL_FALSE if pixels else 1.0), int(len(copy_sims)),
+    # only a suggestion's false groupings pass the pixel check too
+    return done(falsely * (PIXEL_FALSE if pixels else 1.0), text=(
         f"calibrated on this collection: {why}; a pair's "
         + ("aligned pixels must agree too, and its perceptual hashes be " if pixels
-           else "perceptual hashes must be ") + HASH_RULE,
-        pixels=pixels, crowding=crowding)
+           else "perceptual hashes must be ") + HASH_RULE), pixels=pixels)
 
 
 def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.ndarray,
