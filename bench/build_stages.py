@@ -18,6 +18,7 @@ import argparse
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,9 +31,10 @@ SHORT = ["--epochs", "1", "--epoch-steps", "2"]  # training all but skipped
 STAGE = re.compile(r"^\[([^\]]+)\]")
 
 
-def stages(tree: Path, python: str, folder: Path, ws: Path) -> tuple[float, dict[str, float]]:
-    """(wall seconds, {stage: seconds}) of one `fext build` run from `tree`."""
-    cmd = [python, "-m", "fext", "build", "--workspace", str(ws), "--name", "p",
+def stages(tree: Path, folder: Path, ws: Path) -> tuple[float, dict[str, float]]:
+    """(wall seconds, {stage: seconds}) of one `fext build` run from `tree` (its own `fext`
+    package, this interpreter and its packages)."""
+    cmd = [sys.executable, "-m", "fext", "build", "--workspace", str(ws), "--name", "p",
            "--images", str(folder), *SHORT]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -70,7 +72,6 @@ def main() -> None:
                    help="a checkout of the code to compare with (its own `fext` package)")
     p.add_argument("--seed", type=int, default=0, help="seed of the collection")
     a = p.parse_args()
-    python = str(REPO / ".venv" / "bin" / "python")
     trees = {"this tree": REPO, **({"baseline": a.baseline_tree.resolve()} if a.baseline_tree else {})}
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,7 +82,7 @@ def main() -> None:
             for label, tree in trees.items():
                 ws = Path(tmp) / "ws"
                 shutil.rmtree(ws, ignore_errors=True)
-                wall, times = stages(tree, python, folder, ws)
+                wall, times = stages(tree, folder, ws)
                 rows += [{"tree": label, "repeat": repeat, "stage": s, "seconds": v}
                          for s, v in times.items()]
                 rows.append({"tree": label, "repeat": repeat, "stage": "whole build", "seconds": wall})
