@@ -19,7 +19,8 @@ FEXT runs as a user runs it, shipped defaults: `fext train` on the normal images
 extract --images` the test folder, `fext anomalies --all --maps DIR --json`; its maps are the
 .npy files written there, its image ranking the `anomalies` scores. The other map methods of
 fext.maps (fext.maps.METHODS: raw residual, each z-scored signal, their sum) are computed on
-the same model and files in this process. Baselines on the same files, same run, same
+the same model and files in this process, and the feature signal of other encoder blocks
+(`--blocks`, fitted as training fits the shipped one's). Baselines on the same files, same run, same
 smoothing: PCA reconstruction residual (PCA fitted on the normal training images with
 --latent-dim components), per-pixel z-score against the mean normal image, and the difference
 to the nearest normal image in raw pixels.
@@ -233,8 +234,10 @@ def baselines(normal: np.ndarray, test: np.ndarray, pca) -> dict[str, np.ndarray
 def run_category(category: str, a, tmp: Path) -> dict:
     from fext import maps as fmaps
     from fext.collection import Collection
+    from fext.encoding import extraction_parts
     from fext.evaluate import PCAReconstruction, psnr
     from fext.feed import gather
+    from fext.model import load
     from fext.registry import open_record
     from fext.workspace import Workspace
 
@@ -270,6 +273,14 @@ def run_category(category: str, a, tmp: Path) -> dict:
     assert gap < 1e-3 * max(1.0, float(np.abs(shipped).max())), f"CLI maps differ by {gap}"
     train_coll = Collection.open(w, root / "normal", a.image_size, record.config.data.fit)
     train_rows = train_coll.items("train")["row"].to_numpy()  # what the model trained on
+    val_rows = train_coll.items("val")["row"].to_numpy()
+    parts = extraction_parts(load(record.path))
+    for block in a.blocks:  # the feature signal of other encoder blocks, fitted as training does
+        layer = fmaps.feature_layer(parts[0], block)
+        if layer != mapper.net.layer:
+            stats = fmaps.fit(parts, train_coll.images, train_rows, val_rows, layer=layer)
+            raw_b, _ = fmaps.signals(fmaps.Net(parts, layer), fmaps.Bank(stats.bank), x)
+            methods[f"FEXT features-z, block {block}"] = fmaps.combine(raw_b, stats, "features-z")
     pca = PCAReconstruction(train_coll.images, train_rows, record.config.model.latent_dim)
     methods.update(baselines(gather(train_coll.images, train_rows), x, pca))
     pca_recon = pca(x)
@@ -322,12 +333,15 @@ def main() -> None:
     p.add_argument("--defects", type=int, default=24, help="test images per defect kind")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--blocks", default="2,3",
+                   help="encoder blocks whose feature signal is compared with the shipped one's")
     p.add_argument("--json", default=None, help="also write the figures to this file")
     p.add_argument("--keep", default=None,
                    help="work in this new folder and keep it (images, models, the maps written)")
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="more `fext train` options after --")
     a = p.parse_args()
     a.train_args = [x for x in a.train_args if x != "--"]
+    a.blocks = [int(b) for b in a.blocks.split(",") if b]
     if a.quick:
         a.train, a.normal, a.defects, a.image_size = 120, 16, 4, 32
         a.train_args = ["--preset", "small", "--epochs", "2", "--epoch-steps", "10",

@@ -110,6 +110,8 @@ def one_build(folder: Path, tmp: Path, config: str, options: list[str], seed: in
     check_s = float(history.get("validation_seconds", pd.Series([0.0])).sum())
     r1 = copy_recall(ws, name, paths, queries, truth)
     shutil.rmtree(ws, ignore_errors=True)
+    if "val_copies" in history:  # the held-out curve the stop rule read, for the log
+        print("  held-out copies by epoch: " + ", ".join(f"{v:.3f}" for v in history["val_copies"]))
     return {"config": config, "seed": seed, "wall s": wall, "train s": train_s,
             "steps": int(m["steps_run"]), "published": f"{m['best_epoch']} of {m['epochs_run']}",
             "precision": m.get("train_precision", "float32"),

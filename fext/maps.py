@@ -4,9 +4,10 @@ A map is computed from two signals of the trained autoencoder, each measured aga
 *normal* images leave at the same pixel, so a value says "how unusual for this place":
 
 - *residual*: the reconstruction error per pixel (squared, averaged over the channels);
-- *features*: the distance from each place's encoder features (an intermediate block, averaged
-  over 3x3 neighbours) to the nearest of a bank of such patch features drawn from the training
-  images (as PatchCore does with pretrained features; here with the model's own encoder).
+- *features*: the distance from each place's encoder features (the first block, at the input's
+  resolution, averaged over 3x3 neighbours) to the nearest of a bank of such patch features
+  drawn from the training images (as PatchCore does with pretrained features; here with the
+  model's own encoder).
 
 `fit` measures, once per model (at training, or on first use for an older model), per pixel
 the mean and standard deviation of both over normal images (the validation split, or training
@@ -32,11 +33,19 @@ from PIL import Image
 from .feed import iter_batches, sample_rows
 
 METHODS = ("residual", "residual-z", "features-z", "sum-z")
-METHOD = "sum-z"  # shipped (docs/QUALITY.md, "Anomaly maps")
+METHOD = "features-z"  # shipped: above PCA's residual and every other baseline on textures
+# and objects, where the sum with the residual z-score was below PCA on textures (docs/QUALITY.md,
+# "Anomaly maps from the first block's features")
 SMOOTH = 4 / 224  # Gaussian sigma as a share of the side: 1.1 px at 64 px
-FEATURE_BLOCK = 2  # the encoder block whose output the feature signal reads
-MAX_GRID = 64  # feature places per side at most: larger maps are averaged down to it
-BANK = 16_384  # patch feature vectors kept from the training images
+FEATURE_BLOCK = 1  # the encoder block whose output the feature signal reads: the first sees
+# the scratches, spots and blotches of a 64 px crop at full resolution (block 2: half; block 3,
+# and blocks 2 and 3 together, PatchCore's choice on 224 px: lower on textures and objects alike)
+MAX_GRID = 32  # feature places per side at most: a finer grid is sampled down to it (every
+# other place of block 1 at 64 px, each already averaged with its neighbours: the same figures
+# at half the search of every place)
+BANK = 65_536  # patch feature vectors kept from the training images (4 MB at float16 for 32
+# channels): more normal patches, fewer normal places far from all of them (16,384: 0.01-0.02
+# lower pixel AUROC, docs/QUALITY.md)
 BANK_IMAGES = 512  # training images the bank is drawn from, at most (a seeded sample)
 CALIBRATION = 256  # normal images the per-pixel statistics are measured on, at most
 MIN_CALIBRATION = 50  # fewer validation images: training images kept out of the bank join in
@@ -85,11 +94,12 @@ class MapStats:
 
 
 # -- the network ------------------------------------------------------------------------------
-def feature_layer(encoder) -> str:
+def feature_layer(encoder, block: int | None = None) -> str:
     """The last convolution of block FEATURE_BLOCK (or of the last block, in a shallower
-    model) of an inference encoder (fext.model.inference_parts: conv + ReLU fused)."""
+    model) of an inference encoder (fext.model.inference_parts: conv + ReLU fused), or of the
+    autoencoder it was made from (the same layer names); `block`: another block's."""
     blocks = sum(1 for layer in encoder.layers if layer.name.endswith("_pool"))
-    prefix = f"enc{min(FEATURE_BLOCK, blocks)}_conv"
+    prefix = f"enc{min(block or FEATURE_BLOCK, blocks)}_conv"
     return [layer.name for layer in encoder.layers if layer.name.startswith(prefix)][-1]
 
 
@@ -138,12 +148,18 @@ def residual(x: np.ndarray, recon: np.ndarray) -> np.ndarray:
 
 def patches(feats: np.ndarray) -> np.ndarray:
     """Each place's features averaged with its 3x3 neighbours (local context, as PatchCore
-    does), on a grid of at most MAX_GRID places a side: (n, h, w, channels)."""
-    from scipy.ndimage import uniform_filter
-
-    step = -(-feats.shape[1] // MAX_GRID)
-    local = uniform_filter(feats, (1, 3, 3, 1), mode="nearest")
-    return np.ascontiguousarray(local[:, ::step, ::step, :], np.float32)
+    does), on a grid of at most MAX_GRID places a side: (n, h, w, channels). Edges repeat
+    their border (scipy's uniform_filter, mode "nearest"); only the kept places are averaged,
+    as nine strided sums (a quarter of the work of filtering every place, and no pass along a
+    strided axis)."""
+    n, h, w, c = feats.shape
+    step = -(-h // MAX_GRID)
+    padded = np.pad(np.asarray(feats, np.float32), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    out = np.zeros((n, -(-h // step), -(-w // step), c), np.float32)
+    for dy in range(3):
+        for dx in range(3):
+            out += padded[:, dy:dy + h:step, dx:dx + w:step, :]
+    return out / 9
 
 
 def upsample(grid: np.ndarray, size: int) -> np.ndarray:
@@ -192,12 +208,13 @@ def combine(raw: dict[str, np.ndarray], stats: MapStats | None, method: str) -> 
 
 # -- fitting what normal images leave ---------------------------------------------------------
 def fit(parts, images: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
-        batch_size: int = 64, progress=None) -> MapStats | None:
+        batch_size: int = 64, progress=None, layer: str | None = None) -> MapStats | None:
     """Map statistics of a model from its training collection's normal images: the bank from
     a seeded sample of the training split, per-pixel statistics from the validation split
     (below MIN_CALIBRATION validation images, a third of the training sample, kept out of the
     bank, joins them: a pixel's own bank patches would measure 0). None without training
-    images. Costs one pass over at most BANK_IMAGES + CALIBRATION images."""
+    images. Costs one pass over at most BANK_IMAGES + CALIBRATION images. `layer`: another
+    encoder layer than FEATURE_BLOCK's (bench/anomaly_maps.py compares them)."""
     train_rows, val_rows = np.asarray(train_rows), np.asarray(val_rows)
     if len(train_rows) == 0:
         return None
@@ -205,7 +222,7 @@ def fit(parts, images: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray,
     # tf.function trace, and TensorFlow warns about retracing past a few in a process that
     # trains, evaluates, fits these and extracts (`fext build`); eager costs ~3x a forward pass,
     # a few seconds once per model (the decoder's predict function is traced already)
-    net = Net(parts, eager=True)
+    net = Net(parts, layer, eager=True)
     pool = sample_rows(train_rows, BANK_IMAGES + (CALIBRATION if len(val_rows) < MIN_CALIBRATION
                                                   else 0))
     if len(val_rows) >= MIN_CALIBRATION:
@@ -304,13 +321,15 @@ class Mapper:
     def open(cls, ws, record, progress=None) -> Mapper:
         """The mapper of model `record` (fext.registry.ModelRecord): its kept statistics; for a
         model trained before maps existed, computed now from its training collection and kept
-        (said in `note`); where that collection is gone, the raw residual (said too)."""
+        (said in `note`); where that collection is gone, the raw residual (said too). Kept
+        statistics of another encoder layer than FEATURE_BLOCK's (fitted before the block
+        changed) are fitted again the same way, or used as they are where they cannot be."""
         from .model import load
 
         autoencoder = load(record.path)
         stats, note = stored_stats(record), ""
-        if stats is None:
-            stats, note = _first_use(ws, record, autoencoder, progress)
+        if stats is None or stats.layer != feature_layer(autoencoder):
+            stats, note = _first_use(ws, record, autoencoder, progress, stats)
         return cls(autoencoder, stats, note)
 
     def signals(self, x: np.ndarray, batch_size: int = 64):
@@ -367,9 +386,11 @@ def stored_stats(record) -> MapStats | None:
         return None
 
 
-def _first_use(ws, record, autoencoder, progress) -> tuple[MapStats | None, str]:
-    """Statistics for a model that has none: fitted now on its training collection and kept
-    beside it (the next use reads them), or None where that collection is not there."""
+def _first_use(ws, record, autoencoder, progress,
+               earlier: MapStats | None = None) -> tuple[MapStats | None, str]:
+    """Statistics for a model that has none, or only `earlier` ones of another layer: fitted
+    now on its training collection and kept beside it (the next use reads them); where that
+    collection is not there, `earlier` as they are, else None."""
     from .collection import Collection
     from .encoding import extraction_parts
     from .workspace import atomic_path
@@ -379,6 +400,8 @@ def _first_use(ws, record, autoencoder, progress) -> tuple[MapStats | None, str]
         coll = Collection.open(ws, data.images, data.image_size, data.fit)
         train, val = (coll.items(s)["row"].to_numpy() for s in ("train", "val"))
     except FileNotFoundError:
+        if earlier is not None:  # still a map of this model: the layer maps read before
+            return earlier, ""
         return None, ("this model was trained before anomaly maps and its training images are "
                       "no longer scanned here, so the maps are the raw reconstruction residual; "
                       "retrain (or rescan its folder) for normalised maps")
@@ -391,6 +414,10 @@ def _first_use(ws, record, autoencoder, progress) -> tuple[MapStats | None, str]
         stats.save(tmp)
     if progress:
         progress("map statistics", 1, 1)
+    if earlier is not None:
+        return stats, (f"this model's map statistics were made for an earlier kind of map: "
+                       f"computed again now, on {stats.fitted} of its training collection, and "
+                       f"kept with it")
     return stats, (f"this model was trained before anomaly maps: their statistics were computed "
                    f"now, on {stats.fitted} of its training collection, and kept with it")
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from fext import anomaly, maps, registry
 from fext.collection import Collection
+from fext.config import PRESETS
 from fext.feed import gather
 from fext.images import fit_square
 from tests.helpers import REPO, TINY, run_cli
@@ -53,7 +54,8 @@ def test_the_statistics_are_kept_with_the_model(trained):
     assert set(stats.mean) == set(stats.std) == {"residual", "features"}
     assert all(m.shape == (size, size) for m in (*stats.mean.values(), *stats.std.values()))
     assert all((s > 0).all() for s in stats.std.values())
-    assert stats.bank.dtype == np.float16 and stats.bank.shape[1] == 64  # small: block 2
+    first_block = PRESETS[record.config.model.preset][0][0]  # the filters of block 1
+    assert stats.bank.dtype == np.float16 and stats.bank.shape[1] == first_block
     lo, hi = stats.scale[maps.METHOD]
     assert lo < hi and stats.fitted == kept["fitted"]
 
@@ -77,6 +79,38 @@ def test_a_model_without_statistics_computes_them_on_first_use_and_says_so(train
     values, _ = raw.maps(x)
     assert values.shape == (2, 16, 16) and (values >= 0).all()
     assert raw.describe()["scale"] is None and "not normalised" in raw.describe()["text"]
+
+
+def test_statistics_of_an_earlier_feature_layer_are_fitted_again_or_kept_as_they_are(
+        trained, monkeypatch):
+    """A model whose kept statistics read another encoder layer (fitted before the map's
+    block changed) gets them fitted again on its training collection, said once; where that
+    collection is gone, the earlier statistics still make its maps."""
+    ws, name = trained
+    record = registry.open_record(ws, name)
+    path = record.dir / maps.stats_file(record.fingerprint)
+    current = maps.stored_stats(record).layer
+
+    def fitted_for_block(block: int) -> None:  # as a model of that time kept them
+        with monkeypatch.context() as m:
+            m.setattr(maps, "FEATURE_BLOCK", block)
+            path.unlink()
+            assert maps.Mapper.open(ws, record).stats.layer == "enc2_conv2"
+
+    fitted_for_block(2)
+    again = maps.Mapper.open(ws, record)
+    assert "earlier kind of map" in again.note and again.stats.layer == current != "enc2_conv2"
+    assert maps.stored_stats(record).layer == current  # kept: read as it is next time
+    assert not maps.Mapper.open(ws, record).note
+
+    fitted_for_block(2)
+    import shutil
+
+    shutil.rmtree(ws.collections_dir())
+    kept = maps.Mapper.open(ws, record)
+    assert kept.stats.layer == kept.net.layer == "enc2_conv2" and not kept.note
+    values, _ = kept.maps(np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32))
+    assert values.shape == (2, 16, 16) and np.isfinite(values).all()
 
 
 def test_anomalies_maps_writes_a_png_and_npy_per_listed_image(trained, tmp_path):
@@ -204,3 +238,17 @@ def test_pca_reconstructs_what_it_was_fitted_on():
     m = measure(pca, images, np.arange(20))
     assert m["psnr"].min() > 40  # rank 3 data, 3 components: exact up to uint8 rounding
     assert PCAReconstruction(images, np.arange(2), 8).name == "PCA-2"  # no more than images
+
+
+def test_patches_are_the_3x3_mean_at_the_kept_places():
+    """`patches` averages only the places it keeps; the same as filtering every place (edges
+    repeated) and then keeping every step-th, on any grid size."""
+    from scipy.ndimage import uniform_filter
+
+    rng = np.random.default_rng(0)
+    for shape in [(3, 2 * maps.MAX_GRID, 2 * maps.MAX_GRID, 5), (2, maps.MAX_GRID, maps.MAX_GRID, 4),
+                  (2, 7, 7, 3)]:
+        feats = rng.random(shape).astype(np.float32)
+        step = -(-shape[1] // maps.MAX_GRID)
+        expected = uniform_filter(feats, (1, 3, 3, 1), mode="nearest")[:, ::step, ::step]
+        np.testing.assert_allclose(maps.patches(feats), expected, atol=1e-6)
