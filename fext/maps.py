@@ -409,7 +409,8 @@ def _first_use(ws, record, autoencoder, progress,
         progress("map statistics", 0, 1)
     stats = fit(extraction_parts(autoencoder), coll.images, train, val)
     if stats is None:
-        return None, "the training collection has no images: raw reconstruction residual"
+        return earlier, ("" if earlier is not None else
+                         "the training collection has no images: raw reconstruction residual")
     with atomic_path(record.dir / stats_file(record.fingerprint), ".npz") as tmp:
         stats.save(tmp)
     if progress:
