@@ -19,8 +19,9 @@ FEXT runs as a user runs it, shipped defaults: `fext train` on the normal images
 extract --images` the test folder, `fext anomalies --all --maps DIR --json`; its maps are the
 .npy files written there, its image ranking the `anomalies` scores. The other map methods of
 fext.maps (fext.maps.METHODS: raw residual, each z-scored signal, their sum) are computed on
-the same model and files in this process, and the feature signal of other encoder blocks
-(`--blocks`, fitted as training fits the shipped one's). Baselines on the same files, same run, same
+the same model and files in this process, and the feature signal of other encoder blocks,
+bank sizes and grids (`--blocks`, `--banks`, `--grids`; each fitted as training fits the
+shipped one). Baselines on the same files, same run, same
 smoothing: PCA reconstruction residual (PCA fitted on the normal training images with
 --latent-dim components), per-pixel z-score against the mean normal image, and the difference
 to the nearest normal image in raw pixels.
@@ -275,12 +276,28 @@ def run_category(category: str, a, tmp: Path) -> dict:
     train_rows = train_coll.items("train")["row"].to_numpy()  # what the model trained on
     val_rows = train_coll.items("val")["row"].to_numpy()
     parts = extraction_parts(load(record.path))
-    for block in a.blocks:  # the feature signal of other encoder blocks, fitted as training does
-        layer = fmaps.feature_layer(parts[0], block)
-        if layer != mapper.net.layer:
+
+    def variant(layer: str | None = None, bank: int | None = None, grid: int | None = None):
+        """The feature signal of another layer, bank size or grid, fitted as training does."""
+        saved = fmaps.BANK, fmaps.MAX_GRID
+        fmaps.BANK, fmaps.MAX_GRID = bank or fmaps.BANK, grid or fmaps.MAX_GRID
+        try:
             stats = fmaps.fit(parts, train_coll.images, train_rows, val_rows, layer=layer)
-            raw_b, _ = fmaps.signals(fmaps.Net(parts, layer), fmaps.Bank(stats.bank), x)
-            methods[f"FEXT features-z, block {block}"] = fmaps.combine(raw_b, stats, "features-z")
+            raw_v, _ = fmaps.signals(fmaps.Net(parts, layer), fmaps.Bank(stats.bank), x)
+            return fmaps.combine(raw_v, stats, "features-z")
+        finally:
+            fmaps.BANK, fmaps.MAX_GRID = saved
+
+    seen = {mapper.net.layer}  # a block past a shallow model's last is its last block
+    for block in a.blocks:
+        layer = fmaps.feature_layer(parts[0], block)
+        if layer not in seen:
+            seen.add(layer)
+            methods[f"FEXT features-z, block {block}"] = variant(layer=layer)
+    for bank in a.banks:
+        methods[f"FEXT features-z, bank {bank:,}"] = variant(bank=bank)
+    for grid in a.grids:
+        methods[f"FEXT features-z, grid {grid}"] = variant(grid=grid)
     pca = PCAReconstruction(train_coll.images, train_rows, record.config.model.latent_dim)
     methods.update(baselines(gather(train_coll.images, train_rows), x, pca))
     pca_recon = pca(x)
@@ -335,13 +352,18 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--blocks", default="2,3",
                    help="encoder blocks whose feature signal is compared with the shipped one's")
+    p.add_argument("--banks", default="", help="bank sizes to compare with fext.maps.BANK "
+                                              "(e.g. 16384,131072; the shipped block and grid)")
+    p.add_argument("--grids", default="", help="grid sides to compare with fext.maps.MAX_GRID "
+                                              "(e.g. 64; the shipped block and bank)")
     p.add_argument("--json", default=None, help="also write the figures to this file")
     p.add_argument("--keep", default=None,
                    help="work in this new folder and keep it (images, models, the maps written)")
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="more `fext train` options after --")
     a = p.parse_args()
     a.train_args = [x for x in a.train_args if x != "--"]
-    a.blocks = [int(b) for b in a.blocks.split(",") if b]
+    a.blocks, a.banks, a.grids = ([int(v) for v in arg.split(",") if v]
+                                  for arg in (a.blocks, a.banks, a.grids))
     if a.quick:
         a.train, a.normal, a.defects, a.image_size = 120, 16, 4, 32
         a.train_args = ["--preset", "small", "--epochs", "2", "--epoch-steps", "10",
