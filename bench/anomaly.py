@@ -13,9 +13,9 @@ odd ones out ("this folder, no reference"): a folder of one label's images with 
 of planted odd images of three kinds (another label, photo crops, noise frames); `fext train`
 + `fext extract` on that folder and `fext anomalies`: ROC AUC and the share of planted images
 in the top N (N = the number planted), overall and per kind; also each of the score's two parts
-(`--score isolation`, `--score reconstruction`), their sum over medians (the combination
-shipped before 2026-11-25) and the ranking shipped before 2026-12-05 (reconstruction error
-relative to contrast, not to its square root), on the same extraction. Baselines on the same
+(`--score isolation`, `--score reconstruction`, `--score appearance`), their sum over medians
+(the combination shipped before 2026-11-25) and the ranking shipped before appearance joined it
+(the larger of the isolation and reconstruction parts' shares), on the same extraction. Baselines on the same
 folder: PCA reconstruction error and raw-pixel isolation (mean distance to the 5 nearest other
 images, leave-one-out through FAISS: nothing N x N).
 
@@ -215,14 +215,17 @@ def stored(ws: str, name: str, folder: Path, paths: list[str], read) -> np.ndarr
 
 
 def ranks_before(ws: str, name: str, folder: Path, paths: list[str]) -> np.ndarray:
-    """The folder ranking shipped before the reconstruction part was read over the square root
-    of contrast (2026-12-04 to 2026-12-05), on the same extraction's parts: the larger of the
-    ranks of isolation (the nearest 5 % of the folder) and of reconstruction error relative to
-    contrast. The rules before it are in docs/QUALITY.md with their figures."""
-    from fext.anomaly import combined
+    """The folder ranking shipped before the appearance part joined it (2026-12-05 to
+    2026-12-05), on the same extraction's parts: the share of the folder an image is odder
+    than by isolation or by reconstruction error, whichever is higher, the other breaking
+    ties. The rules before it are in docs/QUALITY.md with their figures."""
+    from fext.anomaly import share_below
 
-    return stored(ws, name, folder, paths,
-                  lambda art: combined(art.scores("isolation"), art.reconstruction_errors()))
+    def larger_share(art):
+        below = [share_below(art.scores(part)) for part in ("isolation", "reconstruction")]
+        return np.maximum(*below) + np.minimum(*below) / max(len(below[0]), 1)
+
+    return stored(ws, name, folder, paths, larger_share)
 
 
 def auc_top_n(scores: np.ndarray, planted: np.ndarray) -> tuple[float, np.ndarray]:
@@ -244,7 +247,7 @@ def ranked_folder(a, folder: Path, kinds: dict[str, str], name: str, tmp: Path) 
     paths = [r["path"] for r in out["results"]]
     ours = np.array([r["score"] for r in out["results"]])
     part = {}
-    for score in ("isolation", "reconstruction"):
+    for score in ("isolation", "reconstruction", "appearance"):
         res = json.loads(fext("anomalies", "--name", name, "--top", "0", "--json", "--score",
                               score, "--workspace", ws))["results"]
         by_path = {r["path"]: r["score"] for r in res}
@@ -253,9 +256,10 @@ def ranked_folder(a, folder: Path, kinds: dict[str, str], name: str, tmp: Path) 
     x = pixels([folder / p for p in paths], a.image_size)
     # PCA at the feature size nearly memorises a folder of a few hundred images, planted ones
     # included (their error is then the lowest); a small PCA is the fair baseline here
-    methods = {"fext": ours, "fext before 2026-12-05": ranks_before(ws, name, folder, paths),
+    methods = {"fext": ours, "fext before appearance": ranks_before(ws, name, folder, paths),
                "fext isolation part": part["isolation"],
                "fext reconstruction part": part["reconstruction"],
+               "fext appearance part": part["appearance"],
                "fext parts summed over medians (before 2026-11-25)": relative_sum(
                    part["isolation"], relative, (np.median(part["isolation"]), np.median(relative))),
                f"PCA-{a.dim}": pca_error(x, x, a.dim),

@@ -387,19 +387,25 @@ def anomalies_row(kind: str, root: Path, ws: Path) -> list:
 def odd_row(kind: str, root: Path, ws: Path) -> list:
     """The planted odd ones out (images of another kind) against the collection's own ranking:
     `fext anomalies` (the default score of a folder ranking itself) as ROC AUC and the share of
-    them in the top N; the rule before 2026-12-05 (reconstruction error relative to contrast,
-    not to its square root) on the same extraction's parts; PCA reconstruction error (16
+    them in the top N; the rule before appearance joined the ranking (the larger of the isolation
+    and reconstruction parts' shares) and the appearance part alone, on the same extraction's
+    parts; PCA reconstruction error (16
     components, and the feature size) and raw-pixel isolation (mean distance to the 5 nearest)
     on the same files."""
     from anomaly import auc_top_n, knn_distance, pca_error, pixels, ranks_before
 
-    out = json.loads(fext("anomalies", "--name", kind, "--images", str(root / "collection"),
-                          "--top", "0", "--json", "--workspace", str(ws)))
+    def ranked(*score: str) -> list[dict]:
+        return json.loads(fext("anomalies", "--name", kind, "--images", str(root / "collection"),
+                               "--top", "0", "--json", "--workspace", str(ws), *score))["results"]
+
+    out = {"results": ranked()}
     paths = [r["path"] for r in out["results"]]
+    appearance = {r["path"]: r["score"] for r in ranked("--score", "appearance")}
     odd = np.isin(paths, json.loads((root / "truth.json").read_text())["odd"])
     x = pixels([root / "collection" / p for p in paths], 32)
     methods = {"fext": np.array([r["score"] for r in out["results"]]),
                "before": ranks_before(str(ws), kind, root / "collection", paths),
+               "appearance": np.array([appearance[p] for p in paths]),
                "PCA-16": pca_error(x, x, 16), "PCA-128": pca_error(x, x, 128),
                "raw pixels kNN": knn_distance(x, None, 5)}
     cells = {}
@@ -411,7 +417,8 @@ def odd_row(kind: str, root: Path, ws: Path) -> list:
             "yes" if cells["fext"][0] > max(baselines) else "no"]
 
 
-ODD_COLUMNS = ["kind", "odd ones out", "FEXT (AUC / share in top N)", "before 2026-12-05",
+ODD_COLUMNS = ["kind", "odd ones out", "FEXT (AUC / share in top N)", "before appearance",
+               "appearance part",
                "PCA-16", "PCA-128", "raw pixels kNN", "above every baseline"]
 COPY_COLUMNS = ["kind", "held-out copies (published epoch)", "evaluate: autoencoder",
                 "difference", "raw pixels", "PCA", "pHash 64-bit", "above every baseline"]

@@ -1,12 +1,12 @@
 """Anomaly scores (higher = more unusual), answering one of two questions.
 
-*Odd ones out of this folder* (no reference): `combined` ranks each image by whichever of two
-measures makes it odder: *isolation* (cosine distance from its feature vector to the nearest
-5 % of the folder: odd ones out often come as a series, each other's nearest images) or the
-autoencoder's *reconstruction* error (over the square root of the image's contrast:
-`folder_reconstruction`). The score is the share of the folder the image is odder
-than, so the two measures count alike whatever their spreads. The flag threshold is a stated
-share of the folder.
+*Odd ones out of this folder* (no reference): `combined` weighs, for each image, how odd it is
+by three measures, each counted as the share of the folder the image is odder than:
+*isolation* (cosine distance from its feature vector to the nearest 5 % of the folder: odd ones
+out often come as a series, each other's nearest images), the autoencoder's *reconstruction*
+error (over the square root of the image's contrast: `folder_reconstruction`) and its
+*appearance* (how far its colour, contrast and edge statistics lie from the nearest 5 % of the
+folder's: `appearance`). The flag threshold is a stated share of the folder.
 
 *Unlike what the model learned* (`reference`): images the model was not trained on, scored
 against its training collection, the way anomaly-detection tools fit on good and score new: the
@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-SCORES = ("combined", "isolation", "reconstruction")
+SCORES = ("combined", "isolation", "reconstruction", "appearance")
 REFERENCE_SCORES = ("reference",) + SCORES
 NEIGHBOURS = 5
 FOLDER_NEIGHBOURS = 0.05  # a folder's isolation: distance to the nearest 5 % of it, ...
@@ -32,7 +32,13 @@ FOLDER_SAMPLE = 4096  # ... counted in a seeded sample of at most this many imag
 RECONSTRUCTION = "mse/variance"  # how reconstruction errors are measured (recorded with them)
 FOLDER_RECONSTRUCTION = "mse/sqrt(variance)"  # ... and how a folder's ranking reads them
 RELATIVE_FLOOR = 1e-3  # added to an image's pixel variance, so a flat image's error stays finite
-VARIANCE_CHUNK = 1024  # images whose pixel variance is computed at once (12 MB at 64 px)
+VARIANCE_CHUNK = 1024  # images whose pixel statistics are computed at once (12 MB at 64 px)
+APPEARANCE_SIDE = 32  # appearance statistics are measured at (at most) this side, and ...
+APPEARANCE_COARSE = 4  # ... again after averaging blocks of this side (8 px from 32)
+GREY_LEVELS = 8  # bins of the grey-level histogram of `appearance`
+SPREAD_FLOOR = 0.1  # an appearance statistic's robust spread is at least this share of its std
+APPEARANCE_SIZE = 2 * 3 * 2 * 3 + GREY_LEVELS  # statistics per image: 2 scales x 3 maps x mean,
+# spread x 3 channels, and the histogram
 FOLDER_SHARE = 0.02  # without a reference, the top 2 % of a folder are flagged
 FALSE_ALARMS = 0.01  # with one, the threshold flags about 1 % of normal images
 MIN_CALIBRATION = 100  # fewer validation images than this: the training images help calibrate
@@ -40,10 +46,14 @@ SCORE_HELP = (  # what each score means, for the CLI's help and the Anomalies pa
     "reference (default where the extraction has it: a folder other than the training folder): "
     "unlike the model's training collection, distance to its 5 nearest training images + "
     "reconstruction error, each relative to its median on validation images; combined (default "
-    "otherwise): odd ones out of this folder, the share of the folder an image is odder than, "
-    "by isolation or by reconstruction error, whichever is higher; isolation: distance to the "
-    "nearest 5 percent of the folder; reconstruction: the autoencoder's reconstruction error "
-    "relative to the square root of the image's own contrast (its pixel variance)")
+    "otherwise): odd ones out of this folder, the share of the folder with less evidence of "
+    "being odd, the evidence of the two of isolation, reconstruction and appearance that find "
+    "the image oddest (-log(1 - the share of the folder it is odder than), summed); isolation: "
+    "distance "
+    "to the nearest 5 percent of the folder; reconstruction: the autoencoder's reconstruction "
+    "error relative to the square root of the image's own contrast (its pixel variance); "
+    "appearance: distance of the image's colour, contrast and edge statistics to the nearest "
+    "5 percent of the folder's")
 
 
 @dataclass(frozen=True)
@@ -98,34 +108,104 @@ def isolation_of(similarities: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
 
 
 def folder_isolation(features: np.ndarray, share: float = FOLDER_NEIGHBOURS,
-                     sample: int = FOLDER_SAMPLE, chunk: int = 4096, seed: int = 0) -> np.ndarray:
-    """Each image's cosine distance to the nearest `share` of the folder: to its k-th most
-    similar other image, k = `share` of the folder, counted in a seeded sample of at most
-    `sample` images (N x `sample` products, not N x N; exact where the folder is no larger).
+                     sample: int = FOLDER_SAMPLE, chunk: int = 4096, seed: int = 0,
+                     metric: str = "cosine") -> np.ndarray:
+    """Each image's distance to the nearest `share` of the folder: to its k-th nearest other
+    image, k = `share` of the folder, counted in a seeded sample of at most `sample` images
+    (N x `sample` products, not N x N; exact where the folder is no larger). `metric`:
+    "cosine" (of L2-normalised features) or "euclidean".
 
     Why not the nearest 5: odd ones out often come as a series (a scanned page among photos,
     40 of one digit among 1,600 of nine others) and are each other's nearest images, so
     distance to the nearest few ranks them below normal images; measured past the size of a
     series, only an image that belongs to a small part of the folder stands out
     (docs/QUALITY.md, "Odd ones out that come in a series")."""
-    x = np.asarray(features, np.float32)
+    x = features
     n = len(x)
     if n < 2:
         return np.zeros(n, np.float32)
-    rows = (np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
-            if n > sample else np.arange(n))
+    rows = folder_sample(n, sample, seed)
     k = int(min(max(NEIGHBOURS, np.ceil(share * (len(rows) - 1))), len(rows) - 1))
-    db = np.ascontiguousarray(x[rows])
+    db = np.ascontiguousarray(x[rows], np.float32)
+    db_sq = (db * db).sum(axis=1)
     where = np.full(n, -1)
     where[rows] = np.arange(len(rows))
     out = np.empty(n, np.float32)
     for start in range(0, n, chunk):
-        sims = x[start:start + chunk] @ db.T
+        q = np.asarray(x[start:start + chunk], np.float32)
+        sims = q @ db.T
+        if metric == "euclidean":  # as a similarity: minus the squared distance
+            sims = 2 * sims - (q * q).sum(axis=1)[:, None] - db_sq[None, :]
         own = where[start:start + chunk]
         mine = np.flatnonzero(own >= 0)
         sims[mine, own[mine]] = -np.inf  # an image is not its own neighbour
-        out[start:start + len(sims)] = 1.0 - np.partition(sims, -k, axis=1)[:, -k]
+        kth = np.partition(sims, -k, axis=1)[:, -k]
+        out[start:start + len(q)] = (np.sqrt(np.maximum(-kth, 0)) if metric == "euclidean"
+                                     else 1.0 - kth)
     return out
+
+
+def folder_sample(n: int, sample: int = FOLDER_SAMPLE, seed: int = 0) -> np.ndarray:
+    """The seeded, sorted sample of a folder's `n` images that its isolation is counted in."""
+    return (np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
+            if n > sample else np.arange(n))
+
+
+def appearance(images: np.ndarray) -> np.ndarray:
+    """What an image looks like, whatever it shows: for each colour channel, the mean and spread
+    of its values and of its horizontal and vertical differences, at 32 px and at 8 px, and the
+    image's grey-level histogram (8 bins); 44 numbers per image of a uint8 batch (n, s, s, 3).
+
+    Why: the invariance recipe's features group images by what they show and ignore how they
+    were taken, so a scanned page, a digit or a blank frame among photos can lie inside the
+    photos' cloud of features, where isolation cannot see it (docs/QUALITY.md, "Odd ones out
+    by their appearance"). These statistics, of the kind image retrieval used before learnt
+    features (colour moments, edge density, histograms), set such an image apart."""
+    x = np.asarray(images)
+    n, s = len(x), x.shape[1]
+    side = max(d for d in range(1, min(s, APPEARANCE_SIDE) + 1) if s % d == 0)
+    f = s // side
+    y = x.reshape(n, side, f, side, f, 3).mean(axis=(2, 4), dtype=np.float32) * (1.0 / 255.0)
+    coarse = max(c for c in (APPEARANCE_COARSE, 2, 1) if side % c == 0)
+    out = []
+    for z in (y, y.reshape(n, side // coarse, coarse, side // coarse, coarse, 3).mean(axis=(2, 4))):
+        for v in (z, np.abs(np.diff(z, axis=2)), np.abs(np.diff(z, axis=1))):
+            out += [v.mean(axis=(1, 2)), v.std(axis=(1, 2))]
+    grey = np.minimum((y.mean(axis=3) * GREY_LEVELS).astype(np.int64), GREY_LEVELS - 1)
+    grey = grey.reshape(n, -1) + GREY_LEVELS * np.arange(n)[:, None]
+    hist = np.bincount(grey.ravel(), minlength=n * GREY_LEVELS).reshape(n, GREY_LEVELS)
+    out.append(hist.astype(np.float32) / (side * side))
+    return np.concatenate(out, axis=1).astype(np.float32)
+
+
+def folder_appearance(statistics: np.ndarray, sample: int = FOLDER_SAMPLE,
+                      seed: int = 0) -> np.ndarray:
+    """The appearance part of a folder's ranking: each image's distance to the nearest 5 % of
+    the folder in `appearance` statistics, each statistic over its spread in the folder (the
+    median absolute deviation, at least SPREAD_FLOOR of its standard deviation, so a statistic
+    nearly constant over the folder does not let one image lead on it alone)."""
+    x = np.asarray(statistics)
+    rows = folder_sample(len(x), sample, seed)
+    ref = np.asarray(x[rows], np.float64)
+    centre = np.median(ref, axis=0)
+    spread = np.maximum(1.4826 * np.median(np.abs(ref - centre), axis=0),
+                        SPREAD_FLOOR * ref.std(axis=0)) + 1e-6
+    return folder_isolation(Standardised(x, centre, spread), sample=sample, seed=seed,
+                            metric="euclidean")
+
+
+class Standardised:
+    """Rows of `x` (a memory-mapped array, for one) over their centre and spread, read a slice
+    at a time: what `folder_isolation` reads, without a standardised copy of the folder."""
+
+    def __init__(self, x, centre, spread):
+        self.x, self.centre, self.spread = x, centre.astype(np.float32), spread.astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return (np.asarray(self.x[key], np.float32) - self.centre) / self.spread
 
 
 def reference_stats(count: int, distances: np.ndarray, recon: np.ndarray,
@@ -179,18 +259,24 @@ def reconstruction_error(x: np.ndarray, r: np.ndarray) -> np.ndarray:
     return mse / (x.reshape(len(x), -1).var(axis=1) + RELATIVE_FLOOR)
 
 
-def pixel_variance(images: np.ndarray, rows: np.ndarray, chunk: int = VARIANCE_CHUNK) -> np.ndarray:
+def pixel_statistics(images: np.ndarray, rows: np.ndarray, out=None,
+                     chunk: int = VARIANCE_CHUNK) -> np.ndarray:
     """The pixel variance of each of `images[rows]` (a collection's memory-mapped decoded
     images) as the model sees it (`fext.images.to_model_input`, every pixel and channel), a
-    chunk at a time: memory does not grow with the collection."""
+    chunk at a time: memory does not grow with the collection. `out`, where given, receives
+    each image's `appearance` statistics in the same pass (an array, memory-mapped for one,
+    of len(rows) x APPEARANCE_SIZE)."""
     from .images import to_model_input
 
     rows = np.asarray(rows, np.int64)
-    out = np.zeros(len(rows), np.float32)
+    variance = np.zeros(len(rows), np.float32)
     for i in range(0, len(rows), chunk):
-        x = to_model_input(images[rows[i:i + chunk]])
-        out[i:i + len(x)] = x.reshape(len(x), -1).var(axis=1)
-    return out
+        pixels = images[rows[i:i + chunk]]
+        x = to_model_input(pixels)
+        variance[i:i + len(x)] = x.reshape(len(x), -1).var(axis=1)
+        if out is not None:
+            out[i:i + len(x)] = appearance(pixels)
+    return variance
 
 
 def folder_reconstruction(recon: np.ndarray, variance: np.ndarray) -> np.ndarray:
@@ -211,20 +297,25 @@ def folder_reconstruction(recon: np.ndarray, variance: np.ndarray) -> np.ndarray
     return (np.asarray(recon, np.float64) * np.sqrt(v)).astype(np.float32)
 
 
-def combined(isolation_scores: np.ndarray, recon_scores: np.ndarray) -> np.ndarray:
-    """Odd ones out of a folder: the share of the folder an image is odder than, by isolation or
-    by reconstruction error, whichever is higher; ties go to the image odder by the other.
+def combined(*parts: np.ndarray) -> np.ndarray:
+    """Odd ones out of a folder from its parts (isolation, reconstruction, appearance): the
+    share of the folder with less evidence of being odd. An image's evidence on a part is
+    -log(1 - the share of the folder it is odder than), as in Fisher's method; its evidence is
+    the sum over the two parts that find it oddest.
 
-    Why ranks and not a sum of the two: their spreads differ, and a sum is led by the wider one.
-    Trained with the invariance term, isolation spreads only a few percent about its median and
-    reconstruction error tens of percent, so a sum over medians ranked another digit planted in
-    a folder of one digit at chance (AUC 0.48) though its isolation alone found it (1.00).
-    Ranked, each measure flags its own kind of odd image (docs/QUALITY.md). The larger of two
-    robust deviations instead was measured too (2026-12-04): better on photo folders, worse on
-    folders of digits with single strays, where reconstruction error's own tail among normal
-    digits reaches past what isolation finds."""
-    below = [share_below(s) for s in (isolation_scores, recon_scores)]
-    return (np.maximum(*below) + np.minimum(*below) / max(len(below[0]), 1)).astype(np.float32)
+    Why ranks and not a sum of the values: their spreads differ, and a sum is led by the widest
+    (a sum over medians ranked another digit planted among one digit at AUC 0.48, where
+    isolation alone found it at 1.00). Why evidence and not the largest share, as shipped
+    before with two parts: every part has normal images at the top of its own ranking (flat
+    crops for reconstruction, unusual photographs for appearance), which the largest share
+    ranks as high as a true odd one, while an odd one is usually odd on two parts (a page among
+    photos: appearance and reconstruction). Why the two strongest and not all three: each part
+    sees its own kind of odd image, and the part an odd one looks ordinary on (a digit among
+    other digits, by its appearance) would only count against it (docs/QUALITY.md, "Odd ones
+    out by their appearance")."""
+    n = len(parts[0])
+    evidence = np.sort([-np.log1p(-share_below(part) * (n / (n + 1))) for part in parts], axis=0)
+    return share_below(evidence[-2:].sum(axis=0)).astype(np.float32)
 
 
 def share_below(scores: np.ndarray) -> np.ndarray:
@@ -252,9 +343,9 @@ def score_parts(kind: str, values: dict[str, float], sorted_scores: dict[str, np
     """What makes up one image's `kind` score, for a person asking why it ranks where it does:
     each part's value and its share. For `reference`, each part over its normal median and its
     share of their sum (the score); otherwise each part's share of the folder the image is
-    odder than (`combined` is the larger of those, the smaller breaking ties). `values` holds
-    the image's "isolation", "reconstruction" (and "reference") values; `sorted_scores`, each
-    part's values over the folder, sorted."""
+    odder than (`combined` weighs those: `combined`). `values` holds the image's "isolation",
+    "reconstruction", "appearance" (and "reference") values, those it has; `sorted_scores`,
+    each part's values over the folder, sorted."""
     if kind == "reference" and stats is not None and "reconstruction" in values:
         recon = values["reconstruction"] / max(stats.median_reconstruction, 1e-12)
         distance = values["reference"] - recon  # the score is their sum (`reference_score`)
@@ -263,9 +354,13 @@ def score_parts(kind: str, values: dict[str, float], sorted_scores: dict[str, np
                  "value": distance * stats.median_distance, "share": distance / total},
                 {"part": "reconstruction error", "relative": recon,
                  "value": values["reconstruction"], "share": recon / total}]
-    names = {"isolation": "isolation (distance to the nearest 5 % of the folder)",
-             "reconstruction": "reconstruction error"}
-    return [{"part": names[p], "value": values[p],
+    return [{"part": FOLDER_PARTS[p], "value": values[p],
              "share": float(np.searchsorted(sorted_scores[p], values[p], side="left")
                             / max(len(sorted_scores[p]), 1))}
-            for p in ("isolation", "reconstruction") if p in values]
+            for p in FOLDER_PARTS if p in values]
+
+
+FOLDER_PARTS = {  # what a folder's `combined` ranking weighs, as a person reads each part
+    "isolation": "isolation (distance to the nearest 5 % of the folder)",
+    "reconstruction": "reconstruction error",
+    "appearance": "appearance (colour, contrast and edges against the nearest 5 % of the folder)"}

@@ -22,11 +22,12 @@ from .registry import open_record
 from .workspace import Workspace, read_json
 
 SCORE_FILES = {"reference": "reference.npy", "combined": "scores.npy", "isolation": "isolation.npy",
-               "reconstruction": "recon.npy"}  # recon.npy: errors relative to contrast (read
-# as the folder's reconstruction part with VARIANCE_FILE: `Artifacts.scores`)
+               "reconstruction": "recon.npy", "appearance": "appearance.npy"}  # recon.npy:
+# errors relative to contrast (read as the folder's reconstruction part with VARIANCE_FILE:
+# `Artifacts.scores`)
 NEIGHBOUR_FILES = ("neighbours.npy", "neighbour_sims.npy")  # each image's nearest others
 HASH_FILE = "hashes.npy"  # each image's perceptual hash (fext.duplicates.perceptual_hashes)
-VARIANCE_FILE = "variance.npy"  # each image's pixel variance (fext.anomaly.pixel_variance)
+VARIANCE_FILE = "variance.npy"  # each image's pixel variance (fext.anomaly.pixel_statistics)
 AGREE_FILE = "agree.npy"  # whether each neighbour pair's pixels agree (fext.duplicates.pixel_edges)
 
 
@@ -121,16 +122,22 @@ class Artifacts:
         return self.meta.get("folder_reconstruction") == anomaly.FOLDER_RECONSTRUCTION
 
     def outdated_ranking(self, kind: str, name: str) -> str | None:
-        """What to say where ranking `kind` of model `name`'s extraction reads reconstruction
-        errors as extractions before `anomaly.FOLDER_RECONSTRUCTION` did (the page and the
-        CLI say the same); None where it is current."""
-        if (kind == "reference" or "reconstruction" not in self.score_kinds
-                or self.ranks_folder_reconstruction):
+        """What to say where ranking `kind` of model `name`'s extraction is made as extractions
+        before the current rule made it (before `anomaly.FOLDER_RECONSTRUCTION`, or before the
+        appearance part joined the folder's ranking); the page and the CLI say the same; None
+        where it is current."""
+        if kind == "reference" or "reconstruction" not in self.score_kinds:
             return None
-        return ("this ranking was made before reconstruction errors were read over the root "
-                "of each image's contrast (blank frames and flat crops told apart); extract "
-                f"again for the current ranking: `python -m fext extract --name {name} "
-                f"--images {self.root}`")
+        again = (f"extract again for the current ranking: `python -m fext extract --name {name} "
+                 f"--images {self.root}`")
+        if not self.ranks_folder_reconstruction:
+            return ("this ranking was made before reconstruction errors were read over the root "
+                    "of each image's contrast (blank frames and flat crops told apart); " + again)
+        if kind == "combined" and "appearance" not in self.score_kinds:
+            return ("this ranking was made before each image's appearance (colour, contrast and "
+                    "edges) joined it, which finds pages, digits or blank frames among photos; "
+                    + again)
+        return None
 
     def _scored(self, kind: str) -> str:
         """`kind`, where this extraction has that score; a clear error otherwise."""
@@ -140,6 +147,8 @@ class Artifacts:
         if kind == "reference" and kind not in self.score_kinds:
             raise UsageError(f"this extraction of {self.name!r} was not scored against the "
                              f"training collection: {self.reference['text']}")
+        if kind == "appearance" and kind not in self.score_kinds:
+            raise self.stale("before the appearance part of the folder's ranking existed")
         if kind not in self.score_kinds:
             raise UsageError(
                 f"the features of {self.name!r} were extracted without reconstruction errors "

@@ -282,9 +282,10 @@ class ExtractConfig:
 
     index: str = setting("auto", "index type (auto: exact below 50k images, IVF above, IVF-PQ "
                                  "above 5M)", INDEXES)
-    scores: str = setting("all", "anomaly scores: all (isolation and reconstruction error) or "
-                                 "isolation (skips the decoder pass: features about 3x faster "
-                                 "on a CPU)", SCORE_MODES)
+    scores: str = setting("all", "anomaly scores: all (isolation, reconstruction error, "
+                                 "appearance and their combination) or isolation (isolation "
+                                 "and appearance; skips the decoder pass: features about 3x "
+                                 "faster on a CPU)", SCORE_MODES)
     precision: str = setting("auto", "of the forward passes; auto: bfloat16 where the machine "
                                      "computes it natively (a GPU's tensor cores; a CPU's "
                                      "AVX512_BF16 or AMX: about 2x faster), else float32",

@@ -172,14 +172,19 @@ def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, in
             np.save(tmp, agree)
     progress("duplicate threshold", 1, 1)
     progress("anomaly scores", 0, 1)
-    isolation = anomaly.folder_isolation(feats)
-    written = {"isolation": isolation}
+    written = {"isolation": anomaly.folder_isolation(feats)}
+    looks = version / ".appearance-statistics.npy"  # read back a slice at a time, then dropped
+    statistics = np.lib.format.open_memmap(looks, "w+", np.float32, (n, anomaly.APPEARANCE_SIZE))
+    variance = anomaly.pixel_statistics(coll.images, items["row"].to_numpy(), out=statistics)
+    written["appearance"] = anomaly.folder_appearance(statistics)
+    del statistics
+    looks.unlink()
     if job.reconstruct:
-        variance = anomaly.pixel_variance(coll.images, items["row"].to_numpy())
         with atomic_path(version / VARIANCE_FILE, ".npy") as tmp:
             np.save(tmp, variance)
-        written["combined"] = anomaly.combined(isolation,
-                                               anomaly.folder_reconstruction(recon, variance))
+        written["combined"] = anomaly.combined(
+            written["isolation"], anomaly.folder_reconstruction(recon, variance),
+            written["appearance"])
     ref = record.extras.get("reference") if use_reference else None
     if ref and job.reconstruct:
         written["reference"] = _reference_scores(record, ref, feats, recon)

@@ -206,10 +206,14 @@ def test_the_score_parts_add_up_to_the_score():
     assert parts[0]["value"] == pytest.approx(0.3) and parts[1]["relative"] == pytest.approx(2.0)
     assert sum(p["share"] for p in parts) == pytest.approx(1.0)
     iso, rec = np.array([0.1, 0.2, 0.3, 0.4]), np.array([4.0, 3.0, 2.0, 1.0])
-    folder = anomaly.score_parts("combined", {"isolation": 0.4, "reconstruction": 1.0},
-                                 {"isolation": np.sort(iso), "reconstruction": np.sort(rec)})
-    assert [p["share"] for p in folder] == [0.75, 0.0]  # odder than 3 of 4, than none
-    assert anomaly.combined(iso, rec)[3] == pytest.approx(0.75)  # the larger share leads
+    look = np.array([0.5, 0.6, 0.7, 0.8])
+    folder = anomaly.score_parts("combined", {"isolation": 0.4, "reconstruction": 1.0,
+                                              "appearance": 0.8},
+                                 {"isolation": np.sort(iso), "reconstruction": np.sort(rec),
+                                  "appearance": np.sort(look)})
+    assert [p["share"] for p in folder] == [0.75, 0.0, 0.75]  # odder than 3 of 4, none, 3
+    assert [p["part"] for p in folder][2].startswith("appearance")
+    assert np.argmax(anomaly.combined(iso, rec, look)) == 3  # odder on two parts of three
 
 
 def test_evaluate_reports_pca_beside_the_autoencoder(trained):

@@ -10,9 +10,16 @@ import pytest
 from PIL import Image
 
 from fext import registry
-from fext.anomaly import combined, folder_reconstruction, pixel_variance
+from fext.anomaly import (
+    appearance,
+    combined,
+    folder_appearance,
+    folder_reconstruction,
+    pixel_statistics,
+)
 from fext.artifacts import Artifacts, extractions
 from fext.collection import Collection
+from fext.errors import StaleError
 from fext.features import extract
 from fext.quality import roc_auc
 from fext.train import train
@@ -137,24 +144,62 @@ def test_reconstruction_error_is_relative_to_the_image_contrast():
     assert float(reconstruction_error(thin, thin)[0]) == 0.0
 
 
-def test_odd_ones_out_count_isolation_and_reconstruction_alike():
-    """An image odd by one measure only comes first, however narrow that measure's spread: a sum
-    over medians let the wide reconstruction errors bury an isolated image."""
+def test_odd_ones_out_weigh_every_part_by_its_ranks():
+    """The folder's ranking counts each part by the share of the folder an image is odder than,
+    however narrow that part's spread (a sum over medians let the wide reconstruction errors
+    bury an isolated image), and weighs the parts together: an image odd on two parts comes
+    before one as odd on a single part, and both before the normal images."""
     from fext.anomaly import relative_sum
 
     rng = np.random.default_rng(0)
     iso = 0.66 + 0.02 * rng.standard_normal(200)  # a few percent about the median
     rec = 0.02 * np.exp(rng.standard_normal(200))  # tens of percent, skewed
-    iso[0], rec[0] = 0.80, np.median(rec)  # isolated, reconstructed like the rest
-    iso[1], rec[1] = np.median(iso), 2 * rec.max()  # badly reconstructed, not isolated
-    scores = combined(iso, rec)
-    assert set(np.argsort(-scores)[:2]) == {0, 1}
-    assert 0.99 <= scores[[0, 1]].min() and scores.max() < 1.0  # the share it is odder than
+    look = rng.standard_normal(200)
+    iso[0], rec[0], look[0] = 0.80, np.median(rec), 9.0  # isolated, and looks unlike the rest
+    iso[1], rec[1], look[1] = np.median(iso), 2 * rec.max(), np.median(look)  # badly redrawn
+    scores = combined(iso, rec, look)
+    assert np.argmax(scores) == 0 and scores.max() < 1.0  # the share of the folder below it
+    assert scores[1] > 0.9  # odd on one part alone: above nine tenths of the folder
+    assert np.array_equal(np.argsort(combined(iso * 100, rec, look)), np.argsort(scores))
     summed = relative_sum(iso, rec, (np.median(iso), np.median(rec)))
     assert (summed > summed[0]).sum() >= 10  # what the sum made of the isolated image
-    # of two images equally odd by their odder measure, the one odder by the other comes first
     tied = combined(np.array([3.0, 1.0, 2.0, 0.0]), np.array([2.0, 3.0, 1.0, 0.0]))
     assert tied[0] > tied[1] > tied[2] > tied[3]
+
+
+def test_pages_and_blank_frames_among_photos_stand_out_by_their_appearance(tmp_path):
+    """Images of another kind whose features may lie among the folder's (pages of text, blank
+    frames among photographs) lie far from it in colour, contrast and edge statistics, also as a
+    series (each other's nearest images); the part reads a memory-mapped array a slice at a
+    time, and a sample of the folder gives the same ranking."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64] / 64.0
+    photos = []
+    for _ in range(300):  # smooth colour fields with grain: landscapes, of a sort
+        a, b, c = rng.uniform(0.2, 0.8, 3)
+        field = np.stack([a + 0.3 * np.sin(6 * b * xx + c), b + 0.3 * yy * a,
+                          c + 0.2 * np.cos(5 * a * yy)], axis=-1)
+        photos.append(np.clip(field + 0.05 * rng.standard_normal(field.shape), 0, 1))
+    pages = []
+    for _ in range(8):  # black lines of text on white
+        page = np.ones((64, 64, 3))
+        for row in range(6, 58, 6):
+            start = rng.integers(4, 12)
+            page[row:row + 2, start:start + rng.integers(30, 50)] = 0.0
+        pages.append(page)
+    blanks = [np.full((64, 64, 3), v) for v in (0.0, 1.0)]
+    images = (np.array(photos + pages + blanks) * 255).astype(np.uint8)
+    odd = np.arange(300, len(images))
+    stats = appearance(images)
+    assert stats.shape == (len(images), 44) and np.isfinite(stats).all()
+    planted = np.isin(np.arange(len(images)), odd)
+    part = folder_appearance(stats)
+    assert set(np.argsort(-part)[:8]) == set(odd[:8])  # the pages first
+    assert roc_auc(part, planted) > 0.99 and roc_auc(folder_appearance(stats, sample=150), planted) > 0.99
+    mapped = np.lib.format.open_memmap(tmp_path / "stats.npy", "w+", np.float32, stats.shape)
+    mapped[:] = stats
+    np.testing.assert_allclose(folder_appearance(mapped), part, rtol=1e-5)
+    assert appearance(images[:, :16, :16]).shape == (len(images), 44)  # any side
 
 
 def test_a_series_of_odd_ones_out_is_rare_though_they_are_each_others_neighbours():
@@ -195,11 +240,21 @@ def test_odd_ones_out_of_a_training_folder_come_first(tmp_path):
     art = Artifacts.open(ws, "mixed")  # the folder reads errors over the root of the contrast
     coll = Collection.open(ws, meta["images"], meta["image_size"], meta["fit"])
     variance = np.load(art.dir / "variance.npy")
-    np.testing.assert_allclose(variance, pixel_variance(coll.images, art.items["row"].to_numpy()))
+    rows = art.items["row"].to_numpy()
+    statistics = np.zeros((len(rows), 44), np.float32)
+    np.testing.assert_allclose(variance, pixel_statistics(coll.images, rows, out=statistics))
+    np.testing.assert_allclose(statistics, appearance(coll.images[rows]))
+    np.testing.assert_allclose(art.scores("appearance"), folder_appearance(statistics), rtol=1e-5)
     np.testing.assert_allclose(art.scores("reconstruction"),
                                folder_reconstruction(art.reconstruction_errors(), variance))
-    np.testing.assert_allclose(art.scores("combined"),
-                               combined(art.scores("isolation"), art.scores("reconstruction")))
+    np.testing.assert_allclose(art.scores("combined"), combined(
+        art.scores("isolation"), art.scores("reconstruction"), art.scores("appearance")))
+    assert art.outdated_ranking("combined", "mixed") is None
+    before = Artifacts.at("mixed", art.dir)  # an extraction made before appearance joined
+    before.meta["scores"] = [k for k in before.score_kinds if k != "appearance"]
+    assert "extract again" in before.outdated_ranking("combined", "mixed")
+    with pytest.raises(StaleError, match="appearance"):
+        before.scores("appearance")
     older = Artifacts.at("mixed", art.dir)  # an extraction made before the root-contrast reading
     older.meta.pop("folder_reconstruction")
     np.testing.assert_array_equal(older.scores("reconstruction"), art.reconstruction_errors())

@@ -80,8 +80,8 @@ def test_rescan_encodes_only_new_images_and_keeps_old_vectors(tmp_path, shapes_d
             assert e == pytest.approx(old_err[p], rel=1e-6)
     from fext.anomaly import combined
 
-    np.testing.assert_allclose(art.scores("combined"),
-                               combined(art.scores("isolation"), art.scores("reconstruction")))
+    np.testing.assert_allclose(art.scores("combined"), combined(
+        art.scores("isolation"), art.scores("reconstruction"), art.scores("appearance")))
     # the map carries on without a new layout: old images keep their place, the deleted one
     # leaves, the new one is placed among its nearest neighbours and marked
     xy = load_cached(art)
@@ -114,10 +114,11 @@ def test_isolation_only_extraction_skips_the_decoder(trained, tmp_path):
     copy = Workspace(tmp_path / "ws")
     meta = extract(copy, name, scores="isolation")
     art = Artifacts.open(copy, name)
-    assert meta["scores"] == ["isolation"] and art.score_kinds == ("isolation",)
+    assert meta["scores"] == ["isolation", "appearance"] == list(art.score_kinds)
     assert not (art.dir / "recon.npy").exists()
     np.testing.assert_allclose(art.features(), full.features(), atol=1e-5)
     np.testing.assert_allclose(art.scores(), full.scores("isolation"), atol=1e-5)
+    np.testing.assert_allclose(art.scores("appearance"), full.scores("appearance"))  # no model
     with pytest.raises(ValueError, match="--scores isolation"):
         art.scores("reconstruction")
     # a later full extraction re-encodes: the reused vectors would lack reconstruction errors

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fext import maps, registry
-from fext.anomaly import SCORE_HELP, ReferenceStats, ranking, score_parts
+from fext.anomaly import FOLDER_PARTS, SCORE_HELP, ReferenceStats, ranking, score_parts
 from fext.errors import StaleError
 from fext.ui import server
 from fext.ui.common import header, need_artifacts, need_model, paged, thumb, workspace
@@ -31,13 +31,15 @@ if kind == "reference":
     st.info(f"**Unlike what the model learned**: {art.reference['text']}. The suggested "
             f"threshold's {calibrated['text']}.", icon=":material/verified:")
 else:
-    how = (" The score is the share of the folder an image is odder than, by isolation or by "
-           "reconstruction error, whichever is higher." if kind == "combined" else "")
+    how = (" The score is the share of the folder with less evidence of being odd, the evidence "
+           "of the two of isolation, reconstruction error and appearance that find the image "
+           "oddest (open an image to see each)." if kind == "combined" else "")
     st.info(f"**Odd ones out of this folder** (`{art.root}`): each image against the others.{how} "
             f"The suggested threshold flags {calibrated['text']}.", icon=":material/groups:")
 if "reconstruction" not in art.score_kinds:
     st.caption("These features were extracted without the decoder pass (`--scores isolation`), "
-               "so only isolation scores exist. For reconstruction scores run "
+               "so only isolation and appearance scores exist. For reconstruction scores and "
+               "their combination run "
                f"`python -m fext extract --name {name}`.")
 elif outdated := art.outdated_ranking(kind, name):
     st.caption(outdated[0].upper() + outdated[1:] + ".")
@@ -153,7 +155,7 @@ def panel(i: int) -> None:
 
 def parts(i: int) -> None:
     """What the score is made of, each part with its share."""
-    values = {k: float(all_scores(k)[i]) for k in ("isolation", "reconstruction", "reference")
+    values = {k: float(all_scores(k)[i]) for k in (*FOLDER_PARTS, "reference")
               if k in art.score_kinds}
     ref = registry.open_record(ws, name).extras.get("reference")
     stats = ReferenceStats.from_dict(ref) if ref and kind == "reference" else None
@@ -161,7 +163,7 @@ def parts(i: int) -> None:
         values["reconstruction"] = float(served.memo(("errors",), art.reconstruction_errors)[i])
     sorted_scores = {} if stats is not None else {  # a folder's parts: shares of the folder
         k: served.memo(("sorted", k), lambda k=k: np.sort(all_scores(k)))
-        for k in ("isolation", "reconstruction") if k in values}
+        for k in FOLDER_PARTS if k in values}
     table = pd.DataFrame(score_parts(kind, values, sorted_scores, stats))
     share = ("share of the score" if stats else "share of the folder it is odder than")
     st.markdown("**What the score is made of**")

@@ -46,7 +46,8 @@ except NotFoundError:
 
 # the folder's own ranking, and the score against the training collection where there is one
 ANOMALY = {"reference": "anomaly (unlike training)", "combined": "anomaly (odd ones out)",
-           "isolation": "anomaly (isolation)", "reconstruction": "anomaly (reconstruction)"}
+           "isolation": "anomaly (isolation)", "reconstruction": "anomaly (reconstruction)",
+           "appearance": "anomaly (appearance)"}
 kinds = [k for k in art.score_kinds if k in ANOMALY]
 placed = projection.placed_of(art)
 NEW = "placed since the layout"
