@@ -144,6 +144,38 @@ def test_reconstruction_error_is_relative_to_the_image_contrast():
     assert float(reconstruction_error(thin, thin)[0]) == 0.0
 
 
+def test_training_images_calibrate_the_threshold_over_their_own_medians():
+    """With few validation images the training images join the threshold's quantile; the model
+    redraws them better than new images, so each part of their scores is read over their own
+    medians: new images like the validation ones are then flagged about as often as stated,
+    where pooling them as they were flagged several times as many."""
+    from fext.anomaly import FALSE_ALARMS, reference_of, reference_score
+
+    rng = np.random.default_rng(0)
+
+    def images(n, error_scale):  # features near a few centres, log-normal errors
+        centres = np.repeat(np.eye(16)[:4], n // 4 + 1, axis=0)[:n]
+        x = centres + 0.3 * rng.standard_normal((n, 16))
+        return ((x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32),
+                (error_scale * np.exp(0.4 * rng.standard_normal(n))).astype(np.float32))
+
+    train, val, new = images(400, 0.5), images(40, 1.0), images(20_000, 1.0)
+    index, stats = reference_of(train, val)
+    assert "40 validation images and 400 training images" in stats.calibration
+    assert stats.median_reconstruction == pytest.approx(float(np.median(val[1])))
+    flagged = float((reference_score(anomaly_distance(index, new[0]), new[1], stats)
+                     > stats.threshold).mean())
+    assert flagged < 2 * FALSE_ALARMS, flagged
+    pooled = (np.concatenate([val[0], train[0]]), np.concatenate([val[1], train[1]]))
+    assert np.median(pooled[1]) < 0.7 * stats.median_reconstruction  # what pooling read
+
+
+def anomaly_distance(index, features):
+    from fext.anomaly import distance_to_index
+
+    return distance_to_index(index, features)
+
+
 def test_odd_ones_out_weigh_every_part_by_its_ranks():
     """The folder's ranking counts each part by the share of the folder an image is odder than,
     however narrow that part's spread (a sum over medians let the wide reconstruction errors
