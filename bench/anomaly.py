@@ -12,12 +12,13 @@ the nearest normal image.
 odd ones out ("this folder, no reference"): a folder of one label's images with a few percent
 of planted odd images of three kinds (another label, photo crops, noise frames); `fext train`
 + `fext extract` on that folder and `fext anomalies`: ROC AUC and the share of planted images
-in the top N (N = the number planted), overall and per kind; also each of the score's two parts
-(`--score isolation`, `--score reconstruction`, `--score appearance`), their sum over medians
-(the combination shipped before 2026-11-25) and the ranking shipped before appearance joined it
-(the larger of the isolation and reconstruction parts' shares), on the same extraction. Baselines on the same
-folder: PCA reconstruction error and raw-pixel isolation (mean distance to the 5 nearest other
-images, leave-one-out through FAISS: nothing N x N).
+in the top N (N = the number planted), overall and per kind; also each of the score's three
+parts (`--score isolation`, `--score reconstruction`, `--score appearance`), the sum of the
+first two over medians (the combination shipped before 2026-11-25) and the ranking shipped
+before appearance joined it (the larger of the isolation and reconstruction parts' shares), on
+the same extraction. Baselines on the same folder: PCA reconstruction error and raw-pixel
+isolation (mean distance to the 5 nearest other images, leave-one-out through FAISS: nothing
+N x N).
 
 mixed ("a folder with an unwanted series in it"): a flat folder of every label but one, with 40
 images of that one and 10 junk files (photo crops, noise frames) planted: odd ones out that are

@@ -389,21 +389,22 @@ def odd_row(kind: str, root: Path, ws: Path) -> list:
     `fext anomalies` (the default score of a folder ranking itself) as ROC AUC and the share of
     them in the top N; the rule before appearance joined the ranking (the larger of the isolation
     and reconstruction parts' shares) and the appearance part alone, on the same extraction's
-    parts; PCA reconstruction error (16
-    components, and the feature size) and raw-pixel isolation (mean distance to the 5 nearest)
-    on the same files."""
+    parts; PCA reconstruction error (16 components, and the feature size) and raw-pixel
+    isolation (mean distance to the 5 nearest) on the same files."""
     from anomaly import auc_top_n, knn_distance, pca_error, pixels, ranks_before
 
-    def ranked(*score: str) -> list[dict]:
-        return json.loads(fext("anomalies", "--name", kind, "--images", str(root / "collection"),
-                               "--top", "0", "--json", "--workspace", str(ws), *score))["results"]
+    def ranked(*score: str) -> dict[str, float]:
+        """path -> score of `fext anomalies` (the default score, or `--score` one)."""
+        out = json.loads(fext("anomalies", "--name", kind, "--images", str(root / "collection"),
+                              "--top", "0", "--json", "--workspace", str(ws), *score))
+        return {r["path"]: r["score"] for r in out["results"]}
 
-    out = {"results": ranked()}
-    paths = [r["path"] for r in out["results"]]
-    appearance = {r["path"]: r["score"] for r in ranked("--score", "appearance")}
+    default = ranked()
+    paths = list(default)
+    appearance = ranked("--score", "appearance")
     odd = np.isin(paths, json.loads((root / "truth.json").read_text())["odd"])
     x = pixels([root / "collection" / p for p in paths], 32)
-    methods = {"fext": np.array([r["score"] for r in out["results"]]),
+    methods = {"fext": np.array([default[p] for p in paths]),
                "before": ranks_before(str(ws), kind, root / "collection", paths),
                "appearance": np.array([appearance[p] for p in paths]),
                "PCA-16": pca_error(x, x, 16), "PCA-128": pca_error(x, x, 128),

@@ -49,11 +49,10 @@ SCORE_HELP = (  # what each score means, for the CLI's help and the Anomalies pa
     "otherwise): odd ones out of this folder, the share of the folder with less evidence of "
     "being odd, the evidence of the two of isolation, reconstruction and appearance that find "
     "the image oddest (-log(1 - the share of the folder it is odder than), summed); isolation: "
-    "distance "
-    "to the nearest 5 percent of the folder; reconstruction: the autoencoder's reconstruction "
-    "error relative to the square root of the image's own contrast (its pixel variance); "
-    "appearance: distance of the image's colour, contrast and edge statistics to the nearest "
-    "5 percent of the folder's")
+    "distance to the nearest 5 percent of the folder; reconstruction: the autoencoder's "
+    "reconstruction error relative to the square root of the image's own contrast (its pixel "
+    "variance); appearance: distance of the image's colour, contrast and edge statistics to the "
+    "nearest 5 percent of the folder's")
 
 
 @dataclass(frozen=True)
@@ -239,8 +238,8 @@ def reference_of(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np
     collections, about 0.2 on 150 images of one digit), so pooled as they were they pulled the
     medians and the threshold down: 3-4 in 100 held-out normal images were flagged on some
     collections where 1 in 100 was stated (docs/QUALITY.md, "The anomaly threshold with the
-    training images over their own medians"). None where
-    there is nothing to calibrate on (a single training image and no validation split)."""
+    training images over their own medians"). None where there is nothing to calibrate on (a
+    single training image and no validation split)."""
     from .index import VectorIndex
 
     (train_feats, train_recon), (val_feats, val_recon) = train, val
