@@ -24,6 +24,7 @@ PRESETS: dict[str, tuple[tuple[int, int], ...]] = {
     "large": ((32, 2), (64, 2), (128, 2), (256, 2)),
     "vgg16": ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)),
 }
+DECODERS = ("lean", "wide")  # fext.model.build_autoencoder
 FITS = ("pad", "crop")
 PRECISIONS = ("float32", "bfloat16")  # of the forward passes (inference) and of training
 MONITORS = ("val_accuracy", "val_loss")  # what the classifier selects and stops on
@@ -137,6 +138,10 @@ class ModelConfig:
     preset: str = setting("medium", "VGG-style blocks of 3x3 convolutions: small 2 blocks, "
                                     "medium 3, large 4, vgg16 VGG16's 5", tuple(PRESETS))
     latent_dim: int = setting(128, "feature vector size (the bottleneck)", at_least=2, at_most=4096)
+    decoder: str = setting("lean", "lean: each decoder block's convolutions at its lower "
+                                   "resolution, then upsampling (medium at 64 px: 0.41 GFLOP an "
+                                   "image forward); wide: upsampling, then the convolutions "
+                                   "(0.92 GFLOP; models trained before 2026-12-05)", DECODERS)
 
     def validate(self, image_size: int) -> ModelConfig:
         check(self)
@@ -182,9 +187,9 @@ class TrainConfig:
                                    "(photos filed by date or place)", FOLDERS)
     decoded_views: int = setting(2, "views of each image whose reconstruction the objective "
                                     "includes, with an invariance term: 2 (both) or 1 (the "
-                                    "first view only: a step costs about 0.7 of both, but odd "
-                                    "ones out ranked far worse on two of four photo folders; "
-                                    "docs/QUALITY.md)", at_least=1, at_most=2)
+                                    "first view only: with the wide decoder a step costs about "
+                                    "0.7 of both, but odd ones out ranked far worse on two of "
+                                    "four photo folders; docs/QUALITY.md)", at_least=1, at_most=2)
     neighbours: int = setting(4, "images drawn into a batch together as look-alikes (nearest "
                                  "neighbours in the current features), so the invariance term "
                                  "learns to tell them apart (1: random batches; at most the "
@@ -206,9 +211,11 @@ class TrainConfig:
         return self
 
 
-# What models trained before a setting existed did (RunConfig.from_dict).
-BEFORE_SETTING = {"epoch_steps": 0, "augment": "none", "invariance": 0.0, "readout": "raw",
-                  "labels": 0.0, "neighbours": 1, "precision": "float32", "folders": "classes"}
+# What models trained before a setting existed did (RunConfig.from_dict), by section.
+BEFORE_SETTING = {"model": {"decoder": "wide"},
+                  "train": {"epoch_steps": 0, "augment": "none", "invariance": 0.0,
+                            "readout": "raw", "labels": 0.0, "neighbours": 1,
+                            "precision": "float32", "folders": "classes"}}
 
 
 @dataclass
@@ -230,8 +237,10 @@ class RunConfig:
     def from_dict(cls, d: dict) -> RunConfig:
         """A saved config; settings it lacks are taken as they were before they existed, so an
         older model is described as it was trained."""
-        return cls(data=DataConfig(**d.get("data", {})), model=ModelConfig(**d.get("model", {})),
-                   train=TrainConfig(**{**BEFORE_SETTING, **d.get("train", {})}))
+        before = {section: {**BEFORE_SETTING.get(section, {}), **d.get(section, {})}
+                  for section in ("data", "model", "train")}
+        return cls(data=DataConfig(**before["data"]), model=ModelConfig(**before["model"]),
+                   train=TrainConfig(**before["train"]))
 
     @classmethod
     def load(cls, path: Path) -> RunConfig:

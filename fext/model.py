@@ -23,9 +23,12 @@ READOUT_INVERSE = "readout_inverse"  # its inverse, so the decoder still sees th
 TEMPERATURE = 0.1  # of the invariance term's softmax over cosine similarities
 
 
-def conv_block(x, filters: int, convs: int, prefix: str, dtype: str = "float32"):
+def conv_block(x, filters: int, convs: int, prefix: str, dtype: str = "float32",
+               last: int | None = None):
+    """`convs` x (3x3 conv, batch norm, ReLU) of `filters` channels, the last of `last`."""
     for i in range(convs):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, dtype=dtype,
+        width = last if last and i == convs - 1 else filters
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, dtype=dtype,
                           name=f"{prefix}_conv{i + 1}")(x)
         # Momentum 0.9: moving statistics settle within an epoch even on small collections,
         # so validation loss (inference mode) tracks training loss from the first epochs.
@@ -41,7 +44,15 @@ def dtype_policy(precision: str) -> str:
 
 
 def build_autoencoder(cfg: ModelConfig, image_size: int, precision: str = "float32") -> keras.Model:
-    """Encoder of VGG blocks (3x3 convs + 2x2 max-pool), a dense bottleneck, a mirrored decoder.
+    """Encoder of VGG blocks (3x3 convs + 2x2 max-pool), a dense bottleneck, a decoder of the
+    blocks in reverse.
+
+    The lean decoder (`cfg.decoder`) mirrors the encoder: each block's convolutions run at its
+    lower resolution, the last one narrowing to the next block's width, then a 2x upsampling
+    undoes the pool. The wide one upsampled first, so every convolution ran at four times the
+    places and at the wider block's width: 0.54 of the medium preset's 0.92 GFLOP an image at
+    64 px, where the lean one costs 0.10 of 0.41 (a training step 0.55 of the wide one's,
+    docs/BENCHMARKS.md §9).
 
     `precision="bfloat16"` makes it a mixed-precision model, layer by layer (no global policy,
     so nothing leaks into the next model built in this process): every hidden layer computes
@@ -63,8 +74,13 @@ def build_autoencoder(cfg: ModelConfig, image_size: int, precision: str = "float
     y = layers.ReLU(dtype=hidden, name="dec_dense_relu")(y)
     y = layers.Reshape((side, side, channels), dtype=hidden, name="dec_reshape")(y)
     for b, (filters, convs) in reversed(list(enumerate(blocks, 1))):
-        y = layers.UpSampling2D(2, dtype=hidden, name=f"dec{b}_up")(y)
-        y = conv_block(y, filters, convs, f"dec{b}", hidden)
+        if cfg.decoder == "wide":
+            y = layers.UpSampling2D(2, dtype=hidden, name=f"dec{b}_up")(y)
+            y = conv_block(y, filters, convs, f"dec{b}", hidden)
+        else:
+            narrower = blocks[b - 2][0] if b > 1 else filters
+            y = conv_block(y, filters, convs, f"dec{b}", hidden, last=narrower)
+            y = layers.UpSampling2D(2, dtype=hidden, name=f"dec{b}_up")(y)
     outputs = layers.Conv2D(3, 3, padding="same", activation="sigmoid", dtype="float32",
                             name=RECONSTRUCTION)(y)
     return keras.Model(inputs, outputs, name=f"fext_{cfg.preset}_ae")
@@ -177,10 +193,9 @@ def build_trainer(autoencoder: keras.Model, invariance: float, learning_rate: fl
     `autoencoder`; only the autoencoder is published.
 
     With `decoded_views` 1 the reconstruction (its target: the clean images, once) is made
-    from the first view of each image only: the decoder costs more than the encoder (0.54 of
-    the medium preset's 0.92 GFLOP an image at 64 px), and the second view serves the
-    invariance term, which reads the bottleneck alone. A step then costs 0.67 of decoding
-    both (docs/BENCHMARKS.md §9)."""
+    from the first view of each image only: the second view serves the invariance term, which
+    reads the bottleneck alone. With the wide decoder (0.54 of the medium preset's 0.92 GFLOP
+    an image at 64 px) a step then costs 0.67 of decoding both (docs/BENCHMARKS.md §9)."""
     z = autoencoder.get_layer(BOTTLENECK).output
     reconstruction = (autoencoder.output if decoded_views == 2 else
                       _decoded(_decoder_layers(autoencoder), FirstViews(name="first_views")(z)))

@@ -1,11 +1,11 @@
-"""Architecture: presets, compact bottleneck, mirrored decoder, safe loading."""
+"""Architecture: presets, compact bottleneck, lean or wide decoder, safe loading."""
 
 import keras
 import numpy as np
 import pytest
 
 from fext import model as model_lib
-from fext.config import ModelConfig
+from fext.config import ModelConfig, RunConfig
 
 
 @pytest.mark.parametrize("preset,blocks,convs", [("small", 2, 4), ("medium", 3, 6),
@@ -19,6 +19,24 @@ def test_presets_build_with_a_compact_bottleneck(preset, blocks, convs):
     assert all(lay.kernel_size == (3, 3) for lay in enc_convs)
     assert model_lib.encoder_of(ae).output.shape == (None, 32)
     assert ae.output.shape == (None, size, size, 3)
+
+
+def test_the_lean_decoder_mirrors_the_encoder_at_less_than_half_the_arithmetic():
+    """Each decoder block convolves at its lower resolution, narrowing to the next block's
+    width, then upsamples: the encoder's widths and resolutions in reverse."""
+    lean = model_lib.build_autoencoder(ModelConfig(preset="medium", latent_dim=16), 32)
+    wide = model_lib.build_autoencoder(ModelConfig(preset="medium", latent_dim=16,
+                                                   decoder="wide"), 32)
+    convs = [(lay.output.shape[1], lay.filters) for lay in lean.layers
+             if lay.name.startswith("dec") and "_conv" in lay.name]
+    assert convs == [(4, 128), (4, 64), (8, 64), (8, 32), (16, 32), (16, 32)]
+    assert lean.output.shape == wide.output.shape == (None, 32, 32, 3)
+    assert model_lib.flops_per_image(lean) < 0.5 * model_lib.flops_per_image(wide)
+
+
+def test_a_model_saved_before_the_decoder_setting_is_described_as_wide():
+    assert RunConfig.from_dict({"model": {"preset": "small"}}).model.decoder == "wide"
+    assert RunConfig().model.decoder == "lean"
 
 
 def test_vgg16_filters_match_vgg16():
@@ -54,10 +72,12 @@ def test_flops_are_counted():
     assert model_lib.flops_per_image(ae) > 2 * 16 * 16 * 3 * 32 * 9
 
 
-@pytest.mark.parametrize("preset,size", [("small", 16), ("medium", 32)])
-def test_inference_parts_compute_what_the_trained_model_computes(preset, size):
+@pytest.mark.parametrize("preset,size,decoder", [("small", 16, "lean"), ("medium", 32, "lean"),
+                                                 ("medium", 32, "wide")])
+def test_inference_parts_compute_what_the_trained_model_computes(preset, size, decoder):
     keras.utils.set_random_seed(1)
-    ae = model_lib.build_autoencoder(ModelConfig(preset=preset, latent_dim=16), size)
+    ae = model_lib.build_autoencoder(ModelConfig(preset=preset, latent_dim=16, decoder=decoder),
+                                     size)
     rng = np.random.default_rng(0)
     for layer in ae.layers:  # batch-norm statistics far from their initial values
         if isinstance(layer, keras.layers.BatchNormalization):

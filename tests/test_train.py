@@ -38,7 +38,7 @@ def test_model_folder_has_everything(trained):
     record = model_info(ws, name)
     d = ws.model_dir(name)
     assert (d / record.model_file).is_file() and record.path == d / record.model_file
-    assert record.to_dict()["model"] == {"preset": "small", "latent_dim": 8}
+    assert record.to_dict()["model"] == {"preset": "small", "latent_dim": 8, "decoder": "lean"}
     assert record.config.data.image_size == 16 and record.config.train.seed == 42
     assert len(history(ws, name)) == 3
     metrics = json.loads((d / "metrics.json").read_text())
