@@ -9,6 +9,12 @@ load from other processes hits both alike; the best epoch of each is kept.
     .venv/bin/python bench/train.py             # all presets (a few minutes on 2 cores)
     .venv/bin/python bench/train.py --quick     # small and medium, fewer images
     .venv/bin/python bench/train.py --presets vgg16 --images 256 --rounds 3
+    .venv/bin/python bench/train.py --decoders  # the recipe's step, lean against wide decoder
+
+`--decoders` times one optimiser step of the shipped recipe (two edited views of each image,
+both decoded, the invariance term; fext.train.views and fext.model.build_trainer) at the
+shipped preset, size, batch and precision (`--precision auto` as on this machine), for each
+decoder (`--decoder lean`, the default, and `wide`), steps interleaved, median of each.
 """
 
 from __future__ import annotations
@@ -84,6 +90,53 @@ def one_preset(preset: str, n: int, batch_size: int, rounds: int, tmp: Path) -> 
     return [preset, f"{size}px", n, batch_size, gflop, ips_base, ips_ours, ips_ours / ips_base]
 
 
+def decoder_steps(steps: int) -> list:
+    """Median seconds of a shipped-recipe training step per decoder, interleaved."""
+    import dataclasses
+
+    from photos import crops
+
+    from fext import model as model_lib
+    from fext.config import DECODERS, DataConfig, ModelConfig, TrainConfig
+    from fext.encoding import resolve_precision
+    from fext.images import load
+    from fext.loop import set_seed
+    from fext.train import views
+
+    tc, size, precision = TrainConfig(), DataConfig().image_size, resolve_precision("auto")
+    per_step = tc.batch_size // 2  # images a step: two views each
+    images = np.stack([load(encoded(im), size) for _, im in crops(4 * per_step, seed=0)])
+    x = images.astype(np.float32) / 255
+    trainers = {}
+    for decoder in DECODERS:
+        set_seed(0)
+        ae = model_lib.build_autoencoder(dataclasses.replace(ModelConfig(), decoder=decoder),
+                                         size, precision)
+        trainers[decoder] = model_lib.build_trainer(ae, tc.invariance, tc.learning_rate,
+                                                    0.0, tc.decoded_views)
+    seconds = {d: [] for d in DECODERS}
+    for step in range(steps + 2):  # the first two of each: tracing and first allocations
+        batch = x[(step % 4) * per_step:(step % 4 + 1) * per_step]
+        inputs, targets = views(batch, None, tc, 0, step)
+        for decoder, trainer in trainers.items():
+            with Timer() as t:
+                trainer.train_on_batch(inputs, targets)
+            if step >= 2:
+                seconds[decoder].append(t.seconds)
+    wide = float(np.median(seconds["wide"]))
+    return [[d, f"{size}px", tc.batch_size, precision,
+             3 * model_lib.flops_per_image(model_lib.autoencoder_of(trainers[d])) / 1e9,
+             float(np.median(seconds[d])), float(np.median(seconds[d])) / wide] for d in DECODERS]
+
+
+def encoded(image) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "JPEG", quality=92)
+    return out.getvalue()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--presets", default="small,medium,large,vgg16")
@@ -91,7 +144,17 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--rounds", type=int, default=3, help="timed epochs per side")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--decoders", action="store_true",
+                   help="time the shipped recipe's step with each decoder instead")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per decoder (--decoders)")
     a = p.parse_args()
+    if a.decoders:
+        print(machine())
+        print(table(["decoder", "size", "batch", "precision", "train GFLOP/img", "s / step",
+                     "of wide"], decoder_steps(a.steps),
+                    "The shipped recipe's training step per decoder (same run, interleaved, "
+                    "median)"))
+        return
     presets = ["small", "medium"] if a.quick else a.presets.split(",")
     n, rounds = (256, 2) if a.quick else (a.images, a.rounds)
     print(machine())

@@ -50,7 +50,7 @@ def build_autoencoder(cfg: ModelConfig, image_size: int, precision: str = "float
     The lean decoder (`cfg.decoder`) mirrors the encoder: each block's convolutions run at its
     lower resolution, the last one narrowing to the next block's width, then a 2x upsampling
     undoes the pool. The wide one upsampled first, so every convolution ran at four times the
-    places and at the wider block's width: 0.54 of the medium preset's 0.92 GFLOP an image at
+    places and at the wider block's width: 0.61 of the medium preset's 0.92 GFLOP an image at
     64 px, where the lean one costs 0.10 of 0.41 (a training step 0.55 of the wide one's,
     docs/BENCHMARKS.md §9).
 
@@ -194,7 +194,7 @@ def build_trainer(autoencoder: keras.Model, invariance: float, learning_rate: fl
 
     With `decoded_views` 1 the reconstruction (its target: the clean images, once) is made
     from the first view of each image only: the second view serves the invariance term, which
-    reads the bottleneck alone. With the wide decoder (0.54 of the medium preset's 0.92 GFLOP
+    reads the bottleneck alone. With the wide decoder (0.61 of the medium preset's 0.92 GFLOP
     an image at 64 px) a step then costs 0.67 of decoding both (docs/BENCHMARKS.md §9)."""
     z = autoencoder.get_layer(BOTTLENECK).output
     reconstruction = (autoencoder.output if decoded_views == 2 else
