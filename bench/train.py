@@ -92,26 +92,23 @@ def one_preset(preset: str, n: int, batch_size: int, rounds: int, tmp: Path) -> 
 
 def decoder_steps(steps: int) -> list:
     """Median seconds of a shipped-recipe training step per decoder, interleaved."""
-    import dataclasses
-
     from photos import crops
 
     from fext import model as model_lib
     from fext.config import DECODERS, DataConfig, ModelConfig, TrainConfig
     from fext.encoding import resolve_precision
-    from fext.images import load
+    from fext.images import fit_square, to_model_input, to_rgb
     from fext.loop import set_seed
     from fext.train import views
 
     tc, size, precision = TrainConfig(), DataConfig().image_size, resolve_precision("auto")
     per_step = tc.batch_size // 2  # images a step: two views each
-    images = np.stack([load(encoded(im), size) for _, im in crops(4 * per_step, seed=0)])
-    x = images.astype(np.float32) / 255
+    x = to_model_input(np.stack([np.asarray(fit_square(to_rgb(im), size))
+                                 for _, im in crops(4 * per_step, seed=0)]))
     trainers = {}
     for decoder in DECODERS:
         set_seed(0)
-        ae = model_lib.build_autoencoder(dataclasses.replace(ModelConfig(), decoder=decoder),
-                                         size, precision)
+        ae = model_lib.build_autoencoder(ModelConfig(decoder=decoder), size, precision)
         trainers[decoder] = model_lib.build_trainer(ae, tc.invariance, tc.learning_rate,
                                                     0.0, tc.decoded_views)
     seconds = {d: [] for d in DECODERS}
@@ -127,14 +124,6 @@ def decoder_steps(steps: int) -> list:
     return [[d, f"{size}px", tc.batch_size, precision,
              3 * model_lib.flops_per_image(model_lib.autoencoder_of(trainers[d])) / 1e9,
              float(np.median(seconds[d])), float(np.median(seconds[d])) / wide] for d in DECODERS]
-
-
-def encoded(image) -> bytes:
-    import io
-
-    out = io.BytesIO()
-    image.convert("RGB").save(out, "JPEG", quality=92)
-    return out.getvalue()
 
 
 def main() -> None:

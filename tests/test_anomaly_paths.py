@@ -149,7 +149,7 @@ def test_training_images_calibrate_the_threshold_over_their_own_medians():
     redraws them better than new images, so each part of their scores is read over their own
     medians: new images like the validation ones are then flagged about as often as stated,
     where pooling them as they were flagged several times as many."""
-    from fext.anomaly import FALSE_ALARMS, reference_of, reference_score
+    from fext.anomaly import FALSE_ALARMS, distance_to_index, reference_of, reference_score
 
     rng = np.random.default_rng(0)
 
@@ -163,17 +163,11 @@ def test_training_images_calibrate_the_threshold_over_their_own_medians():
     index, stats = reference_of(train, val)
     assert "40 validation images and 400 training images" in stats.calibration
     assert stats.median_reconstruction == pytest.approx(float(np.median(val[1])))
-    flagged = float((reference_score(anomaly_distance(index, new[0]), new[1], stats)
+    flagged = float((reference_score(distance_to_index(index, new[0]), new[1], stats)
                      > stats.threshold).mean())
     assert flagged < 2 * FALSE_ALARMS, flagged
     pooled = (np.concatenate([val[0], train[0]]), np.concatenate([val[1], train[1]]))
     assert np.median(pooled[1]) < 0.7 * stats.median_reconstruction  # what pooling read
-
-
-def anomaly_distance(index, features):
-    from fext.anomaly import distance_to_index
-
-    return distance_to_index(index, features)
 
 
 def test_odd_ones_out_weigh_every_part_by_its_ranks():
