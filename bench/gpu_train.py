@@ -162,7 +162,7 @@ def measure(preset: str, size: int, a: argparse.Namespace, workers: int, emit,
     from fext.encoding import encode_all, encode_rows
     from fext.images import to_model_input
     from fext.loop import run_epochs
-    from fext.train import look_alike_batches, views
+    from fext.train import RowFeatures, look_alike_batches, views
 
     peak = a.peak_tflops * 1e12
     cfg = ModelConfig(preset=preset)
@@ -225,7 +225,8 @@ def measure(preset: str, size: int, a: argparse.Namespace, workers: int, emit,
         encode_all((encoder, None), cache, np.arange(a.batch_size), a.batch_size,
                    reconstruct=False)  # compile the look-alike pass
         arrange_seconds = []
-        arrange = look_alike_batches(encoder, cache, min(tc.neighbours, per_step), a.batch_size)
+        arrange = look_alike_batches(RowFeatures(encoder, cache, a.batch_size),
+                                     min(tc.neighbours, per_step))
 
         def timed_arrange(r, epoch):
             t = time.perf_counter()

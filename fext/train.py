@@ -87,7 +87,47 @@ MIN_GAIN = 0.01  # held-out copies found (share) an epoch must add to count as p
 # as progress kept runs going twice as long for the same published figure.
 
 
-def held_out_copies(encoder, images: np.ndarray, test, batch_size: int) -> float:
+class RowFeatures:
+    """Features of collection rows under the weights being trained, each row encoded once
+    between two optimiser steps: the held-out copies' database at an epoch's end and the next
+    epoch's look-alike groups read the same weights, and at 2,000 photos they share most of
+    their rows (docs/BENCHMARKS.md §9: a fifth of each epoch's validation and grouping went to
+    encoding them twice). `moment()` names the weights' state (the optimiser's step count);
+    without it nothing is reused. It keeps the rows of its latest call only, so memory stays
+    at one call's rows (COPY_DATABASE, or LOOK_ALIKE_WINDOW) at any folder size. The features
+    of a row do not depend on the batch it is encoded in, so a resumed run, which encodes
+    afresh, groups as the run it continues did (tests/test_train.py)."""
+
+    def __init__(self, encoder, images: np.ndarray, batch_size: int, moment=None):
+        self.encoder, self.images, self.batch_size, self.moment = (encoder, images, batch_size,
+                                                                   moment)
+        self._at, self._rows, self._z = None, np.empty(0, np.int64), None
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        """The features of `rows` (in their order; repeats allowed)."""
+        rows = np.asarray(rows, np.int64)
+        at = self.moment() if self.moment else object()  # a fresh object: never the same
+        unique = np.unique(rows)
+        if at != self._at or self._z is None:
+            self._rows, self._z = np.empty(0, np.int64), None
+        known = np.isin(unique, self._rows, assume_unique=True)
+        z = np.empty((len(unique), self.encoder.output.shape[-1]), np.float32)
+        if known.any():
+            z[known] = self._z[np.searchsorted(self._rows, unique[known])]
+        if (~known).any():
+            z[~known] = encode_all((self.encoder, None), self.images, unique[~known],
+                                   self.batch_size, reconstruct=False)[0]
+        self._at, self._rows, self._z = at, unique, z
+        return z[np.searchsorted(unique, rows)]
+
+    def queries(self, x: np.ndarray) -> np.ndarray:
+        """The features of uint8 images that are not collection rows (edited copies)."""
+        n = self.batch_size
+        return np.concatenate([encode_batch(self.encoder, to_model_input(x[i:i + n]),
+                                            pad_to=n)[0] for i in range(0, len(x), n)])
+
+
+def held_out_copies(features: RowFeatures, test) -> float:
     """Recall@1 of the copy test's edited copies of validation images, searched among the
     collection (fext.copies.copy_test: the same figure `fext evaluate` reports on the test
     split): how well the features find a copy, the product's everyday
@@ -97,11 +137,8 @@ def held_out_copies(encoder, images: np.ndarray, test, batch_size: int) -> float
     them. On 200 photos the held-out reconstruction error bottomed out after 200 of 600 steps
     (and the objective, whose invariance part is easy on a few held-out images, with it),
     while copy recall on test queries rose from 0.94 there to 0.98 (docs/QUALITY.md)."""
-    db = encode_all((encoder, None), images, test.db_rows, batch_size, reconstruct=False)[0]
-    queries = np.concatenate([encode_batch(encoder, to_model_input(test.copies[i:i + batch_size]),
-                                           pad_to=batch_size)[0]
-                              for i in range(0, len(test.copies), batch_size)])
-    return copy_recall(test, images, db, queries)
+    return copy_recall(test, features.images, features(test.db_rows),
+                       features.queries(test.copies))
 
 
 def held_out_objective(trainer, images: np.ndarray, rows: np.ndarray, targets, tcfg,
@@ -126,20 +163,18 @@ def held_out_objective(trainer, images: np.ndarray, rows: np.ndarray, targets, t
 LOOK_ALIKE_WINDOW = 4096  # rows grouped at once: a 64 MiB similarity matrix at any folder size
 
 
-def look_alike_batches(encoder, images: np.ndarray, group: int, batch_size: int):
+def look_alike_batches(features: RowFeatures, group: int):
     """`fext.loop.run_epochs`' `arrange`: each epoch's images in groups of `group` nearest
     neighbours in the features the model has at the epoch's start (fext.feed.neighbour_groups).
-    Costs one encoder pass over the epoch's images (a few per cent of its training), window by
-    window, so memory does not grow with the folder. `encoder` shares the weights being
-    trained, and is the one validation encodes with (one predict function for both)."""
+    Costs one encoder pass over the epoch's images (a few per cent of its training; less where
+    the last validation encoded them: `RowFeatures`), window by window, so memory does not
+    grow with the folder."""
 
     def arrange(rows: np.ndarray, epoch: int) -> np.ndarray:
         perm = []
         for start in range(0, len(rows), LOOK_ALIKE_WINDOW):
             window = rows[start:start + LOOK_ALIKE_WINDOW]
-            unique, where = np.unique(window, return_inverse=True)
-            z = encode_all((encoder, None), images, unique, batch_size, reconstruct=False)[0]
-            perm.append(start + neighbour_groups(z[where], window, group))
+            perm.append(start + neighbour_groups(features(window), window, group))
         return np.concatenate(perm)
 
     return arrange
@@ -292,13 +327,16 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
             progress("copies", 0, HELD_OUT_COPIES)
             test = validation_test(coll, cfg.data.fit, tc.seed, progress)
 
-        encoder = model_lib.encoder_of(ae)  # shares the weights being trained
+        # the encoder shares the weights being trained; rows it encodes between two steps
+        # serve both validation's copy database and the next epoch's look-alike groups
+        features = RowFeatures(model_lib.encoder_of(ae), coll.images, tc.batch_size,
+                               moment=lambda: int(trainer.optimizer.iterations))
 
         def validate(_) -> dict:
             row = held_out_objective(trainer, coll.images, val_sample, val_targets, tc,
                                      per_step, cfg.data.fit, pool)
             if copies:
-                row["val_copies"] = held_out_copies(encoder, coll.images, test, tc.batch_size)
+                row["val_copies"] = held_out_copies(features, test)
             return row
 
         group = min(tc.neighbours, per_step) if tc.invariance else 1  # look-alikes per group
@@ -312,7 +350,7 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
                                x, y, tc, epoch, step, cfg.data.fit, pool),
                            validate=validate if len(val_rows) else None, start_epoch=state["epoch"],
                            epoch_steps=tc.epoch_steps,
-                           arrange=(look_alike_batches(encoder, coll.images, group, tc.batch_size)
+                           arrange=(look_alike_batches(features, group)
                                     if group > 1 else None), stopper=stopper)
         state["stopped_early"] = state["epoch"] < cfg.train.epochs
 

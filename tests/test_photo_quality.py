@@ -137,7 +137,7 @@ def test_held_out_copies_measure_how_well_copies_find_their_source():
     import keras
 
     from fext.copies import CopyTest
-    from fext.train import held_out_copies
+    from fext.train import RowFeatures, held_out_copies
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (60, 16, 16, 3), dtype=np.uint8)
@@ -153,8 +153,44 @@ def test_held_out_copies_measure_how_well_copies_find_their_source():
     copies = np.clip(images[db_rows[truth]] + noise, 0, 255).astype(np.uint8)
     test = CopyTest(db_rows, truth, copies, "val split", np.arange(60).astype(str),
                     np.full((60, 2), 16), "pad")
-    assert held_out_copies(pixels, images, test, 16) >= 0.9
-    assert held_out_copies(nothing, images, test, 16) <= 0.1
+    assert held_out_copies(RowFeatures(pixels, images, 16), test) >= 0.9
+    assert held_out_copies(RowFeatures(nothing, images, 16), test) <= 0.1
+
+
+def test_row_features_encode_each_row_once_between_two_steps(monkeypatch):
+    """Validation's database and the next epoch's look-alike groups share their rows' features
+    while the weights stand still; a step (a new moment) encodes afresh, and only the latest
+    call's rows are kept (memory of one call at any folder size)."""
+    import keras
+
+    import fext.train as train_lib
+
+    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    inp = keras.Input((8, 8, 3))
+    flat = keras.Model(inp, keras.layers.Flatten()(inp))
+    encoded, real = [], train_lib.encode_all
+
+    def counted(parts, imgs, rows, batch_size, reconstruct=True):
+        encoded.append(np.asarray(rows).tolist())
+        return real(parts, imgs, rows, batch_size, reconstruct)
+
+    monkeypatch.setattr(train_lib, "encode_all", counted)
+    step = [0]
+    features = train_lib.RowFeatures(flat, images, 16, moment=lambda: step[0])
+    fresh = train_lib.RowFeatures(flat, images, 16)  # no moment: never reuses
+    expect = lambda rows: real((flat, None), images, np.asarray(rows), 16, False)[0]  # noqa: E731
+
+    db, epoch = np.r_[0:20], np.array([25, 3, 3, 18, 30, 7])
+    np.testing.assert_array_equal(features(db), expect(db))
+    np.testing.assert_array_equal(features(epoch), expect(epoch))  # in order, repeats kept
+    assert encoded == [list(range(20)), [25, 30]]  # only the rows not encoded at this moment
+    step[0] += 1
+    np.testing.assert_array_equal(features(epoch), expect(epoch))
+    assert encoded[-1] == [3, 7, 18, 25, 30]  # the weights moved: everything again
+    assert len(features._rows) == 5  # the latest call's rows only
+    encoded.clear()
+    fresh(db), fresh(db)
+    assert encoded == [list(range(20))] * 2
 
 
 def test_the_copy_test_edits_held_out_images_and_searches_them_among_the_collection(tmp_path,
