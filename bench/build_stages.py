@@ -4,18 +4,23 @@ another (a git worktree of an older commit), in the same run.
 Training's own time is bench/train_time.py's; what every build adds to it (scan and decode,
 the held-out copies, read-out, evaluation, reference, map statistics, extraction with its
 duplicate calibration and pixel check, the map) does not shrink with fewer steps, and grows with
-the folder. Each build here trains one epoch of two steps, so the rest is what is measured.
+the folder. Each build here trains one epoch of two steps, so the rest is what is measured;
+`--training` gives other options (several whole epochs: what each epoch adds besides its steps,
+the held-out copies and the look-alike grouping, shows in the train stage).
 Per stage: the seconds from the previous stage's last line to this stage's last line, as the
 CLI prints them; per tree the median over repeats, interleaved repeat by repeat, and the ratio.
 
     git worktree add /tmp/oldtree <commit>
     .venv/bin/python bench/build_stages.py --size 2000 --repeats 3 --baseline-tree /tmp/oldtree
+    .venv/bin/python bench/build_stages.py --baseline-tree /tmp/oldtree \
+        --training "--epochs 4 --patience 4"    # four whole epochs, never stopped early
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,11 +36,12 @@ SHORT = ["--epochs", "1", "--epoch-steps", "2"]  # training all but skipped
 STAGE = re.compile(r"^\[([^\]]+)\]")
 
 
-def stages(tree: Path, folder: Path, ws: Path) -> tuple[float, dict[str, float]]:
+def stages(tree: Path, folder: Path, ws: Path,
+           training: list[str]) -> tuple[float, dict[str, float]]:
     """(wall seconds, {stage: seconds}) of one `fext build` run from `tree` (its own `fext`
-    package, this interpreter and its packages)."""
+    package, this interpreter and its packages) with the `training` options."""
     cmd = [sys.executable, "-m", "fext", "build", "--workspace", str(ws), "--name", "p",
-           "--images", str(folder), *SHORT]
+           "--images", str(folder), *training]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     last: dict[str, float] = {}
@@ -71,7 +77,10 @@ def main() -> None:
     p.add_argument("--baseline-tree", type=Path, default=None,
                    help="a checkout of the code to compare with (its own `fext` package)")
     p.add_argument("--seed", type=int, default=0, help="seed of the collection")
+    p.add_argument("--training", default=shlex.join(SHORT),
+                   help="`fext build` options of the training (default: %(default)s)")
     a = p.parse_args()
+    training = shlex.split(a.training)
     trees = {"this tree": REPO, **({"baseline": a.baseline_tree.resolve()} if a.baseline_tree else {})}
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,7 +91,7 @@ def main() -> None:
             for label, tree in trees.items():
                 ws = Path(tmp) / "ws"
                 shutil.rmtree(ws, ignore_errors=True)
-                wall, times = stages(tree, folder, ws)
+                wall, times = stages(tree, folder, ws, training)
                 rows += [{"tree": label, "repeat": repeat, "stage": s, "seconds": v}
                          for s, v in times.items()]
                 rows.append({"tree": label, "repeat": repeat, "stage": "whole build", "seconds": wall})
@@ -98,7 +107,8 @@ def main() -> None:
         if "baseline" in trees:
             row.append(f"{r['this tree'] / r['baseline']:.2f}" if r.get("baseline", 0) > 0.05 else "-")
         out.append(row)
-    print(table(columns, out, f"`fext build` of {a.size:,} photos, training cut to two steps: "
+    how = ("training cut to two steps" if training == SHORT else f"training `{a.training}`")
+    print(table(columns, out, f"`fext build` of {a.size:,} photos, {how}: "
                               f"median seconds over {a.repeats} repeats"))
 
 
