@@ -49,6 +49,7 @@ class EarlyStopping:
         state = state or {}
         self.best = tuple(state["best"]) if state.get("best") is not None else None
         self.best_epoch, self.wait = state.get("best_epoch", 0), state.get("wait", 0)
+        self.stalls = state.get("stalls", 0)  # epochs that did not gain, in all
         mark = state.get("mark", state.get("best"))
         self.mark = tuple(mark) if mark is not None else None
 
@@ -58,6 +59,7 @@ class EarlyStopping:
         gained = self.mark is None or (k[0] >= self.mark[0] + self.min_gain if self.min_gain
                                        else k > self.mark)
         self.wait = 0 if gained else self.wait + 1
+        self.stalls += not gained
         if gained:
             self.mark = k
         if self.best is not None and k <= self.best:
@@ -76,7 +78,7 @@ class EarlyStopping:
 
     def state(self) -> dict:
         return {"best": list(self.best) if self.best is not None else None,
-                "best_epoch": self.best_epoch, "wait": self.wait,
+                "best_epoch": self.best_epoch, "wait": self.wait, "stalls": self.stalls,
                 "mark": list(self.mark) if self.mark is not None else None}
 
 

@@ -314,9 +314,16 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
                                               if copies else " not improved for {epochs}"),
                                 min_gain=MIN_GAIN if copies else 0.0)
 
+        def pace() -> None:  # the next epoch's learning rate: lower after each stalled epoch
+            trainer.optimizer.learning_rate = tc.learning_rate * tc.lr_drop ** stopper.stalls
+
         def on_epoch(row: dict) -> bool:
+            row["learning_rate"] = float(trainer.optimizer.learning_rate)  # the epoch's
             end_epoch(ae, trainer, run_dir, state, stopper, row)
+            pace()
             return stopper.stop
+
+        pace()  # a resumed run goes on at the rate it had reached
 
         # with two views per image, a step holds batch_size inputs from batch_size/2 images
         per_step = max(1, tc.batch_size // 2) if tc.invariance else tc.batch_size

@@ -83,6 +83,33 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, shapes_dir, precis
         assert metrics["train_precision"] == precision
 
 
+def test_the_learning_rate_drops_after_each_stalled_epoch_and_resumes_where_it_was(
+        tmp_path, shapes_dir, monkeypatch):
+    """--lr-drop: an epoch that gains no point of held-out copies lowers the next epochs'
+    rate; the rate is a function of the saved patience state, so a run killed and resumed
+    trains on as the whole one did."""
+    import fext.train as train_lib
+
+    curve = {1: 0.5, 2: 0.5, 3: 0.7, 4: 0.7, 5: 0.7}  # epochs 2, 4 and 5 stall
+    steps = TINY["epoch_steps"]
+    monkeypatch.setattr(train_lib, "held_out_copies",
+                        lambda features, test: curve[features.moment() // steps])
+    ws = Workspace(tmp_path)
+    cfg = tiny_config(shapes_dir, epochs=5, lr_drop=0.5, patience=3, learning_rate=0.002)
+    train(ws, "whole", cfg)
+    whole = history(ws, "whole")
+    assert whole["learning_rate"].tolist() == pytest.approx([0.002, 0.002, 0.001, 0.001, 0.0005])
+    with pytest.raises(KeyboardInterrupt):
+        train(ws, "cut", cfg, progress=StopAfter(3))
+    train(ws, "cut", cfg)
+    cut = history(ws, "cut")
+    assert cut["learning_rate"].tolist() == whole["learning_rate"].tolist()
+    np.testing.assert_allclose(cut["loss"], whole["loss"], rtol=1e-5)
+    assert history(ws, "whole")["learning_rate"].nunique() == 3
+    train(ws, "steady", tiny_config(shapes_dir, epochs=3))  # the default: a constant rate
+    assert history(ws, "steady")["learning_rate"].tolist() == pytest.approx([0.001] * 3)
+
+
 def test_a_bfloat16_run_publishes_a_float32_model(tmp_path, shapes_dir):
     import keras
 
