@@ -163,11 +163,12 @@ class TrainConfig:
                                     "(0: one pass over the training images)", at_least=0)
     batch_size: int = setting(64, "inputs per optimiser step", at_least=1)
     learning_rate: float = setting(1e-3, "Adam learning rate", above=0, below=1)
-    lr_drop: float = setting(1.0, "factor the learning rate is multiplied by after each epoch "
+    lr_drop: float = setting(0.5, "factor the learning rate is multiplied by after each epoch "
                                   "that did not gain a point of held-out copies (or, without "
-                                  "them, beat the best): smaller steps where progress stalls "
-                                  "(1: constant)", above=0, at_most=1)
-    patience: int = setting(3, "early-stopping patience in epochs (on held-out copies found, "
+                                  "them, beat the best): smaller steps where progress stalls, "
+                                  "so a short patience ends on a settled model (1: constant)",
+                             above=0, at_most=1)
+    patience: int = setting(2, "early-stopping patience in epochs (on held-out copies found, "
                                "then the validation loss): a run stops once this many epochs "
                                "in a row did not gain a point of held-out copies (or, without "
                                "them, beat the best)", at_least=1)
@@ -219,7 +220,7 @@ class TrainConfig:
 BEFORE_SETTING = {"model": {"decoder": "wide"},
                   "train": {"epoch_steps": 0, "augment": "none", "invariance": 0.0,
                             "readout": "raw", "labels": 0.0, "neighbours": 1,
-                            "precision": "float32", "folders": "classes"}}
+                            "precision": "float32", "folders": "classes", "lr_drop": 1.0}}
 
 
 @dataclass

@@ -106,7 +106,7 @@ def test_the_learning_rate_drops_after_each_stalled_epoch_and_resumes_where_it_w
     assert cut["learning_rate"].tolist() == whole["learning_rate"].tolist()
     np.testing.assert_allclose(cut["loss"], whole["loss"], rtol=1e-5)
     assert history(ws, "whole")["learning_rate"].nunique() == 3
-    train(ws, "steady", tiny_config(shapes_dir, epochs=3))  # the default: a constant rate
+    train(ws, "steady", tiny_config(shapes_dir, epochs=3, lr_drop=1.0))  # a constant rate
     assert history(ws, "steady")["learning_rate"].tolist() == pytest.approx([0.001] * 3)
 
 
@@ -132,7 +132,8 @@ def test_a_bfloat16_run_publishes_a_float32_model(tmp_path, shapes_dir):
 def test_old_models_read_as_trained_in_float32():
     from fext.config import RunConfig
 
-    assert RunConfig.from_dict({"train": {"epochs": 3}}).train.precision == "float32"
+    old = RunConfig.from_dict({"train": {"epochs": 3}}).train
+    assert old.precision == "float32" and old.lr_drop == 1.0  # and at a constant rate
 
 
 def test_time_left_is_the_mean_epoch_times_the_epochs_left():
