@@ -47,13 +47,15 @@ def duration(seconds: float) -> str:
 def epoch_line(stage: str, epoch: int, epochs: int, row: dict, steps: int | None = None,
                left: float | None = None, best: bool | None = None) -> str:
     """One epoch in one line: its place in the run, steps, the objective (loss), val_loss and
-    held-out copies found (where measured), its seconds, whether it is the best so far, and
+    held-out copies found (where measured), the learning rate it trained at (it halves where
+    progress stalls: --lr-drop), its seconds, whether it is the best so far, and
     at most how long the epochs left take (`left`; None: nothing left, or no estimate)."""
     figures = [f"{steps} steps" if steps else None,
                f"loss {row['loss']:.5f}" if "loss" in row else None,
                f"val_loss {row['val_loss']:.5f}" if "val_loss" in row else None,
                f"val_copies {row['val_copies']:.3f}" if "val_copies" in row else None,
                f"val_accuracy {row['val_accuracy']:.4f}" if "val_accuracy" in row else None,
+               f"learning rate {row['learning_rate']:.3g}" if "learning_rate" in row else None,
                f"{row['seconds']:.1f} s" if "seconds" in row else None]
     line = f"[{stage}] epoch {epoch} of {epochs}: " + ", ".join(f for f in figures if f)
     if best:

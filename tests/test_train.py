@@ -84,7 +84,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, shapes_dir, precis
 
 
 def test_the_learning_rate_drops_after_each_stalled_epoch_and_resumes_where_it_was(
-        tmp_path, shapes_dir, monkeypatch):
+        tmp_path, shapes_dir, monkeypatch, capsys):
     """--lr-drop: an epoch that gains no point of held-out copies lowers the next epochs'
     rate; the rate is a function of the saved patience state, so a run killed and resumed
     trains on as the whole one did."""
@@ -99,6 +99,10 @@ def test_the_learning_rate_drops_after_each_stalled_epoch_and_resumes_where_it_w
     train(ws, "whole", cfg)
     whole = history(ws, "whole")
     assert whole["learning_rate"].tolist() == pytest.approx([0.002, 0.002, 0.001, 0.001, 0.0005])
+    capsys.readouterr()
+    train(ws, "said", cfg, progress=Reporter(bar=False))  # the epoch lines say the rate
+    line = next(x for x in capsys.readouterr().err.splitlines() if "epoch 3 of 5:" in x)
+    assert "learning rate 0.001," in line
     with pytest.raises(KeyboardInterrupt):
         train(ws, "cut", cfg, progress=StopAfter(3))
     train(ws, "cut", cfg)

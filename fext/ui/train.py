@@ -60,7 +60,7 @@ def job_card(job_id: str) -> None:
     epochs_so_far(job)
 
 
-EPOCH_COLUMNS = ("epoch", "loss", "val_loss", "val_copies", "seconds", "best")
+EPOCH_COLUMNS = ("epoch", "loss", "val_loss", "val_copies", "learning_rate", "seconds", "best")
 
 
 def epochs_so_far(job: jobs.Job) -> None:
@@ -80,6 +80,10 @@ def epochs_so_far(job: jobs.Job) -> None:
                          "held-out copies found", format="percent",
                          help="share of the validation images' edited views that found their "
                               "source: it chooses the published epoch"),
+                     "learning_rate": st.column_config.NumberColumn(
+                         "learning rate", format="%.2g",
+                         help="the epoch's: it falls by --lr-drop after each epoch that "
+                              "gains no point of held-out copies"),
                      "seconds": st.column_config.NumberColumn(format="%.1f s"),
                      "best": st.column_config.CheckboxColumn("best so far")})
     epoch, epochs = estimate.get("epoch"), estimate.get("epochs")
