@@ -50,7 +50,7 @@ CONFIGS = {
                "--learning-rate", "0.001", "--patience", "5", "--noise", "0.0",
                "--augment", "edits", "--invariance", "0.1", "--labels", "0.8",
                "--neighbours", "4", "--readout", "whiten", "--precision", "float32",
-               "--decoded-views", "2", "--decoder", "wide"],
+               "--decoded-views", "2", "--decoder", "wide", "--lr-drop", "1"],
 }
 # --quick: appended to every configuration (the last of a repeated option wins), a smoke run
 QUICK = ["--epochs", "1", "--epoch-steps", "3", "--image-size", "32", "--preset", "small"]
