@@ -162,7 +162,9 @@ class TrainConfig:
     epoch_steps: int = setting(50, "optimiser steps per epoch, the same for any folder size "
                                     "(0: one pass over the training images)", at_least=0)
     batch_size: int = setting(64, "inputs per optimiser step", at_least=1)
-    learning_rate: float = setting(1e-3, "Adam learning rate", above=0, below=1)
+    learning_rate: float = setting(1e-3, "Adam learning rate at the start (it falls by "
+                                          "--lr-drop where held-out copies stall)",
+                                  above=0, below=1)
     lr_drop: float = setting(0.5, "factor the learning rate is multiplied by after each epoch "
                                   "that did not gain a point of held-out copies (or, without "
                                   "them, beat the best): smaller steps where progress stalls, "

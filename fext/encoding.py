@@ -72,6 +72,16 @@ def encode_batch(encoder, x: np.ndarray, decoder=None,
     return l2_normalize(z), err
 
 
+def encode_images(encoder, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """L2-normalised features of uint8 images that are not collection rows (edited copies,
+    queries), `batch_size` at a time, each batch padded to that size (one traced shape)."""
+    from .images import to_model_input
+
+    return np.concatenate([encode_batch(encoder, to_model_input(images[i:i + batch_size]),
+                                        pad_to=batch_size)[0]
+                           for i in range(0, len(images), batch_size)])
+
+
 def encode_rows(parts, images: np.ndarray, rows: np.ndarray, batch_size: int,
                 reconstruct: bool = True):
     """(positions, features, reconstruction errors | None) per batch of `rows`, so a worker of

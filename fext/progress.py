@@ -47,7 +47,7 @@ def duration(seconds: float) -> str:
 def epoch_line(stage: str, epoch: int, epochs: int, row: dict, steps: int | None = None,
                left: float | None = None, best: bool | None = None) -> str:
     """One epoch in one line: its place in the run, steps, the objective (loss), val_loss and
-    held-out copies found (where measured), the learning rate it trained at (it halves where
+    held-out copies found (where measured), the learning rate it trained at (it falls where
     progress stalls: --lr-drop), its seconds, whether it is the best so far, and
     at most how long the epochs left take (`left`; None: nothing left, or no estimate)."""
     figures = [f"{steps} steps" if steps else None,

@@ -207,7 +207,7 @@ def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed
     import imagehash
     from sklearn.decomposition import PCA
 
-    from .encoding import encode_batch, query_encoder
+    from .encoding import encode_images, query_encoder
     from .images import to_model_input
 
     progress = report(progress)
@@ -222,11 +222,7 @@ def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed
     encoder = query_encoder(model)
     features = EncoderFeatures(model)
 
-    def encoded(batch: np.ndarray) -> np.ndarray:
-        return np.concatenate([encode_batch(encoder, to_model_input(batch[i:i + 256]), pad_to=256)[0]
-                               for i in range(0, len(batch), 256)])
-
-    feats, q_feats = features.features(coll.images, db_rows), encoded(copies)
+    feats, q_feats = features.features(coll.images, db_rows), encode_images(encoder, copies, 256)
     pixels = gather(coll.images, db_rows, flat=True)
     q_pixels = to_model_input(copies).reshape(len(copies), -1)
     dim = record.config.model.latent_dim
@@ -249,7 +245,8 @@ def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed
         val = validation_test(coll, fit, record.config.train.seed, progress)
         if len(val.truth):
             hits = val.hits(coll.images, cosine_top(features.features(coll.images, val.db_rows),
-                                                    encoded(val.copies), k=1)[:, 0])
+                                                    encode_images(encoder, val.copies, 256),
+                                                    k=1)[:, 0])
             out["validation"] = {"recall@1": float(hits.mean()),
                                  "interval": recall_interval(hits, val.truth),
                                  "queries": int(len(val.truth)),

@@ -28,7 +28,7 @@ from .collection import Collection
 from .config import RunConfig
 from .copies import HELD_OUT_COPIES, copy_recall, validation_test
 from .edits import augment, edit_pool, edit_workers
-from .encoding import encode_all, encode_batch, extraction_parts, resolve_precision
+from .encoding import encode_all, encode_images, extraction_parts, resolve_precision
 from .errors import UsageError
 from .evaluate import reconstruction_metrics
 from .feed import iter_batches, neighbour_groups, sample_rows
@@ -106,10 +106,10 @@ class RowFeatures:
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         """The features of `rows` (in their order; repeats allowed)."""
         rows = np.asarray(rows, np.int64)
-        at = self.moment() if self.moment else object()  # a fresh object: never the same
         unique = np.unique(rows)
-        if at != self._at or self._z is None:
-            self._rows, self._z = np.empty(0, np.int64), None
+        at = self.moment() if self.moment else None
+        if at is None or at != self._at:  # the weights moved (or nothing says they did not)
+            self._rows = np.empty(0, np.int64)
         known = np.isin(unique, self._rows, assume_unique=True)
         z = np.empty((len(unique), self.encoder.output.shape[-1]), np.float32)
         if known.any():
@@ -122,9 +122,7 @@ class RowFeatures:
 
     def queries(self, x: np.ndarray) -> np.ndarray:
         """The features of uint8 images that are not collection rows (edited copies)."""
-        n = self.batch_size
-        return np.concatenate([encode_batch(self.encoder, to_model_input(x[i:i + n]),
-                                            pad_to=n)[0] for i in range(0, len(x), n)])
+        return encode_images(self.encoder, x, self.batch_size)
 
 
 def held_out_copies(features: RowFeatures, test) -> float:

@@ -109,7 +109,6 @@ def test_the_learning_rate_drops_after_each_stalled_epoch_and_resumes_where_it_w
     cut = history(ws, "cut")
     assert cut["learning_rate"].tolist() == whole["learning_rate"].tolist()
     np.testing.assert_allclose(cut["loss"], whole["loss"], rtol=1e-5)
-    assert history(ws, "whole")["learning_rate"].nunique() == 3
     train(ws, "steady", tiny_config(shapes_dir, epochs=3, lr_drop=1.0))  # a constant rate
     assert history(ws, "steady")["learning_rate"].tolist() == pytest.approx([0.001] * 3)
 
@@ -219,7 +218,8 @@ def test_train_prints_one_line_per_epoch_on_stderr(tmp_path, shapes_dir):
     h = history(Workspace(tmp_path), "lines")
     for k, line in enumerate(lines, 1):
         assert re.match(rf"\[train\] epoch {k} of 3: 4 steps, loss \d\.\d{{5}}, val_loss "
-                        rf"\d\.\d{{5}}, val_copies {h['val_copies'][k - 1]:.3f}, \d+\.\d s", line)
+                        rf"\d\.\d{{5}}, val_copies {h['val_copies'][k - 1]:.3f}, learning rate "
+                        rf"{h['learning_rate'][k - 1]:.3g}, \d+\.\d s", line)
         assert ("at most" in line and f"left ({3 - k} more epoch" in line) == (k < 3)
     chosen = json.loads((Workspace(tmp_path).model_dir("lines") / "metrics.json").read_text())
     # the published epoch was, when it ended, the best so far (a later one can only tie it)
