@@ -162,15 +162,16 @@ class TrainConfig:
     epoch_steps: int = setting(50, "optimiser steps per epoch, the same for any folder size "
                                     "(0: one pass over the training images)", at_least=0)
     batch_size: int = setting(64, "inputs per optimiser step", at_least=1)
-    learning_rate: float = setting(1e-3, "Adam learning rate at the start (it falls by "
-                                          "--lr-drop where held-out copies stall)",
+    learning_rate: float = setting(1e-3, "Adam learning rate at the start (see "
+                                          "--lr-drop)",
                                   above=0, below=1)
-    lr_drop: float = setting(0.5, "factor the learning rate is multiplied by after each epoch "
+    lr_drop: float = setting(1.0, "factor the learning rate is multiplied by after each epoch "
                                   "that did not gain a point of held-out copies (or, without "
-                                  "them, beat the best): smaller steps where progress stalls, "
-                                  "so a short patience ends on a settled model (1: constant)",
+                                  "them, beat the best): smaller steps where progress stalls "
+                                  "(1: constant; 0.5 with the default patience found more "
+                                  "copies in more time, docs/BENCHMARKS.md §9)",
                              above=0, at_most=1)
-    patience: int = setting(2, "early-stopping patience in epochs (on held-out copies found, "
+    patience: int = setting(3, "early-stopping patience in epochs (on held-out copies found, "
                                "then the validation loss): a run stops once this many epochs "
                                "in a row did not gain a point of held-out copies (or, without "
                                "them, beat the best)", at_least=1)

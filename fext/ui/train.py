@@ -83,7 +83,7 @@ def epochs_so_far(job: jobs.Job) -> None:
                      "learning_rate": st.column_config.NumberColumn(
                          "learning rate", format="%.2g",
                          help="the epoch's: it falls after each epoch that gains no point of "
-                              "held-out copies (`fext train --lr-drop`, 0.5 by default)"),
+                              "held-out copies (`fext train --lr-drop`; constant by default)"),
                      "seconds": st.column_config.NumberColumn(format="%.1f s"),
                      "best": st.column_config.CheckboxColumn("best so far")})
     epoch, epochs = estimate.get("epoch"), estimate.get("epochs")
