@@ -48,7 +48,7 @@ def epoch_line(stage: str, epoch: int, epochs: int, row: dict, steps: int | None
                left: float | None = None, best: bool | None = None) -> str:
     """One epoch in one line: its place in the run, steps, the objective (loss), val_loss and
     held-out copies found (where measured), the learning rate it trained at (it falls where
-    progress stalls: --lr-drop), its seconds, whether it is the best so far, and
+    progress stalls with --lr-drop), its seconds, whether it is the best so far, and
     at most how long the epochs left take (`left`; None: nothing left, or no estimate)."""
     figures = [f"{steps} steps" if steps else None,
                f"loss {row['loss']:.5f}" if "loss" in row else None,

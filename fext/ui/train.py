@@ -82,8 +82,8 @@ def epochs_so_far(job: jobs.Job) -> None:
                               "source: it chooses the published epoch"),
                      "learning_rate": st.column_config.NumberColumn(
                          "learning rate", format="%.2g",
-                         help="the epoch's: it falls after each epoch that gains no point of "
-                              "held-out copies (`fext train --lr-drop`; constant by default)"),
+                         help="the epoch's: constant by default; with `fext train --lr-drop` it "
+                              "falls after each epoch that gains no point of held-out copies"),
                      "seconds": st.column_config.NumberColumn(format="%.1f s"),
                      "best": st.column_config.CheckboxColumn("best so far")})
     epoch, epochs = estimate.get("epoch"), estimate.get("epochs")
