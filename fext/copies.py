@@ -32,6 +32,7 @@ class CopyTest:
     sha1: np.ndarray  # of each db row's file
     sizes: np.ndarray  # (width, height) of each db row's file, to cut its padding off
     fit: str
+    paths: list | None = None  # each db row's file, for the pixel check's second look
     known: dict = field(default_factory=dict)  # (source, found) positions -> one picture
 
     def hits(self, images: np.ndarray, found: np.ndarray) -> np.ndarray:
@@ -51,7 +52,7 @@ class CopyTest:
         return hits
 
     def _same(self, images: np.ndarray, a: int, b: int) -> bool:
-        from .agreement import agreeing, content
+        from .agreement import agreeing, closer_content, content
         from .duplicates import MAX_HASH_DISTANCE, hash_distance, perceptual_hashes
 
         if self.sha1[a] == self.sha1[b]:
@@ -61,7 +62,10 @@ class CopyTest:
             return False
         first, second = (content(image, int(w), int(h), self.fit)
                          for image, (w, h) in zip(pair, self.sizes[[a, b]]))
-        return bool(agreeing([first], [second])[0])
+        closer = (None if self.paths is None else  # as duplicate groups look again
+                  lambda _: tuple(closer_content(self.paths[i], *map(int, self.sizes[i]), self.fit)
+                                  for i in (a, b)))
+        return bool(agreeing([first], [second], closer=closer)[0])
 
 
 def copy_test(coll, sources, others, fit: str, seed: int, count: int,
@@ -78,7 +82,7 @@ def copy_test(coll, sources, others, fit: str, seed: int, count: int,
     the everyday edits among 2,000: on the demo digits one said 91 %, the other 0.138."""
     from .edits import copy_queries
 
-    picked, copies, _ = copy_queries(coll, sources, fit, seed, count, progress, repeat=True)
+    picked, copies, _, _ = copy_queries(coll, sources, fit, seed, count, progress, repeat=True)
     source_rows, truth = np.unique(sources["row"].to_numpy()[picked], return_inverse=True)
     rest = np.setdiff1d(others["row"].to_numpy(), source_rows)
     rng = np.random.default_rng(seed)
@@ -88,7 +92,8 @@ def copy_test(coll, sources, others, fit: str, seed: int, count: int,
     files = pd.concat([frame[frame["row"].isin(db_rows)] for frame in (sources, others)])
     files = files.drop_duplicates("row").set_index("row").loc[db_rows]
     return CopyTest(db_rows, truth.astype(np.int64), copies, name, files["sha1"].to_numpy(),
-                    files[["width", "height"]].to_numpy(), fit)
+                    files[["width", "height"]].to_numpy(), fit,
+                    [coll.root / p for p in files["path"]])
 
 
 def validation_test(coll, fit: str, seed: int, progress: ProgressFn | None = None) -> CopyTest:

@@ -38,13 +38,15 @@ look-alikes' own 1 % distance turned away edited copies whose pixels agreed (a t
 photos' missed copies on zoo seed 3; on seed 4, a tenth of the textures' and documents').
 Where look-alikes crowd the copies (photos, bursts: scores and hashes alone cannot keep them
 apart), the scores only shortlist. The pixel check is computed at extraction for the pairs that
-pass the first two (`pixel_edges`, an N x K array beside the neighbours).
+pass the first two (`pixel_edges`, an N x K array beside the neighbours); a pair too smooth at
+the model's input size to pin down gets a second look at twice the side, read from its files.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -279,12 +281,13 @@ def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.n
     with the copies' hash distances to their sources (`hashes`: `perceptual_hashes` of the
     collection's images, rows as `items`), and, where it asks, whether each copy's pixels agree
     with its source's."""
-    from .agreement import agreeing, content
-    from .edits import copy_queries
+    from .agreement import CLOSER, agreeing, closer_content, content
+    from .edits import copy_queries, edited_copy, encoded
+    from .errors import ImageError
 
     if len(items) < 2:
         return Calibration(1.0, 0.0, 0.0, 0, "one image: nothing to compare", trusted=False)
-    positions, copies, sizes = copy_queries(coll, items, fit, seed, sample, progress)
+    positions, copies, sizes, seeds = copy_queries(coll, items, fit, seed, sample, progress)
     if not len(positions):
         return Calibration(1.0, 0.0, 0.0, 0, "no image could be read to calibrate", trusted=False)
     vectors = np.concatenate([encode(copies[i:i + CALIBRATION_BATCH])
@@ -298,7 +301,15 @@ def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.n
     def copy_pixels() -> np.ndarray:
         source = _contents(coll.images, items, positions, fit)
         copy = [content(c, w, h, fit) for c, (w, h) in zip(copies, sizes)]  # CALIBRATION_SAMPLE
-        return agreeing(copy, source, progress, "copies' pixels")
+        def closer(i: int):  # the copy made again, and its source, at the second look's side
+            try:
+                edited = edited_copy(coll, items["path"].iat[positions[i]], int(seeds[i]))
+            except (ImageError, OSError):
+                return None
+            return (content(encoded(edited, CLOSER, fit), *sizes[i], fit, CLOSER),
+                    closer_content(*_file(coll.root, items, int(positions[i])), fit))
+
+        return agreeing(copy, source, progress, "copies' pixels", closer)
 
     return choose_threshold(copy_sims, nearest_distinct(ids, copy_scores(ids, sims, back),
                                                         items["sha1"].to_numpy(), positions),
@@ -325,14 +336,21 @@ class _contents:
             yield content(self.images[row], int(w), int(h), self.fit)
 
 
+def _file(root: Path, items: pd.DataFrame, position: int) -> tuple[Path, int, int]:
+    """(path, width, height) of `items`' row at `position`: what `closer_content` reads."""
+    return (root / items["path"].iat[position], int(items["width"].iat[position]),
+            int(items["height"].iat[position]))
+
+
 def pixel_edges(ids: np.ndarray, sims: np.ndarray, items: pd.DataFrame, images: np.ndarray,
                 hashes: np.ndarray, calibration: Calibration, fit: str,
-                progress=None) -> np.ndarray:
+                progress=None, root: Path | None = None) -> np.ndarray:
     """Whether each stored neighbour pair (N x K, as `ids`) agrees by its aligned pixels,
     checked only for the pairs that pass the calibrated threshold and hash distance and hold
     different content (the others are False: they are not copies by the first two checks, or
-    are identical files); each unordered pair is checked once."""
-    from .agreement import agreeing
+    are identical files); each unordered pair is checked once. With the collection's `root`,
+    a pair too smooth to pin down at the model's side gets a second look from its files."""
+    from .agreement import agreeing, closer_content
 
     ids = np.asarray(ids)
     scores = copy_scores(ids, sims)
@@ -345,8 +363,13 @@ def pixel_edges(ids: np.ndarray, sims: np.ndarray, items: pd.DataFrame, images: 
             & (sha1[src] != sha1[dst]))
     a, b = np.minimum(src, dst)[want], np.maximum(src, dst)[want]
     pairs, where = np.unique(np.stack([a, b], 1), axis=0, return_inverse=True)
+    closer = None
+    if root is not None:
+        def closer(i: int):
+            return tuple(closer_content(*_file(root, items, int(p)), fit) for p in pairs[i])
+
     agree = agreeing(_contents(images, items, pairs[:, 0], fit),
-                     _contents(images, items, pairs[:, 1], fit), progress)
+                     _contents(images, items, pairs[:, 1], fit), progress, closer=closer)
     out = np.zeros(ids.shape, bool)
     out[want] = agree[where.reshape(-1)]
     return out

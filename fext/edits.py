@@ -197,22 +197,37 @@ def working_copy(path, side: int) -> Image.Image:
     return img
 
 
+def edited_copy(coll, path: str, seed: int) -> Image.Image:
+    """The edited copy `copy_queries` makes of the collection's file `path` with `seed`: the
+    same pixels each time, so a copy can be made again at another size (`encoded`)."""
+    return edit(working_copy(coll.root / path, 4 * coll.image_size), seed)
+
+
+def encoded(img: Image.Image, size: int, fit: str) -> np.ndarray:
+    """`img` loaded as a query is (fext.images.load of its encoded bytes) at `size`."""
+    from .images import load
+
+    buf = io.BytesIO()
+    img.save(buf, "BMP")  # lossless like PNG, but written uncompressed: 14x faster
+    return load(buf.getvalue(), size, fit)
+
+
 def copy_queries(coll, items, fit: str, seed: int = 0, limit: int = 500, progress=None,
                  repeat: bool = False):
     """(positions into `items`, uint8 model inputs, (width, height) of each edited copy before
-    it was fitted to the input): edited copies of a seeded sample of up to `limit` of a
-    collection's images, loaded as a query is. Each is edited on a working
-    copy of up to 4x the model's input size. Files that cannot be read any more are passed
-    over (others stand in). With `repeat`, a collection smaller than `limit` is walked again,
-    each pass editing every image anew, so a small split still gives `limit` copies.
+    it was fitted to the input, each copy's edit seed): edited copies of a seeded sample of up
+    to `limit` of a collection's images, loaded as a query is. Each is edited on a working
+    copy of up to 4x the model's input size (`edited_copy`). Files that cannot be read any
+    more are passed over (others stand in). With `repeat`, a collection smaller than `limit` is
+    walked again, each pass editing every image anew, so a small split still gives `limit`
+    copies.
     What the duplicate threshold and the copy figure (fext.quality.copy_test) search for."""
     from .errors import ImageError
-    from .images import load
 
     rng = np.random.default_rng(seed)
     size = coll.image_size
     want = limit if repeat and len(items) else min(limit, len(items))
-    positions, copies, sizes, unreadable = [], [], [], set()
+    positions, copies, sizes, seeds, unreadable = [], [], [], [], set()
     while len(copies) < want and len(unreadable) < len(items):
         for pos in rng.permutation(len(items)):
             if len(copies) >= want:
@@ -224,10 +239,9 @@ def copy_queries(coll, items, fit: str, seed: int = 0, limit: int = 500, progres
             except (ImageError, OSError):
                 unreadable.add(pos)
                 continue
-            buf = io.BytesIO()
-            edited = edit(img, int(rng.integers(2 ** 31)))
-            edited.save(buf, "BMP")  # lossless like PNG, but written uncompressed: 14x faster
-            copies.append(load(buf.getvalue(), size, fit))
+            seeds.append(int(rng.integers(2 ** 31)))
+            edited = edit(img, seeds[-1])  # what edited_copy makes again
+            copies.append(encoded(edited, size, fit))
             positions.append(int(pos))
             sizes.append(edited.size)
             if progress:
@@ -236,4 +250,4 @@ def copy_queries(coll, items, fit: str, seed: int = 0, limit: int = 500, progres
             break
     empty = np.zeros((0, size, size, 3), np.uint8)
     return (np.array(positions, np.int64), (np.stack(copies) if copies else empty),
-            np.array(sizes, np.int64).reshape(-1, 2))
+            np.array(sizes, np.int64).reshape(-1, 2), np.array(seeds, np.int64))

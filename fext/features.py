@@ -167,7 +167,7 @@ def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, in
         nearest, similarity, hashes, coll.fit, progress=progress)
     if calibration.pixels:
         agree = duplicates.pixel_edges(nearest, similarity, items, coll.images, hashes,
-                                       calibration, coll.fit, progress)
+                                       calibration, coll.fit, progress, coll.root)
         with atomic_path(version / AGREE_FILE, ".npy") as tmp:
             np.save(tmp, agree)
     progress("duplicate threshold", 1, 1)

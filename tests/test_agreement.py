@@ -9,19 +9,21 @@ import pytest
 import skimage
 from PIL import Image, ImageDraw, ImageEnhance
 
-from fext.agreement import MAX_LOCAL, MAX_PATCH, agreeing, check, content
+from fext.agreement import CLOSER, MAX_LOCAL, MAX_PATCH, agreeing, agrees, check, content
 from fext.edits import edit
 from fext.images import load
+from tests.corpus import grained_sky
 
 PHOTOS = Path(skimage.__file__).parent / "data"
 
 
 def as_input(img: Image.Image, size: int = 64) -> np.ndarray:
     """The pixels the check sees: the image saved, loaded as the collection's cache holds it
-    (padded to a square at the model's input size), its padding cut off again."""
+    (padded to a square at the model's input size), its padding cut off again; at the second
+    look's side (CLOSER) as the file is read again for it."""
     buf = io.BytesIO()
     img.save(buf, "PNG")
-    return content(load(buf.getvalue(), size, "pad"), *img.size)
+    return content(load(buf.getvalue(), size, "pad"), *img.size, "pad", size)
 
 
 def window(photo: str, x: float, y: float, side: float = 0.45, zoom: float = 1.0) -> Image.Image:
@@ -104,6 +106,27 @@ def test_an_image_too_flat_to_pin_down_is_not_confirmed():
     sky = np.stack([120 + 60 * y, 120 + 40 * y + 10 * x, 200 + 30 * y], -1).astype(np.uint8)
     a, b = Image.fromarray(sky[0:150, 0:150]), Image.fromarray(sky[40:190, 60:210])
     assert not check(as_input(a), as_input(b)).agree
+
+
+def test_a_smooth_picture_is_confirmed_by_a_second_look_at_twice_the_side():
+    """A sky with a faint grain (a photo of a wall, water, fog): at the model's 64 px the grain
+    is averaged away, the pixels cannot pin the alignment down, and edited copies are refused;
+    at CLOSER px the grain pins a copy's alignment (`agrees` with `closer`), while another crop
+    of the same sky, just as smooth at 64 px, still does not fit there."""
+    photo = grained_sky()
+    source = photo.crop((0, 0, 256, 256))
+
+    def verdicts(other: Image.Image) -> tuple[bool, bool]:  # (at 64 px alone, with a second look)
+        a, b = as_input(source), as_input(other)
+        return agrees(a, b), agrees(a, b, lambda: (as_input(source, CLOSER),
+                                                   as_input(other, CLOSER)))
+
+    copies = [verdicts(edit(source, seed)) for seed in range(6)]
+    assert sum(closer and not alone for alone, closer in copies) >= 3, copies
+    assert all(closer for alone, closer in copies if alone)  # a second look never undoes one
+    assert verdicts(photo.crop((50, 40, 306, 296))) == (False, False)
+    # a file that cannot be read for the second look confirms nothing
+    assert not agrees(as_input(source), as_input(edit(source, 0)), lambda: (None, None))
 
 
 def test_the_check_extraction_runs_gives_each_pair_the_same_verdict(monkeypatch):

@@ -22,7 +22,7 @@ from fext.duplicates import (
     removals,
 )
 from fext.edits import edit
-from tests.corpus import make_shapes
+from tests.corpus import grained_sky, make_shapes
 from tests.helpers import run_cli
 
 
@@ -190,6 +190,38 @@ def test_pixel_edges_check_the_pairs_that_pass_scores_and_hashes_and_groups_obey
         ["img_0.png", "img_1.png", "img_4.png"]]
     loose = groups(ids, sims, items, 0.5, hashes, 22).dicts(items)  # scores and hashes alone
     assert "img_2.png" in {m["path"] for g in loose for m in g["members"]}
+
+
+def test_pixel_edges_give_a_smooth_pair_a_second_look_from_its_files(tmp_path):
+    """Crops of a grained sky (tests.corpus.grained_sky): at the cached 64 px the pixels cannot
+    pin a copy's alignment down; with the collection's root, extraction reads the files again
+    at 128 px and confirms the edited copies, never another crop of the same sky."""
+    from fext.images import load
+
+    sky = grained_sky()
+    source = sky.crop((0, 0, 256, 256))
+    unrelated = Image.fromarray(np.full((256, 256, 3), 90, np.uint8))
+    files = [source, edit(source, 0), edit(source, 2), sky.crop((50, 40, 306, 296)), unrelated]
+    for i, f in enumerate(files):
+        f.save(tmp_path / f"img_{i}.png")
+    images = np.stack([load(tmp_path / f"img_{i}.png", 64) for i in range(len(files))])
+    items = items_of(len(files), sha1=[str(i) for i in range(len(files))])
+    items["row"] = np.arange(len(files))
+    items["width"] = [f.width for f in files]
+    items["height"] = [f.height for f in files]
+    ids, sims = graph(len(files), {(0, 1): 0.95, (0, 2): 0.94, (0, 3): 0.93, (0, 4): 0.2}, k=4)
+    hashes = np.zeros(len(files), np.uint64)
+    cal = type(choose_threshold(np.full(10, 0.5), np.zeros(10)))(
+        0.5, 1.0, 0.0, 10, "test", hash_distance=22, pixels=True)
+
+    def confirmed(root) -> set[int]:  # the files confirmed as the source's copies
+        agree = pixel_edges(ids, sims, items, images, hashes, cal, "pad", root=root)
+        return {int(ids[0, j]) for j in np.flatnonzero(agree[0])}
+
+    alone, closer = confirmed(None), confirmed(tmp_path)
+    assert alone == set() and closer == {1, 2}, (alone, closer)  # never the other crop, 3
+    (tmp_path / "img_1.png").unlink()  # a file gone since the scan: not confirmed by its pixels
+    assert confirmed(tmp_path) == {2}
 
 
 def test_a_folder_full_of_real_copies_does_not_push_the_threshold_above_them():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from fext.edits import EditRanges, copy_queries, edit, shift
+from fext.edits import EditRanges, copy_queries, edit, edited_copy, encoded, shift
 
 
 def photo() -> Image.Image:
@@ -50,8 +50,12 @@ def test_copy_queries_are_seeded_and_each_copy_edited_anew(tmp_path):
         photo().save(tmp_path / name)
     coll = type("Coll", (), {"root": tmp_path, "image_size": 32})()
     items = pd.DataFrame({"path": ["a.png", "b.png"]})
-    (pos, a, sizes), (again, b, _) = (copy_queries(coll, items, "pad", seed=1) for _ in range(2))
+    (pos, a, sizes, seeds), (again, b, _, _) = (copy_queries(coll, items, "pad", seed=1)
+                                                for _ in range(2))
     assert sorted(pos) == [0, 1] and np.array_equal(pos, again) and np.array_equal(a, b)
     assert sizes.shape == (2, 2) and (sizes > 32).all()  # edited at up to 4x the input size
     assert a.shape == (2, 32, 32, 3) and a.dtype == np.uint8
     assert not np.array_equal(a[0], a[1])  # the same picture, edited anew for each copy
+    for k in range(2):  # each copy made again from its seed (the pixel check's second look)
+        assert np.array_equal(encoded(edited_copy(coll, items["path"][pos[k]], seeds[k]), 32, "pad"),
+                              a[k])
