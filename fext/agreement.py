@@ -102,15 +102,15 @@ def content(image: np.ndarray, width: int, height: int, fit: str = "pad",
             side: int = SIDE) -> np.ndarray:
     """A model input (uint8, square, `fit_square`'s output) without its padding, stretched to
     `side` x `side`, as float32 in [0, 1]; `width`, `height`: the file's size."""
-    side = image.shape[0]
-    box = (0, 0, side, side)
+    n = image.shape[0]
+    box = (0, 0, n, n)
     if fit == "pad" and width > 0 and height > 0:
         if width >= height:
-            h = max(1, round(side * height / width))
-            box = (0, (side - h) // 2, side, (side - h) // 2 + h)
+            h = max(1, round(n * height / width))
+            box = (0, (n - h) // 2, n, (n - h) // 2 + h)
         else:
-            w = max(1, round(side * width / height))
-            box = ((side - w) // 2, 0, (side - w) // 2 + w, side)
+            w = max(1, round(n * width / height))
+            box = ((n - w) // 2, 0, (n - w) // 2 + w, n)
     img = Image.fromarray(np.asarray(image, np.uint8)).crop(box)
     return np.asarray(img.resize((side, side), Image.Resampling.BILINEAR), np.float32) / 255.0
 

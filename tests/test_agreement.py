@@ -99,6 +99,14 @@ def test_a_small_thing_that_moved_across_a_high_contrast_frame_is_seen():
     assert not result.agree and result.local <= MAX_LOCAL and result.patch > MAX_PATCH, result
 
 
+def test_pixels_are_compared_at_the_checks_side_whatever_the_models_input_size():
+    """A 32 px model's cached input is stretched to SIDE like a 64 px one's; the second look's
+    to CLOSER."""
+    small = np.asarray(window("coffee.png", 0.4, 0.3).resize((32, 32)))
+    assert content(small, 160, 160).shape == (64, 64, 3)
+    assert content(small, 160, 160, "pad", CLOSER).shape == (CLOSER, CLOSER, 3)
+
+
 def test_an_image_too_flat_to_pin_down_is_not_confirmed():
     """Two crops of a smooth sky redraw each other whatever the alignment: no evidence of a
     copy, so no confirmation (a user loses nothing: the pair is simply not suggested)."""
