@@ -281,9 +281,7 @@ def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.n
     with the copies' hash distances to their sources (`hashes`: `perceptual_hashes` of the
     collection's images, rows as `items`), and, where it asks, whether each copy's pixels agree
     with its source's."""
-    from .agreement import CLOSER, agreeing, closer_content, content
-    from .edits import copy_queries, edited_copy, encoded
-    from .errors import ImageError
+    from .edits import copy_queries
 
     if len(items) < 2:
         return Calibration(1.0, 0.0, 0.0, 0, "one image: nothing to compare", trusted=False)
@@ -298,23 +296,33 @@ def calibrate(encode, coll, items: pd.DataFrame, features: np.ndarray, ids: np.n
     copy_sims = (vectors * sources).sum(axis=1) - back[positions]
     hashes = np.asarray(hashes, np.uint64)
 
-    def copy_pixels() -> np.ndarray:
-        source = _contents(coll.images, items, positions, fit)
-        copy = [content(c, w, h, fit) for c, (w, h) in zip(copies, sizes)]  # CALIBRATION_SAMPLE
-        def closer(i: int):  # the copy made again, and its source, at the second look's side
-            try:
-                edited = edited_copy(coll, items["path"].iat[positions[i]], int(seeds[i]))
-            except (ImageError, OSError):
-                return None
-            return (content(encoded(edited, CLOSER, fit), *sizes[i], fit, CLOSER),
-                    closer_content(*_file(coll.root, items, int(positions[i])), fit))
-
-        return agreeing(copy, source, progress, "copies' pixels", closer)
-
     return choose_threshold(copy_sims, nearest_distinct(ids, copy_scores(ids, sims, back),
                                                         items["sha1"].to_numpy(), positions),
                             hash_distance(perceptual_hashes(copies), hashes[positions]),
-                            copy_pixels)
+                            partial(copies_agree, coll, items, positions, copies, sizes, seeds,
+                                    fit, progress))
+
+
+def copies_agree(coll, items: pd.DataFrame, positions: np.ndarray, copies: np.ndarray,
+                 sizes: np.ndarray, seeds: np.ndarray, fit: str, progress=None) -> np.ndarray:
+    """Whether each of `copy_queries`' edited copies agrees with its source by their pixels
+    (`fext.agreement`), a copy too smooth to pin down at the model's side made again from its
+    edit seed for the second look, its source read again from its file."""
+    from .agreement import CLOSER, agreeing, closer_content, content
+    from .edits import edited_copy, encoded
+    from .errors import ImageError
+
+    def closer(i: int):
+        try:
+            edited = edited_copy(coll, items["path"].iat[positions[i]], int(seeds[i]))
+        except (ImageError, OSError):
+            return None
+        return (content(encoded(edited, CLOSER, fit), *sizes[i], fit, CLOSER),
+                closer_content(*_file(coll.root, items, int(positions[i])), fit))
+
+    source = _contents(coll.images, items, positions, fit)
+    copy = [content(c, w, h, fit) for c, (w, h) in zip(copies, sizes)]  # CALIBRATION_SAMPLE
+    return agreeing(copy, source, progress, "copies' pixels", closer)
 
 
 class _contents:

@@ -224,6 +224,29 @@ def test_pixel_edges_give_a_smooth_pair_a_second_look_from_its_files(tmp_path):
     assert confirmed(tmp_path) == {2}
 
 
+def test_the_calibrations_smooth_copies_get_the_second_look_too(tmp_path):
+    """The calibration's edited copies of a grained sky: those the cached 64 px cannot pin down
+    are made again from their edit seeds at 128 px and confirmed there, as extraction confirms
+    the collection's own pairs; a source whose file is gone confirms none."""
+    from fext.agreement import agreeing, content
+    from fext.duplicates import copies_agree
+    from fext.edits import copy_queries
+    from fext.images import load
+
+    grained_sky().crop((0, 0, 256, 256)).save(tmp_path / "sky.png")
+    items = items_of(1, paths=["sky.png"])
+    items["row"], items["width"], items["height"] = 0, 256, 256
+    coll = type("Coll", (), {"root": tmp_path, "image_size": 64,
+                             "images": load(tmp_path / "sky.png", 64)[None]})()
+    positions, copies, sizes, seeds = copy_queries(coll, items, "pad", 0, 12, repeat=True)
+    source = content(coll.images[0], 256, 256)
+    alone = agreeing([content(c, w, h) for c, (w, h) in zip(copies, sizes)], [source] * 12)
+    closer = copies_agree(coll, items, positions, copies, sizes, seeds, "pad")
+    assert (closer >= alone).all() and closer.sum() >= alone.sum() + 3, (alone, closer)
+    (tmp_path / "sky.png").unlink()
+    assert (copies_agree(coll, items, positions, copies, sizes, seeds, "pad") == alone).all()
+
+
 def test_a_folder_full_of_real_copies_does_not_push_the_threshold_above_them():
     """40 % of the images already have a copy in the folder: their nearest other is as similar
     as an edited copy. Counted as false groupings, they would lift the threshold above every
