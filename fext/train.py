@@ -93,10 +93,10 @@ class RowFeatures:
     epoch's look-alike groups read the same weights, and at 2,000 photos they share most of
     their rows (docs/BENCHMARKS.md §9: the grouping's encoder pass was 1.2 s of a 17 s epoch,
     each image encoded a second time). `moment()` names the weights' state (the optimiser's
-    step count); without it nothing is reused. It keeps the rows of its latest call only, so memory stays
-    at one call's rows (COPY_DATABASE, or LOOK_ALIKE_WINDOW) at any folder size. The features
-    of a row do not depend on the batch it is encoded in, so a resumed run, which encodes
-    afresh, groups as the run it continues did (tests/test_train.py)."""
+    step count); without it nothing is reused. It keeps the rows of its latest call only, so
+    memory stays at one call's rows (COPY_DATABASE, or LOOK_ALIKE_WINDOW) at any folder size.
+    The features of a row do not depend on the batch it is encoded in, so a resumed run, which
+    encodes afresh, groups as the run it continues did (tests/test_train.py)."""
 
     def __init__(self, encoder, images: np.ndarray, batch_size: int, moment=None):
         self.encoder, self.images, self.batch_size, self.moment = (encoder, images, batch_size,
