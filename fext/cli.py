@@ -383,7 +383,8 @@ def cmd_search(args, progress):
     results = searcher.search(args.query, args.k)
     for r in results:
         r.pop("id")
-    text = "\n".join(f"{r['rank']:3d}  {r['score']:.4f}  {r['path']}" for r in results)
+    text = "\n".join(f"{r['rank']:3d}  {r['score']:.4f}  "
+                     f"{'same picture  ' if r['same_picture'] else ''}{r['path']}" for r in results)
     _out(args, {"query": args.query, "results": results}, text)
 
 
@@ -539,6 +540,10 @@ def evaluation_table(result: dict) -> list[str]:
                   f"{'method':14s} {'recall@1':>9s} {'95 % interval':>14s} {'recall@5':>9s}"]
         lines += [f"{m:14s} {r['recall@1']:9.3f} {interval(r):>14s} {r['recall@5']:9.3f}"
                   for m, r in copies["methods"].items()]
+        alone = copies["methods"].get("autoencoder", {}).get("features alone")
+        if alone is not None:
+            lines.append(f"autoencoder: its first result as search shows it (the first five "
+                         f"checked by their pixels); by its features alone {alone:.3f}")
         if "validation" in copies:
             v = copies["validation"]
             lines.append(f"the same test on the validation split (what chose the published "

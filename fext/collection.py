@@ -133,7 +133,7 @@ def _ingest(root: Path, rel: str, size: int, fit: str):
     path = root / rel
     try:
         header = images.open_image(path)
-        w, h = header.size
+        w, h = images.upright_size(header)
         header.close()
         data = path.read_bytes()
         sha1 = hashlib.sha1(data).hexdigest()

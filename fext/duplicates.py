@@ -108,6 +108,20 @@ def hash_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64)))
 
 
+def same_picture(first: np.ndarray, second: np.ndarray, sizes, fit: str, closer=None) -> bool:
+    """Whether two model inputs (uint8; `sizes`: each file's (width, height)) show one picture
+    by the rule a suggested pair of copies passes, less the score: their perceptual hashes are
+    within MAX_HASH_DISTANCE, then their aligned pixels agree (`fext.agreement`; `closer()`:
+    the pair's `content` at CLOSER px for the second look, None where a file cannot be read).
+    What search puts first and what the copy figure counts as found."""
+    from .agreement import agreeing, content
+
+    if hash_distance(*perceptual_hashes(np.stack([first, second]))) > MAX_HASH_DISTANCE:
+        return False
+    a, b = (content(x, int(w), int(h), fit) for x, (w, h) in zip((first, second), sizes))
+    return bool(agreeing([a], [b], closer=closer and (lambda _: closer()))[0])
+
+
 def hashes_of(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The perceptual hashes of `images[rows]` (a collection's memory-mapped decoded images),
     a chunk at a time: memory does not grow with the collection."""
@@ -314,7 +328,8 @@ def copies_agree(coll, items: pd.DataFrame, positions: np.ndarray, copies: np.nd
 
     def closer(i: int):
         try:
-            edited = edited_copy(coll, items["path"].iat[positions[i]], int(seeds[i]))
+            edited = edited_copy(coll.root / items["path"].iat[positions[i]], coll.image_size,
+                                 int(seeds[i]))
         except (ImageError, OSError):
             return None
         return (content(encoded(edited, CLOSER, fit), *sizes[i], fit, CLOSER),

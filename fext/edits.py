@@ -197,10 +197,10 @@ def working_copy(path, side: int) -> Image.Image:
     return img
 
 
-def edited_copy(coll, path: str, seed: int) -> Image.Image:
-    """The edited copy `copy_queries` makes of the collection's file `path` with `seed`: the
-    same pixels each time, so a copy can be made again at another size (`encoded`)."""
-    return edit(working_copy(coll.root / path, 4 * coll.image_size), seed)
+def edited_copy(file, image_size: int, seed: int) -> Image.Image:
+    """The edited copy `copy_queries` makes of `file` with `seed` for a model of `image_size`
+    px: the same pixels each time, so a copy can be made again at another size (`encoded`)."""
+    return edit(working_copy(file, 4 * image_size), seed)
 
 
 def encoded(img: Image.Image, size: int, fit: str) -> np.ndarray:

@@ -51,6 +51,18 @@ def open_image(source: str | Path | bytes) -> Image.Image:
     return img
 
 
+def upright_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) of an opened image as it is shown: swapped where its EXIF orientation
+    turns it a quarter (a phone's portrait photo is often stored landscape). The size `load`'s
+    pixels have, which cutting the padding off a model input needs (`fext.agreement.content`)."""
+    w, h = img.size
+    try:
+        turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:  # a broken EXIF block: `load` decodes the image as stored
+        turned = False
+    return (h, w) if turned else (w, h)
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Every PIL mode to RGB, identically at training and at inference."""
     mode = img.mode

@@ -413,6 +413,10 @@ def test_search_by_a_collection_image_finds_itself_first(on_demo):
     assert not at.exception
     results = [c for c in image_captions(at) if c.startswith("#")]
     assert len(results) == 12 and "green/green_005.png" in results[0]
+    assert "same picture" in results[0]  # the same file: marked, and said above the grid
+    marked = sum("same picture" in c for c in results)  # others may be: a square on a flat
+    # background moved a little is, pixel for pixel, what a crop and a shift of it would give
+    assert f"**{marked} show{'s' if marked == 1 else ''} the query's own picture**" in texts(at)
 
 
 def test_search_refuses_a_non_image_upload(on_demo):

@@ -57,5 +57,5 @@ def test_copy_queries_are_seeded_and_each_copy_edited_anew(tmp_path):
     assert a.shape == (2, 32, 32, 3) and a.dtype == np.uint8
     assert not np.array_equal(a[0], a[1])  # the same picture, edited anew for each copy
     for k in range(2):  # each copy made again from its seed (the pixel check's second look)
-        assert np.array_equal(encoded(edited_copy(coll, items["path"][pos[k]], seeds[k]), 32, "pad"),
-                              a[k])
+        again = edited_copy(coll.root / items["path"][pos[k]], coll.image_size, seeds[k])
+        assert np.array_equal(encoded(again, 32, "pad"), a[k])

@@ -32,8 +32,13 @@ def test_an_indexed_image_finds_itself_first(trained, shapes_dir):
     results = s.search(shapes_dir / "green" / "green_005.png", 5)
     assert results[0]["path"] == "green/green_005.png"
     assert results[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert results[0]["same_picture"]  # the same file
     assert [r["rank"] for r in results] == [1, 2, 3, 4, 5]
-    assert all(a["score"] >= b["score"] for a, b in zip(results, results[1:]))
+    same = [r["same_picture"] for r in results]
+    assert same == sorted(same, reverse=True)  # the query's own picture first, then the rest
+    for part in (True, False):  # each in the features' order
+        scores = [r["score"] for r in results if r["same_picture"] == part]
+        assert scores == sorted(scores, reverse=True)
 
 
 def test_features_row_points_at_its_own_image(trained, shapes_dir):
@@ -41,7 +46,7 @@ def test_features_row_points_at_its_own_image(trained, shapes_dir):
     s = Searcher.open(ws, name)
     art = s.artifacts
     for i in (0, 17, 41):
-        vec = s.encode(shapes_dir / art.items["path"].iat[i])
+        vec = s.encode(s.query(shapes_dir / art.items["path"].iat[i])[0])
         np.testing.assert_allclose(vec, art.features()[i], atol=1e-4)
 
 

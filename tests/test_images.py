@@ -66,6 +66,11 @@ def test_exif_orientation_is_applied(tmp_path):
     # padded to a square: the rotated image is tall, so white bars appear left and right
     a = images.load(tmp_path / "r.jpg", 40, "pad")
     assert a[20, 0].tolist() == [255, 255, 255] and a[20, 20, 2] > 200 and a[20, 20, 0] < 60
+    # the size recorded for it is the one shown, the one the padding was cut for
+    assert images.upright_size(img) == (20, 40)
+    assert images.upright_size(images.open_image(tmp_path / "r.jpg")) == (20, 40)
+    from fext.collection import _ingest
+    assert _ingest(tmp_path, "r.jpg", 40, "pad")[3:] == (20, 40)
 
 
 def test_animation_gives_its_first_frame(tmp_path):

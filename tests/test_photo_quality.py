@@ -247,6 +247,41 @@ def test_a_copy_that_finds_another_copy_of_its_source_has_found_it(tmp_path):
     assert test.known == {(0, 1): True, (0, 2): True, (0, 3): False}  # each pair checked once
 
 
+def test_a_copys_first_result_is_the_one_search_shows_first(tmp_path):
+    """The copy figure measures the search users run: of a copy's nearest by features, the
+    first whose pixels show the copy's picture comes first (`CopyTest.verified`), so a source
+    ranked behind another crop of the same photograph is found; each pair is checked once."""
+    import hashlib
+
+    from sklearn.datasets import load_sample_image
+
+    from fext.copies import CopyTest, copy_recall
+    from fext.edits import edit, encoded
+
+    photo = Image.fromarray(load_sample_image("china.jpg"))
+    files = [photo.crop((0, 0, 240, 200)), photo.crop((40, 30, 280, 230)),
+             photo.crop((200, 180, 440, 380))]
+    for i, img in enumerate(files):
+        img.save(tmp_path / f"{i}.png")
+    images = np.stack([encoded(img, 64, "pad") for img in files])
+    seeds = np.array([7, 8])
+    copies = [edit(files[0], int(seed)) for seed in seeds]  # both copies of image 0
+    test = CopyTest(np.arange(3), np.zeros(2, np.int64), np.stack([encoded(c, 64, "pad")
+                                                                   for c in copies]),
+                    "test split", np.array([hashlib.sha1(img.tobytes()).hexdigest()
+                                            for img in files]),
+                    np.array([img.size for img in files]), "pad",
+                    [tmp_path / f"{i}.png" for i in range(3)],
+                    np.array([c.size for c in copies]), seeds)
+    top = np.array([[1, 0, 2], [2, 1, 0]])  # the look-alike crops ranked first by features
+    assert test.verified(images, top).tolist() == [[0, 1, 2], [0, 2, 1]]
+    assert test.confirmed == {(0, 1): False, (0, 0): True, (1, 2): False, (1, 1): False,
+                              (1, 0): True}
+    assert test.verified(images, np.array([[2, 1, 0]]))[0].tolist() == [0, 2, 1]
+    features = np.eye(3)[[1, 2, 0]]  # the database's features rank image 1 first for copy 0
+    assert copy_recall(test, images, np.eye(3), features[:2]) == 1.0
+
+
 def test_the_copy_interval_resamples_images_not_copies():
     """Copies of one image succeed or fail together: ten images copied ten times each say
     less than a hundred images copied once, and the interval shows it."""

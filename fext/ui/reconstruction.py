@@ -160,6 +160,11 @@ def baselines() -> None:
                 f"{v['recall@1']:.3f} ({interval(v)}, {v['images copied']} images); two splits "
                 "that differ within their intervals differ by chance." if v else
                 " The same test on the validation split chose the published epoch.")
+        alone = copies["methods"].get("autoencoder", {}).get("features alone")
+        if alone is not None:
+            same += (" The autoencoder's first result is the one the Search page shows first: "
+                     "of the five nearest by features, the first whose pixels show the copy's "
+                     f"picture; by its features alone, recall@1 is {alone:.3f}.")
         st.caption(f"{held_out} (edited as photos are in everyday use: re-saved as JPEG, resized, "
                    "cropped a little, shifted, blurred, brightness and contrast changed), searched "
                    f"among {copies['database']} images of the collection: how often the source "

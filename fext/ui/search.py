@@ -6,10 +6,12 @@ import pandas as pd
 import streamlit as st
 
 from fext.errors import ImageError
+from fext.search import VERIFY
 from fext.ui.common import header, image_grid, need_artifacts, need_model, searcher, thumb, workspace
 
 header("Search", "Find the images most similar to a query image (cosine similarity of their "
-                 "features, 1.0 = identical).")
+                 "features, 1.0 = identical). Results whose pixels show the query's own picture "
+                 "(an identical or edited copy) come first, marked *same picture*.")
 ws = workspace()
 name = need_model(ws)
 art = need_artifacts(ws, name)
@@ -72,7 +74,13 @@ with right:
         st.error(f"That file cannot be used as a query image: {e}. Upload a JPEG, PNG, WebP, "
                  "GIF, BMP or TIFF image.")
         st.stop()
+    same = sum(r["same_picture"] for r in results)
     st.caption(f"**{len(results)} results** in {elapsed:.0f} ms from {len(art.items):,} images "
-               f"({art.meta['index']['kind']} index)")
+               f"({art.meta['index']['kind']} index); "
+               + (f"**{same} {'shows' if same == 1 else 'show'} the query's own picture** "
+                  "(the same file, or aligned pixels that agree), first"
+                  if same else f"none of the first {VERIFY} shows the query's own picture "
+                               "(an identical or edited copy): these are the most similar images"))
     image_grid(pd.DataFrame(results), art.root,
-               lambda r: f"#{r.rank} · {r.score:.3f} · {r.path}", columns=4)
+               lambda r: f"#{r.rank} · {r.score:.3f} · "
+                         f"{'same picture · ' if r.same_picture else ''}{r.path}", columns=4)
