@@ -76,7 +76,11 @@ class Searcher:
         return (images.load(source, meta["image_size"], meta["fit"]),
                 images.upright_size(images.open_image(source)))
 
-    def encode(self, pixels: np.ndarray) -> np.ndarray:
+    def encode(self, source: str | Path | bytes) -> np.ndarray:
+        """Feature vector (normalised) of one image file or its bytes (`vector`)."""
+        return self.vector(self.query(source)[0])
+
+    def vector(self, pixels: np.ndarray) -> np.ndarray:
         """Feature vector (normalised) of one model input, computed as the extraction
         computed the collection's. No decoder pass: a query needs none."""
         return encode_batch(self.encoder, images.to_model_input(pixels[None]))[0][0]
@@ -99,7 +103,7 @@ class Searcher:
         True (`confirmed_first`), then the rest in the features' order."""
         data = source if isinstance(source, (bytes, bytearray)) else read_query(source)
         pixels, size = self.query(data)
-        results = self.search_vector(self.encode(pixels), max(k, VERIFY))
+        results = self.search_vector(self.vector(pixels), max(k, VERIFY))
         sha1 = hashlib.sha1(data).hexdigest()
         order, same = confirmed_first(len(results), lambda i: self._same(data, sha1, pixels,
                                                                            size, results[i]))

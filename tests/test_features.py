@@ -46,7 +46,7 @@ def test_features_row_points_at_its_own_image(trained, shapes_dir):
     s = Searcher.open(ws, name)
     art = s.artifacts
     for i in (0, 17, 41):
-        vec = s.encode(s.query(shapes_dir / art.items["path"].iat[i])[0])
+        vec = s.encode(shapes_dir / art.items["path"].iat[i])
         np.testing.assert_allclose(vec, art.features()[i], atol=1e-4)
 
 

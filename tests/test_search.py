@@ -43,7 +43,7 @@ def searcher_over(root, files: dict, ranking: list[str], monkeypatch) -> Searche
                                    for rel in files]})
     art = SimpleNamespace(meta={"image_size": 64, "fit": "pad"}, items=items, root=root)
     engine = Searcher(art, index=None, encoder=None)
-    monkeypatch.setattr(engine, "encode", lambda pixels: np.zeros(8, np.float32))
+    monkeypatch.setattr(engine, "vector", lambda pixels: np.zeros(8, np.float32))
     ids = [list(files).index(rel) for rel in ranking]
     monkeypatch.setattr(engine, "search_vector", lambda vector, k: [
         {"rank": n, "path": ranking[n - 1], "label": "", "score": 0.9 - 0.1 * n, "id": i}
