@@ -302,14 +302,21 @@ def agrees(a: np.ndarray, b: np.ndarray, closer=None) -> bool:
     return pair is not None and all(x is not None for x in pair) and agrees(*pair)
 
 
-def agreeing(first, second, progress=None, stage: str = "pixel check", closer=None) -> np.ndarray:
-    """Whether each pair (first[i], second[i]) agrees: iterables of `content` arrays, checked
-    one pair at a time (memory does not grow with the pairs) on one BLAS thread (these are small
-    products: threads only wait on each other). `closer(i)`: pair i at CLOSER px (`agrees`)."""
+def one_thread():
+    """The context the checks run in: one BLAS thread (these are small products: threads only
+    wait on each other). Entering it costs about 4 ms (threadpoolctl looks the libraries up),
+    so callers enter it once around many pairs, not once a pair."""
     from threadpoolctl import threadpool_limits
 
+    return threadpool_limits(1)
+
+
+def agreeing(first, second, progress=None, stage: str = "pixel check", closer=None) -> np.ndarray:
+    """Whether each pair (first[i], second[i]) agrees: iterables of `content` arrays, checked
+    one pair at a time (memory does not grow with the pairs) on one BLAS thread (`one_thread`).
+    `closer(i)`: pair i at CLOSER px (`agrees`)."""
     out = np.zeros(len(first), bool)
-    with threadpool_limits(1):
+    with one_thread():
         for i, (a, b) in enumerate(zip(first, second)):
             out[i] = agrees(a, b, (lambda i=i: closer(i)) if closer else None)
             if progress and (i % 64 == 63 or i == len(first) - 1):

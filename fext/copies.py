@@ -39,47 +39,50 @@ class CopyTest:
     copy_seeds: np.ndarray | None = None  # each copy's edit seed, to make it again at CLOSER px
     known: dict = field(default_factory=dict)  # (source, found) positions -> one picture
     confirmed: dict = field(default_factory=dict)  # (copy, found) -> the search's pixel check
+    hashes: tuple | None = None  # perceptual hashes of the copies and of db_rows' images
 
     def verified(self, images: np.ndarray, top: np.ndarray) -> np.ndarray:
         """Each copy's results `top` (positions in db_rows, the features' order) as search
         orders them: the first of them whose pixels show the copy's picture moved to the
         front (`confirmed_first`). Each (copy, result) pair is checked once for the life of
         the test (a training run asks every epoch)."""
+        from .agreement import one_thread
+        from .duplicates import hashes_of, perceptual_hashes
         from .search import confirmed_first
 
+        if self.hashes is None:  # the copies' and the database's, once for the test's life
+            self.hashes = perceptual_hashes(self.copies), hashes_of(images, self.db_rows)
         out = np.array(top, copy=True)
-        for i, row in enumerate(top):
-            def same(j: int, i=i, row=row) -> bool:
-                pair = (i, int(row[j]))
-                if pair not in self.confirmed:
-                    self.confirmed[pair] = self._shows_copy(images, *pair)
-                return self.confirmed[pair]
+        with one_thread():
+            for i, row in enumerate(top):
+                def same(j: int, i=i, row=row) -> bool:
+                    pair = (i, int(row[j]))
+                    if pair not in self.confirmed:
+                        self.confirmed[pair] = self._shows_copy(images, *pair)
+                    return self.confirmed[pair]
 
-            out[i] = row[confirmed_first(len(row), same, every=False)[0]]
+                out[i] = row[confirmed_first(len(row), same, every=False)[0]]
         return out
 
     def _shows_copy(self, images: np.ndarray, i: int, found: int) -> bool:
-        from .agreement import CLOSER, closer_content, content
+        """Whether db row `found` shows copy `i`'s picture (`same_picture`), the copy made
+        again from its seed for the second look."""
+        from .agreement import closer_content
         from .duplicates import same_picture
-        from .edits import edited_copy, encoded
-        from .errors import ImageError
+        from .edits import closer_copy
 
         if self.copy_sizes is None:
             return False
-        size, stored = self.copy_sizes[i], self.sizes[found]
+        stored = self.sizes[found]
         closer = None
         if self.paths is not None and self.copy_seeds is not None:
             def closer():
-                side = self.copies.shape[1]
-                try:
-                    edited = edited_copy(self.paths[self.truth[i]], side, int(self.copy_seeds[i]))
-                except (ImageError, OSError):
-                    return None
-                return (content(encoded(edited, CLOSER, self.fit), *map(int, size), self.fit,
-                                CLOSER),
+                return (closer_copy(self.paths[self.truth[i]], self.copies.shape[1],
+                                    int(self.copy_seeds[i]), self.fit),
                         closer_content(self.paths[found], *map(int, stored), self.fit))
-        return same_picture(self.copies[i], images[self.db_rows[found]], [size, stored],
-                            self.fit, closer)
+        return same_picture(self.copies[i], images[self.db_rows[found]],
+                            [self.copy_sizes[i], stored], self.fit, closer,
+                            (self.hashes[0][i], self.hashes[1][found]))
 
     def hits(self, images: np.ndarray, found: np.ndarray) -> np.ndarray:
         """Whether each copy's search found (`found`: positions in db_rows) its source, or
@@ -89,29 +92,31 @@ class CopyTest:
         Only misses are checked, each pair once for the life of the test (a training run asks
         every epoch); the hashes turn most pairs away before the slower pixel check. On the
         zoo, 1,176 such finds of every method were all planted copies (docs/QUALITY.md)."""
+        from .agreement import one_thread
+
         hits = np.asarray(found) == self.truth
-        for i in np.flatnonzero(~hits):
-            pair = (int(self.truth[i]), int(found[i]))
-            if pair not in self.known:
-                self.known[pair] = self._same(images, *pair)
-            hits[i] = self.known[pair]
+        with one_thread():
+            for i in np.flatnonzero(~hits):
+                pair = (int(self.truth[i]), int(found[i]))
+                if pair not in self.known:
+                    self.known[pair] = self._same(images, *pair)
+                hits[i] = self.known[pair]
         return hits
 
     def _same(self, images: np.ndarray, a: int, b: int) -> bool:
-        from .agreement import agreeing, closer_content, content
-        from .duplicates import MAX_HASH_DISTANCE, hash_distance, perceptual_hashes
+        """Whether db rows `a` and `b` hold one picture: the same file content, or
+        `same_picture` (their files read again for the second look, as duplicate groups do)."""
+        from .agreement import closer_content
+        from .duplicates import same_picture
 
         if self.sha1[a] == self.sha1[b]:
             return True
-        pair = images[self.db_rows[[a, b]]]
-        if hash_distance(*perceptual_hashes(pair)) > MAX_HASH_DISTANCE:
-            return False
-        first, second = (content(image, int(w), int(h), self.fit)
-                         for image, (w, h) in zip(pair, self.sizes[[a, b]]))
-        closer = (None if self.paths is None else  # as duplicate groups look again
-                  lambda _: tuple(closer_content(self.paths[i], *map(int, self.sizes[i]), self.fit)
-                                  for i in (a, b)))
-        return bool(agreeing([first], [second], closer=closer)[0])
+        closer = (None if self.paths is None else
+                  lambda: tuple(closer_content(self.paths[i], *map(int, self.sizes[i]), self.fit)
+                                for i in (a, b)))
+        return same_picture(images[self.db_rows[a]], images[self.db_rows[b]],
+                            self.sizes[[a, b]], self.fit, closer,
+                            None if self.hashes is None else self.hashes[1][[a, b]])
 
 
 def copy_test(coll, sources, others, fit: str, seed: int, count: int,

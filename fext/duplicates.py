@@ -108,18 +108,22 @@ def hash_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64)))
 
 
-def same_picture(first: np.ndarray, second: np.ndarray, sizes, fit: str, closer=None) -> bool:
+def same_picture(first: np.ndarray, second: np.ndarray, sizes, fit: str, closer=None,
+                 hashes=None) -> bool:
     """Whether two model inputs (uint8; `sizes`: each file's (width, height)) show one picture
-    by the rule a suggested pair of copies passes, less the score: their perceptual hashes are
-    within MAX_HASH_DISTANCE, then their aligned pixels agree (`fext.agreement`; `closer()`:
-    the pair's `content` at CLOSER px for the second look, None where a file cannot be read).
-    What search puts first and what the copy figure counts as found."""
-    from .agreement import agreeing, content
+    by the rule a suggested pair of copies passes, less the score: their perceptual hashes
+    (`hashes`, where the caller has them) are within MAX_HASH_DISTANCE, then their aligned
+    pixels agree (`fext.agreement.agrees`; `closer()`: the pair's `content` at CLOSER px for
+    the second look, None where a file cannot be read). What search puts first and what the
+    copy figure counts as found. Callers checking many pairs hold `agreement.one_thread()`."""
+    from .agreement import agrees, content
 
-    if hash_distance(*perceptual_hashes(np.stack([first, second]))) > MAX_HASH_DISTANCE:
+    if hashes is None:
+        hashes = perceptual_hashes(np.stack([first, second]))
+    if hash_distance(*hashes) > MAX_HASH_DISTANCE:
         return False
     a, b = (content(x, int(w), int(h), fit) for x, (w, h) in zip((first, second), sizes))
-    return bool(agreeing([a], [b], closer=closer and (lambda _: closer()))[0])
+    return agrees(a, b, closer)
 
 
 def hashes_of(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -322,18 +326,13 @@ def copies_agree(coll, items: pd.DataFrame, positions: np.ndarray, copies: np.nd
     """Whether each of `copy_queries`' edited copies agrees with its source by their pixels
     (`fext.agreement`), a copy too smooth to pin down at the model's side made again from its
     edit seed for the second look, its source read again from its file."""
-    from .agreement import CLOSER, agreeing, closer_content, content
-    from .edits import edited_copy, encoded
-    from .errors import ImageError
+    from .agreement import agreeing, closer_content, content
+    from .edits import closer_copy
 
     def closer(i: int):
-        try:
-            edited = edited_copy(coll.root / items["path"].iat[positions[i]], coll.image_size,
-                                 int(seeds[i]))
-        except (ImageError, OSError):
-            return None
-        return (content(encoded(edited, CLOSER, fit), *sizes[i], fit, CLOSER),
-                closer_content(*_file(coll.root, items, int(positions[i])), fit))
+        source = _file(coll.root, items, int(positions[i]))
+        return (closer_copy(source[0], coll.image_size, int(seeds[i]), fit),
+                closer_content(*source, fit))
 
     source = _contents(coll.images, items, positions, fit)
     copy = [content(c, w, h, fit) for c, (w, h) in zip(copies, sizes)]  # CALIBRATION_SAMPLE

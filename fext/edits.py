@@ -203,6 +203,20 @@ def edited_copy(file, image_size: int, seed: int) -> Image.Image:
     return edit(working_copy(file, 4 * image_size), seed)
 
 
+def closer_copy(file, image_size: int, seed: int, fit: str) -> np.ndarray | None:
+    """The edited copy `copy_queries` made of `file` with `seed`, made again and read as the
+    pixel check's second look reads a file (`fext.agreement.closer_content`, at CLOSER px);
+    None where the file cannot be read any more (the pair is then not confirmed)."""
+    from .agreement import CLOSER, content
+    from .errors import ImageError
+
+    try:
+        edited = edited_copy(file, image_size, seed)
+    except (ImageError, OSError):
+        return None
+    return content(encoded(edited, CLOSER, fit), *edited.size, fit, CLOSER)
+
+
 def encoded(img: Image.Image, size: int, fit: str) -> np.ndarray:
     """`img` loaded as a query is (fext.images.load of its encoded bytes) at `size`."""
     from .images import load

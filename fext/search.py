@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import images, registry
+from .agreement import one_thread
 from .artifacts import Artifacts
 from .encoding import encode_batch, query_encoder
 from .errors import ImageError
@@ -105,15 +106,16 @@ class Searcher:
         pixels, size = self.query(data)
         results = self.search_vector(self.vector(pixels), max(k, VERIFY))
         sha1 = hashlib.sha1(data).hexdigest()
-        order, same = confirmed_first(len(results), lambda i: self._same(data, sha1, pixels,
-                                                                           size, results[i]))
+        with one_thread():
+            order, same = confirmed_first(len(results), lambda i: self._same(
+                data, sha1, pixels, size, results[i]))
         return [{**results[i], "rank": n, "same_picture": bool(s)}
                 for n, (i, s) in enumerate(zip(order[:k], same[:k]), 1)]
 
     def _same(self, data: bytes, sha1: str, pixels: np.ndarray, size: tuple[int, int],
               result: dict) -> bool:
-        """Whether a result's file shows the query's picture: the same file content, or the
-        pixel check, the result read from the collection (a file gone or changed since the
+        """Whether a result's file shows the query's picture: the same file content as
+        extracted, or the pixel check of the file as it is now (a file gone since the
         extraction confirms nothing)."""
         from .agreement import closer_content
         from .duplicates import same_picture
