@@ -11,6 +11,12 @@ load from other processes hits both alike; the best epoch of each is kept.
     .venv/bin/python bench/train.py --presets vgg16 --images 256 --rounds 3
     .venv/bin/python bench/train.py --decoders  # the recipe's step, lean against wide decoder
 
+`--first-step` times a training run's first optimiser step (its tracing included) with the
+optimiser's and the loss's state built before it (`fext.loop.build_state`, as `run_epochs`
+does) against Keras's own deferral, which creates them inside the traced step and makes
+TensorFlow trace it twice: each in a fresh process (cold caches), alternating, at the shipped
+preset, size, batch and precision, and at the tests' tiny model.
+
 `--decoders` times one optimiser step of the shipped recipe (two edited views of each image,
 both decoded, the invariance term; fext.train.views and fext.model.build_trainer) at the
 shipped preset, size, batch and precision (`--precision auto` as on this machine), for each
@@ -126,6 +132,52 @@ def decoder_steps(steps: int) -> list:
              float(np.median(seconds[d])), float(np.median(seconds[d])) / wide] for d in DECODERS]
 
 
+def first_step(config: str, built: bool) -> float:
+    """Seconds of the first step of a fresh shipped-recipe trainer (`config`: "shipped" or
+    "tiny", the tests' model), with its state built first or left to Keras."""
+    from photos import crops
+
+    from fext import model as model_lib
+    from fext.config import DataConfig, ModelConfig, TrainConfig
+    from fext.encoding import resolve_precision
+    from fext.images import fit_square, to_model_input, to_rgb
+    from fext.loop import build_state, set_seed
+    from fext.train import views
+
+    tc, size, model = TrainConfig(), DataConfig().image_size, ModelConfig()
+    if config == "tiny":  # tests/helpers.py's TINY
+        tc, size, model = TrainConfig(batch_size=16), 16, ModelConfig(preset="small", latent_dim=8)
+    precision = resolve_precision("auto")
+    x = to_model_input(np.stack([np.asarray(fit_square(to_rgb(im), size))
+                                 for _, im in crops(tc.batch_size // 2, seed=0)]))
+    set_seed(0)
+    trainer = model_lib.build_trainer(model_lib.build_autoencoder(model, size, precision),
+                                      tc.invariance, tc.learning_rate, 0.0, tc.decoded_views)
+    inputs, targets = views(x, None, tc, 0, 0)
+    with Timer() as t:
+        if built:
+            build_state(trainer, inputs, targets)
+        trainer.train_on_batch(inputs, targets)
+    return t.seconds
+
+
+def first_steps(rounds: int) -> list:
+    """Median first-step seconds, built against deferred, each run in a fresh process."""
+    import subprocess
+
+    rows = []
+    for config in ("shipped", "tiny"):
+        seconds = {True: [], False: []}
+        for _ in range(rounds):
+            for built in (True, False):
+                out = subprocess.run([sys.executable, __file__, "--first-step-child", config,
+                                      str(int(built))], capture_output=True, text=True, check=True)
+                seconds[built].append(float(out.stdout.split()[-1]))
+        b, d = (float(np.median(seconds[k])) for k in (True, False))
+        rows.append([config, rounds, d, b, d / b])
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--presets", default="small,medium,large,vgg16")
@@ -136,7 +188,20 @@ def main() -> None:
     p.add_argument("--decoders", action="store_true",
                    help="time the shipped recipe's step with each decoder instead")
     p.add_argument("--steps", type=int, default=20, help="timed steps per decoder (--decoders)")
+    p.add_argument("--first-step", action="store_true",
+                   help="time a run's first step with its state built first or deferred")
+    p.add_argument("--first-step-child", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.first_step_child:
+        print(first_step(a.first_step_child[0], bool(int(a.first_step_child[1]))))
+        return
+    if a.first_step:
+        print(machine())
+        print(table(["model", "runs each", "deferred s", "built first s", "ratio"],
+                    first_steps(a.rounds),
+                    "A training run's first step (tracing included), state built before it "
+                    "against Keras's deferral (fresh process each, alternating, median)"))
+        return
     if a.decoders:
         print(machine())
         print(table(["decoder", "size", "batch", "precision", "train GFLOP/img", "s / step",
