@@ -45,7 +45,9 @@ class CopyTest:
         """Each copy's results `top` (positions in db_rows, the features' order) as search
         orders them: the first of them whose pixels show the copy's picture moved to the
         front (`confirmed_first`). Each (copy, result) pair is checked once for the life of
-        the test (a training run asks every epoch)."""
+        the test (a training run asks every epoch). A copy none of whose results could count
+        as found (`countable`) keeps the features' order unchecked: no order of them changes
+        a figure, and the checks were most of a small training epoch's copy figure."""
         from .agreement import one_thread
         from .duplicates import hashes_of, perceptual_hashes
         from .search import confirmed_first
@@ -53,8 +55,10 @@ class CopyTest:
         if self.hashes is None:  # the copies' and the database's, once for the test's life
             self.hashes = perceptual_hashes(self.copies), hashes_of(images, self.db_rows)
         out = np.array(top, copy=True)
+        countable = self.countable(top)
         with one_thread():
-            for i, row in enumerate(top):
+            for i in np.flatnonzero(countable.any(axis=1)):
+                row = top[i]
                 def same(j: int, i=i, row=row) -> bool:
                     pair = (i, int(row[j]))
                     if pair not in self.confirmed:
@@ -63,6 +67,18 @@ class CopyTest:
 
                 out[i] = row[confirmed_first(len(row), same, every=False)[0]]
         return out
+
+    def countable(self, top: np.ndarray) -> np.ndarray:
+        """Whether each result in `top` (positions in db_rows, a row per copy) could count as
+        its copy's find (`hits`): the source, a file of the same content, or an image whose
+        perceptual hash is within MAX_HASH_DISTANCE of the source's, which `_same` needs
+        before any pixel check. Needs the hashes `verified` computes."""
+        from .duplicates import MAX_HASH_DISTANCE, hash_distance
+
+        top = np.asarray(top, np.int64)
+        source = self.truth[:len(top), None]  # row i: copy i's results
+        return ((top == source) | (self.sha1[top] == self.sha1[source])
+                | (hash_distance(self.hashes[1][top], self.hashes[1][source]) <= MAX_HASH_DISTANCE))
 
     def _shows_copy(self, images: np.ndarray, i: int, found: int) -> bool:
         """Whether db row `found` shows copy `i`'s picture (`same_picture`), the copy made

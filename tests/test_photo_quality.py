@@ -278,6 +278,10 @@ def test_a_copys_first_result_is_the_one_search_shows_first(tmp_path):
     assert test.confirmed == {(0, 1): False, (0, 0): True, (1, 2): False, (1, 1): False,
                               (1, 0): True}
     assert test.verified(images, np.array([[2, 1, 0]]))[0].tolist() == [0, 2, 1]
+    test.confirmed.clear()  # results none of which could count as found are not checked
+    assert test.countable(np.array([[2], [0]])).tolist() == [[False], [True]]
+    assert test.verified(images, np.array([[2], [2]])).tolist() == [[2], [2]]
+    assert test.confirmed == {}
     features = np.eye(3)[[1, 2, 0]]  # the database's features rank image 1 first for copy 0
     assert copy_recall(test, images, np.eye(3), features[:2]) == 1.0
 
