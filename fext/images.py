@@ -108,7 +108,14 @@ def draft_request(image_size: tuple[int, int], size: int, fit: str) -> tuple[int
 
 def load(source: str | Path | bytes, size: int, fit: str = "pad") -> np.ndarray:
     """Decode `source` to a (size, size, 3) uint8 array, or raise ImageError with the reason."""
+    return decode(source, size, fit)[0]
+
+
+def decode(source: str | Path | bytes, size: int, fit: str = "pad") -> tuple[np.ndarray, tuple[int, int]]:
+    """(`load`'s array, the file's `upright_size`) from one read of its header: what a
+    search query needs together."""
     img = open_image(source)
+    upright = upright_size(img)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -124,7 +131,7 @@ def load(source: str | Path | bytes, size: int, fit: str = "pad") -> np.ndarray:
         raise ImageError("not enough memory to decode") from None
     except Exception as e:  # PIL raises many types for truncated/corrupt data
         raise ImageError(f"corrupt or truncated image data: {type(e).__name__}: {e}") from None
-    return np.asarray(out, dtype=np.uint8)
+    return np.asarray(out, dtype=np.uint8), upright
 
 
 def to_model_input(batch: np.ndarray) -> np.ndarray:

@@ -74,8 +74,7 @@ class Searcher:
         """(model input, upright (width, height)) of one image file or its bytes, decoded as
         the extraction decoded the collection's."""
         meta = self.artifacts.meta
-        return (images.load(source, meta["image_size"], meta["fit"]),
-                images.upright_size(images.open_image(source)))
+        return images.decode(source, meta["image_size"], meta["fit"])
 
     def encode(self, source: str | Path | bytes) -> np.ndarray:
         """Feature vector (normalised) of one image file or its bytes (`vector`)."""
