@@ -32,7 +32,7 @@ demo: setup
 
 test: setup browser
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist worksteal  # a worker per core (docs/TESTING.md)
 
 clean:
 	rm -rf $(VENV) jobs index/_collections
