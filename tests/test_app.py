@@ -212,9 +212,13 @@ def test_scanning_a_folder_without_images_says_so(own_ws, tmp_path):
 def test_train_lists_runs_and_refuses_a_missing_folder(own_ws, tmp_path):
     at = run_page("train")
     assert "demo" in set(at.dataframe[0].value["model"])
-    # the runs' loss curves: whole epochs, and log-axis ticks labelled as values (0.02, not "2")
+    # the runs' loss curves: whole epochs; a log axis (ticks labelled as values, 0.02, not "2")
+    # only where the losses span a decade
     spec = at.get("plotly_chart")[0].proto.spec.replace(" ", "")
-    assert '"dtick":1' in spec and '"tickformat":".2~g"' in spec
+    assert '"dtick":1' in spec and ('"type":"log"' in spec) == ('"tickformat":".2~g"' in spec)
+    from fext.ui.common import spans_a_decade
+    assert not spans_a_decade(pd.Series([0.37, 0.35, 0.34]))
+    assert spans_a_decade(pd.Series([0.5, 0.1, 0.04, float("nan")]))
     widget(at.text_input, "Image folder").set_value(str(tmp_path / "missing"))
     button(at, "Start training").click().run()
     assert not at.exception

@@ -13,7 +13,7 @@ from fext import jobs, registry
 from fext.config import FITS, FOLDERS, PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig, help_of
 from fext.errors import UsageError
 from fext.progress import duration
-from fext.ui.common import header, job_label, live_job, model_picker, start_job, workspace
+from fext.ui.common import header, job_label, live_job, model_picker, spans_a_decade, start_job, workspace
 from fext.workspace import Workspace, check_name, read_json
 
 header("Train", "Train an autoencoder on a folder of images; features, index and map follow "
@@ -244,12 +244,14 @@ def runs() -> None:
     if curves:
         both = pd.concat(curves)
         dash = "curve" if both["curve"].nunique() > 1 else None  # a run without a val split
+        log = spans_a_decade(both["value"])
         fig = px.line(both, x="epoch", y="value", color="model", line_dash=dash, markers=True,
-                      log_y=True, height=340, title="Validation loss per epoch")
+                      log_y=log, height=340, title="Validation loss per epoch")
         fig.update_xaxes(dtick=1)  # epochs are whole numbers
-        fig.update_yaxes(tickformat=".2~g")  # whole values, not the digits log axes show between decades
+        if log:
+            fig.update_yaxes(tickformat=".2~g")  # whole values, not the digits between decades
         fig.update_layout(margin=dict(l=10, r=10, t=40, b=10),
-                          yaxis_title="loss (training objective, log)")
+                          yaxis_title=f"loss (training objective{', log' if log else ''})")
         st.plotly_chart(fig, width="stretch")
 
 
