@@ -47,7 +47,7 @@ class CopyTest:
         front (`confirmed_first`). Each (copy, result) pair is checked once for the life of
         the test (a training run asks every epoch). A copy none of whose results could count
         as found (`countable`) keeps the features' order unchecked: no order of them changes
-        a figure, and the checks were most of a small training epoch's copy figure."""
+        a figure, so no pixel check is spent on it."""
         from .agreement import one_thread
         from .duplicates import hashes_of, perceptual_hashes
         from .search import confirmed_first

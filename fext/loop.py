@@ -89,8 +89,9 @@ def lower_loss(monitor: str) -> Callable[[dict], tuple]:
 def build_state(model, x, y) -> None:
     """Create the optimiser's slots and the loss's trackers for batch (x, y) before the first
     step, as Keras does itself under a distribution strategy. Without it Keras creates them in
-    the first traced step, and TensorFlow traces a step that creates variables twice: 2.5 s
-    of a tiny model's 4.8 s first step (AMD EPYC without AVX-512), more for a larger model.
+    the first traced step, and TensorFlow traces a step that creates variables twice: the
+    first step took 9.3 s instead of 5.5 at the shipped settings, 4.6 instead of 2.3 for the
+    tests' tiny model (`bench/train.py --first-step`, AMD EPYC without AVX-512).
     Symbolic: no arithmetic, nothing a step's result depends on. (Keras 3's own method, under
     the pinned version; a model without it is left to build itself.)"""
     build = getattr(model, "_symbolic_build", None)

@@ -217,7 +217,6 @@ def paged(count: int, rows, key: str, per_page: int = 100, **table) -> None:
                  width="stretch", **table)
 
 
-# -- jobs ---------------------------------------------------------------------------------------
 def spans_a_decade(values: pd.Series) -> bool:
     """Whether loss curves want a log axis: their positive values span a factor of 10. Within
     a decade a log axis's ticks at two digits repeat a value (0.37, 0.36, 0.36, ...), and a
@@ -226,6 +225,7 @@ def spans_a_decade(values: pd.Series) -> bool:
     return bool(len(values)) and bool(values.max() >= 10 * values.min())
 
 
+# -- jobs ---------------------------------------------------------------------------------------
 def job_label(job: jobs.Job) -> str:
     spec = job.spec
     return f"{spec.get('command')} {spec.get('name') or ''}".strip()
