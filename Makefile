@@ -6,6 +6,8 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PORT   ?= 8501
 # loopback only; HOST=0.0.0.0 opens the app to the network, behind a key (README, "Opening the app")
 HOST   ?= 127.0.0.1
+# pytest workers for `make test`: one per core, at most 4 (each holds TensorFlow and its fixtures)
+WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
 
 .PHONY: app test setup browser demo clean
 
@@ -32,7 +34,7 @@ demo: setup
 
 test: setup browser
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -n auto --dist worksteal  # a worker per core (docs/TESTING.md)
+	$(PY) -m pytest -q -n $(WORKERS) --dist worksteal  # docs/TESTING.md
 
 clean:
 	rm -rf $(VENV) jobs index/_collections
