@@ -96,11 +96,10 @@ def test_the_learning_rate_drops_after_each_stalled_epoch_and_resumes_where_it_w
                         lambda features, test: curve[features.moment() // steps])
     ws = Workspace(tmp_path)
     cfg = tiny_config(shapes_dir, epochs=5, lr_drop=0.5, patience=3, learning_rate=0.002)
-    train(ws, "whole", cfg)
+    capsys.readouterr()
+    train(ws, "whole", cfg, progress=Reporter(bar=False))  # the epoch lines say the rate
     whole = history(ws, "whole")
     assert whole["learning_rate"].tolist() == pytest.approx([0.002, 0.002, 0.001, 0.001, 0.0005])
-    capsys.readouterr()
-    train(ws, "said", cfg, progress=Reporter(bar=False))  # the epoch lines say the rate
     line = next(x for x in capsys.readouterr().err.splitlines() if "epoch 3 of 5:" in x)
     assert "learning rate 0.001," in line
     with pytest.raises(KeyboardInterrupt):
