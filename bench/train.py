@@ -96,21 +96,27 @@ def one_preset(preset: str, n: int, batch_size: int, rounds: int, tmp: Path) -> 
     return [preset, f"{size}px", n, batch_size, gflop, ips_base, ips_ours, ips_ours / ips_base]
 
 
-def decoder_steps(steps: int) -> list:
-    """Median seconds of a shipped-recipe training step per decoder, interleaved."""
+def photo_batch(n: int, size: int) -> np.ndarray:
+    """`n` photo crops as model inputs at `size` px (bench/photos.py, seed 0)."""
     from photos import crops
 
+    from fext.images import fit_square, to_model_input, to_rgb
+
+    return to_model_input(np.stack([np.asarray(fit_square(to_rgb(im), size))
+                                    for _, im in crops(n, seed=0)]))
+
+
+def decoder_steps(steps: int) -> list:
+    """Median seconds of a shipped-recipe training step per decoder, interleaved."""
     from fext import model as model_lib
     from fext.config import DECODERS, DataConfig, ModelConfig, TrainConfig
     from fext.encoding import resolve_precision
-    from fext.images import fit_square, to_model_input, to_rgb
     from fext.loop import set_seed
     from fext.train import views
 
     tc, size, precision = TrainConfig(), DataConfig().image_size, resolve_precision("auto")
     per_step = tc.batch_size // 2  # images a step: two views each
-    x = to_model_input(np.stack([np.asarray(fit_square(to_rgb(im), size))
-                                 for _, im in crops(4 * per_step, seed=0)]))
+    x = photo_batch(4 * per_step, size)
     trainers = {}
     for decoder in DECODERS:
         set_seed(0)
@@ -135,12 +141,9 @@ def decoder_steps(steps: int) -> list:
 def first_step(config: str, built: bool) -> float:
     """Seconds of the first step of a fresh shipped-recipe trainer (`config`: "shipped" or
     "tiny", the tests' model), with its state built first or left to Keras."""
-    from photos import crops
-
     from fext import model as model_lib
     from fext.config import DataConfig, ModelConfig, TrainConfig
     from fext.encoding import resolve_precision
-    from fext.images import fit_square, to_model_input, to_rgb
     from fext.loop import build_state, set_seed
     from fext.train import views
 
@@ -148,8 +151,7 @@ def first_step(config: str, built: bool) -> float:
     if config == "tiny":  # tests/helpers.py's TINY
         tc, size, model = TrainConfig(batch_size=16), 16, ModelConfig(preset="small", latent_dim=8)
     precision = resolve_precision("auto")
-    x = to_model_input(np.stack([np.asarray(fit_square(to_rgb(im), size))
-                                 for _, im in crops(tc.batch_size // 2, seed=0)]))
+    x = photo_batch(tc.batch_size // 2, size)
     set_seed(0)
     trainer = model_lib.build_trainer(model_lib.build_autoencoder(model, size, precision),
                                       tc.invariance, tc.learning_rate, 0.0, tc.decoded_views)
