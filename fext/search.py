@@ -16,7 +16,7 @@ import numpy as np
 
 from . import images, registry
 from .agreement import one_thread
-from .artifacts import Artifacts
+from .artifacts import HASH_FILE, Artifacts
 from .encoding import encode_batch, query_encoder
 from .errors import ImageError
 from .index import VectorIndex
@@ -105,11 +105,23 @@ class Searcher:
         pixels, size = self.query(data)
         results = self.search_vector(self.vector(pixels), max(k, VERIFY))
         sha1 = hashlib.sha1(data).hexdigest()
+        near = self._near_hashes(pixels, [r["id"] for r in results])
         with one_thread():
-            order, same = confirmed_first(len(results), lambda i: self._same(
+            order, same = confirmed_first(len(results), lambda i: near[i] and self._same(
                 data, sha1, pixels, size, results[i]))
         return [{**results[i], "rank": n, "same_picture": bool(s)}
                 for n, (i, s) in enumerate(zip(order[:k], same[:k]), 1)]
+
+    def _near_hashes(self, pixels: np.ndarray, ids: list[int]) -> np.ndarray:
+        """Whether each result's stored perceptual hash is within MAX_HASH_DISTANCE of the
+        query's, which `same_picture` needs first: most results are turned away here without
+        their files being read (all are read where the extraction kept no hashes)."""
+        from .duplicates import MAX_HASH_DISTANCE, hash_distance, perceptual_hashes
+
+        if not (self.artifacts.dir / HASH_FILE).is_file():
+            return np.ones(len(ids), bool)
+        stored = self.artifacts.hashes()[np.asarray(ids, np.int64)]
+        return hash_distance(perceptual_hashes(pixels[None])[0], stored) <= MAX_HASH_DISTANCE
 
     def _same(self, data: bytes, sha1: str, pixels: np.ndarray, size: tuple[int, int],
               result: dict) -> bool:

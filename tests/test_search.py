@@ -8,6 +8,9 @@ import pandas as pd
 from PIL import Image
 from sklearn.datasets import load_sample_image
 
+from fext import images
+from fext.artifacts import HASH_FILE
+from fext.duplicates import perceptual_hashes
 from fext.edits import edit
 from fext.search import VERIFY, Searcher, confirmed_first
 from tests.corpus import png
@@ -41,7 +44,8 @@ def searcher_over(root, files: dict, ranking: list[str], monkeypatch) -> Searche
                           "height": [img.height for img in files.values()],
                           "sha1": [hashlib.sha1((root / rel).read_bytes()).hexdigest()
                                    for rel in files]})
-    art = SimpleNamespace(meta={"image_size": 64, "fit": "pad"}, items=items, root=root)
+    art = SimpleNamespace(meta={"image_size": 64, "fit": "pad"}, items=items, root=root,
+                          dir=root, hashes=lambda: np.load(root / HASH_FILE))
     engine = Searcher(art, index=None, encoder=None)
     monkeypatch.setattr(engine, "vector", lambda pixels: np.zeros(8, np.float32))
     ids = [list(files).index(rel) for rel in ranking]
@@ -85,3 +89,23 @@ def test_the_same_file_is_the_same_picture_whatever_its_pixels(tmp_path, monkeyp
     results = engine.search(tmp_path / "white.png", 2)
     assert [(r["path"], r["same_picture"]) for r in results] == [
         ("white.png", True), ("grey.png", False)]
+
+
+def test_results_whose_stored_hashes_are_far_are_not_read(tmp_path, monkeypatch):
+    """With the extraction's perceptual hashes at hand, only the results whose hash is near the
+    query's are read from disk for the pixel check; the order is what reading all of them gave."""
+    photo = Image.fromarray(load_sample_image("china.jpg"))
+    source = photo.crop((0, 0, 240, 200))
+    files = {"other_crop.png": photo.crop((40, 30, 280, 230)), "source.png": source,
+             "flower.png": Image.fromarray(load_sample_image("flower.jpg")).crop((0, 0, 240, 200))}
+    ranking = ["flower.png", "other_crop.png", "source.png"]
+    engine = searcher_over(tmp_path, files, ranking, monkeypatch)
+    query = png(edit(source, 7))
+    read_all = engine.search(query, 3)  # no hashes kept: every result is read
+    np.save(tmp_path / HASH_FILE, perceptual_hashes(np.stack(
+        [images.load(tmp_path / rel, 64, "pad") for rel in files])))
+    read, load = [], images.load
+    monkeypatch.setattr(images, "load", lambda path, *a: read.append(path.name) or load(path, *a))
+    assert engine.search(query, 3) == read_all
+    assert read_all[0]["path"] == "source.png" and read_all[0]["same_picture"]
+    assert "source.png" in read and "flower.png" not in read
