@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON or TOML file with images, base, grid and/or configs")
     add_settings(c, ModelConfig, fixed=True)
     add_settings(c, DataConfig, only=("image_size",), fixed=True)
-    add_settings(c, TrainConfig, only=("epochs", "epoch_steps", "batch_size", "seed"), fixed=True)
+    add_settings(c, TrainConfig, only=("epochs", "epoch_steps", "batch_size", "held_out_copies",
+                                       "seed"), fixed=True)
     add_settings(c, ClassifierConfig, only=("head", "dropout", "head_epochs", "finetune_epochs"),
                  fixed=True)
     c.add_argument("--json", action="store_true")

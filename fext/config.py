@@ -175,6 +175,11 @@ class TrainConfig:
                                "then the validation loss): a run stops once this many epochs "
                                "in a row did not gain a point of held-out copies (or, without "
                                "them, beat the best)", at_least=1)
+    held_out_copies: int = setting(256, "edited copies of validation images searched for after "
+                                        "each epoch: the figure that chooses the published epoch "
+                                        "and stops the run (fewer: quicker epochs, a noisier "
+                                        "choice; 0: none, the validation loss decides)",
+                                   at_least=0)
     seed: int = setting(42, "seed of initialisation, batch order and input noise", at_least=0)
     noise: float = setting(0.0, "std of Gaussian noise added to the inputs (a denoising "
                                 "autoencoder; 0: none)", at_least=0)

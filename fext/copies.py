@@ -20,7 +20,6 @@ import pandas as pd
 from .index import l2_normalize
 from .progress import ProgressFn
 
-HELD_OUT_COPIES = 256  # edited copies each training epoch searches for: seconds at any size
 COPY_DATABASE = 2000  # images the copies are searched among (their sources included), at most
 
 
@@ -164,11 +163,12 @@ def copy_test(coll, sources, others, fit: str, seed: int, count: int,
                     [coll.root / p for p in files["path"]], sizes, seeds)
 
 
-def validation_test(coll, fit: str, seed: int, progress: ProgressFn | None = None) -> CopyTest:
-    """The copy test of the validation split: what training measures after each epoch to
-    choose the published one, and what `fext evaluate` repeats on the published features."""
-    return copy_test(coll, coll.items("val"), coll.items(), fit, seed, HELD_OUT_COPIES, progress,
-                     "val split")
+def validation_test(coll, train, fit: str, progress: ProgressFn | None = None) -> CopyTest:
+    """The copy test of the validation split (`train`: the run's TrainConfig, whose seed and
+    `held_out_copies` it takes): what training measures after each epoch to choose the
+    published one, and what `fext evaluate` repeats on the published features."""
+    return copy_test(coll, coll.items("val"), coll.items(), fit, train.seed,
+                     train.held_out_copies, progress, "val split")
 
 
 def recall_interval(hits: np.ndarray, truth: np.ndarray, level: float = 0.95,

@@ -238,8 +238,8 @@ def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed
                 "raw pixels": cosine_top(pixels, q_pixels),
                 f"PCA-{dim}": cosine_top(pca.transform(pixels), pca.transform(q_pixels)),
                 "pHash 64-bit": _hamming_top(db_bits, bits(copies))}
-    def found(top: np.ndarray) -> dict:
-        hits = np.stack([test.hits(coll.images, column) for column in top.T], axis=1)
+    def found(top: np.ndarray) -> dict:  # the first five of each ranking
+        hits = np.stack([test.hits(coll.images, column) for column in top[:, :5].T], axis=1)
         return {"recall@1": float(hits[:, 0].mean()), "recall@5": float(hits.any(axis=1).mean()),
                 "interval": recall_interval(hits[:, 0], truth)}
 
@@ -247,8 +247,8 @@ def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed
            "images copied": int(len(np.unique(truth))), "database": int(len(db_rows)),
            "methods": {m: found(top) for m, top in rankings.items()}}
     out["methods"]["autoencoder"]["features alone"] = found(alone)["recall@1"]
-    if name != "val split" and len(coll.items("val")):
-        val = validation_test(coll, fit, record.config.train.seed, progress)
+    if name != "val split" and len(coll.items("val")) and record.config.train.held_out_copies:
+        val = validation_test(coll, record.config.train, fit, progress)
         if len(val.truth):
             top = cosine_top(features.features(coll.images, val.db_rows),
                              encode_images(encoder, val.copies, 256), k=VERIFY)

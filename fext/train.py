@@ -26,7 +26,7 @@ from . import anomaly, maps, registry
 from . import model as model_lib
 from .collection import Collection
 from .config import RunConfig
-from .copies import HELD_OUT_COPIES, copy_recall, validation_test
+from .copies import copy_recall, validation_test
 from .edits import augment, edit_pool, edit_workers
 from .encoding import encode_all, encode_images, extraction_parts, resolve_precision
 from .errors import UsageError
@@ -82,7 +82,7 @@ VIEW_SAMPLE = 1024  # validation images viewed each epoch, at most: seconds at a
 VALIDATION_EPOCH = 1_000_000  # the views' seeds: (seed, this, ...), never a training epoch's
 VALIDATION = "held-out copies (fext.copies.copy_test), then the objective on edited views"
 MIN_GAIN = 0.01  # held-out copies found (share) an epoch must add to count as progress: 2.6 of
-# the 256 validation copies, about what one epoch's noise moves them by. On 500 photos the
+# the 256 validation copies (the default), about what one epoch's noise moves them by. On 500 photos the
 # curve gains 0.004-0.008 an epoch after the fourth (docs/BENCHMARKS.md §9); counting those
 # as progress kept runs going twice as long for the same published figure.
 
@@ -303,7 +303,8 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         ae = model_lib.autoencoder_of(trainer) if tc.invariance else trainer
 
         monitor = "val_loss" if len(val_rows) else "loss"
-        copies = bool(tc.invariance and len(val_rows))  # the checkpoint that finds copies best
+        # the checkpoint that finds copies best
+        copies = bool(tc.invariance and len(val_rows) and tc.held_out_copies)
         key = (lambda row: (row["val_copies"], -row[monitor])) if copies else lower_loss(monitor)
         figure = {"val_copies": "held-out copies have", "val_loss": "the validation loss has",
                   "loss": "the training loss has"}["val_copies" if copies else monitor]
@@ -329,8 +330,8 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         val_targets = (label_indices(coll.items("val"), folders.classes)[
             np.isin(val_rows, val_sample)] if tc.invariance else None)
         if copies:  # made once: the same copies every epoch, and after a resume
-            progress("copies", 0, HELD_OUT_COPIES)
-            test = validation_test(coll, cfg.data.fit, tc.seed, progress)
+            progress("copies", 0, tc.held_out_copies)
+            test = validation_test(coll, tc, cfg.data.fit, progress)
 
         # the encoder shares the weights being trained; rows it encodes between two steps
         # serve both validation's copy database and the next epoch's look-alike groups

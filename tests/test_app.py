@@ -568,7 +568,7 @@ def test_a_training_typed_in_a_terminal_shows_live_and_a_kill_shows_as_failed_at
         [sys.executable, "-m", "fext", "train", "--images", open_record(own_ws, "demo").images,
          "--name", "from-cli", "--workspace", str(own_ws.root), "--preset", "small",
          "--image-size", "16", "--latent-dim", "8", "--batch-size", "8", "--epoch-steps", "2",
-         "--epochs", "500", "--patience", "500"],  # runs until killed
+         "--held-out-copies", "32", "--epochs", "500", "--patience", "500"],  # runs until killed
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         job = until(lambda: next((j for j in jobs.all_jobs(own_ws)

@@ -85,7 +85,7 @@ def test_a_training_typed_in_a_terminal_shows_live_and_a_kill_shows_as_failed(
         [sys.executable, "-m", "fext", "train", "--images", str(tmp_path / "images"),
          "--name", "from-cli", "--workspace", str(ws.root), "--preset", "small",
          "--image-size", "16", "--latent-dim", "8", "--batch-size", "8", "--epoch-steps", "2",
-         "--epochs", "500", "--patience", "500"],  # runs until killed
+         "--held-out-copies", "32", "--epochs", "500", "--patience", "500"],  # runs until killed
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # generous: the command imports TensorFlow and compiles before its first epoch

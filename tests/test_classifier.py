@@ -233,7 +233,8 @@ def test_experiment_compares_configurations(trained, shapes_dir, tmp_path):
     spec.write_text('[base]\nhead_epochs = 1\nfinetune_epochs = 1\n\n[grid]\nhead = [[8]]\n')
     out = run_cli("experiment", "--name", "exp", "--images", str(shapes_dir), "--spec", str(spec),
                   "--grid", "latent-dim=8,4", "--preset", "small", "--image-size", "16",
-                  "--epochs", "3", "--epoch-steps", "4", "--batch-size", "16", "--json",
+                  "--epochs", "3", "--epoch-steps", "4", "--batch-size", "16", "--held-out-copies", "32",
+                  "--json",
                   workspace=ws.root)
     summary = json.loads(out.stdout)
     rows = summary["configs"]

@@ -23,7 +23,7 @@ def cli_ws(tmp_path_factory):
     ws = root / "ws"
     out = run_cli("train", "--images", str(images), "--name", "cli", "--preset", "small",
                   "--image-size", "16", "--latent-dim", "8", "--epochs", "2", "--epoch-steps", "4",
-                  "--batch-size", "16", "--json", workspace=ws)
+                  "--batch-size", "16", "--held-out-copies", "32", "--json", workspace=ws)
     run_cli("extract", "--name", "cli", workspace=ws)  # every test sees an extraction, in any order
     return ws, images, json.loads(out.stdout), 30 + len(good), len(bad)
 
@@ -144,7 +144,7 @@ def test_commands_print_only_fexts_lines_unless_verbose(tmp_path):
     make_shapes(tmp_path / "images", per_label=6)
     build = ["build", "--images", str(tmp_path / "images"), "--name", "q", "--preset", "small",
              "--image-size", "16", "--latent-dim", "8", "--epochs", "2", "--epoch-steps", "3",
-             "--batch-size", "8", "--fresh"]
+             "--batch-size", "8", "--held-out-copies", "32", "--fresh"]
     quiet = run_cli(*build, workspace=tmp_path / "ws", subprocess_=True)
     assert "oneDNN" not in quiet.stderr and "absl" not in quiet.stderr
     assert "WARNING" not in quiet.stderr, quiet.stderr

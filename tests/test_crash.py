@@ -21,7 +21,7 @@ from tests.helpers import REPO, run_cli
 
 STEPS = 5  # optimiser steps an epoch: four short epochs, so kills land in chosen epochs
 TRAIN = ["--preset", "small", "--image-size", "16", "--latent-dim", "8", "--batch-size", "8",
-         "--epoch-steps", str(STEPS), "--epochs", "4", "--patience", "10"]
+         "--epoch-steps", str(STEPS), "--held-out-copies", "32", "--epochs", "4", "--patience", "10"]
 
 
 def kill_when(args, workspace, until, timeout=120):
@@ -103,7 +103,7 @@ def test_killed_extraction_keeps_the_previous_index_and_redoes_the_work(folders,
     ws = tmp_path / "ws"
     run_cli("train", "--images", str(folders / "a"), "--name", "m", *TRAIN[:-4], "--epochs", "1",
             workspace=ws)
-    run_cli("extract", "--name", "m", workspace=ws, subprocess_=True)
+    run_cli("extract", "--name", "m", workspace=ws)
     w = Workspace(ws)
     count_a = len(Artifacts.open(w, "m").items)
     args = ["extract", "--name", "m", "--images", str(folders / "b")]
@@ -117,7 +117,7 @@ def test_killed_extraction_keeps_the_previous_index_and_redoes_the_work(folders,
         assert len(art.items) == count_a and len(art.index()) == count_a
         assert Searcher.open(w, "m").search(folders / "a" / "red" / "red_003.png", 1)[0]["path"] == \
             "red/red_003.png"
-    run_cli(*args, workspace=ws, subprocess_=True)
+    run_cli(*args, workspace=ws)  # only the killed runs need a process of their own
     art = Artifacts.open(w, "m")
     assert len(art.items) == 360 and len(art.index()) == 360
     s = Searcher.open(w, "m")

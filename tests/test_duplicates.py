@@ -342,7 +342,7 @@ def planted(tmp_path_factory):
     ws = root / "ws"
     run_cli("build", "--images", str(folder), "--name", "d", "--preset", "small", "--image-size", "16",
             "--latent-dim", "8", "--epochs", "2", "--epoch-steps", "10", "--batch-size", "16",
-            workspace=ws)
+            "--held-out-copies", "32", workspace=ws)
     return ws, folder, src.relative_to(folder).as_posix()
 
 

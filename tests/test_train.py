@@ -53,6 +53,15 @@ def test_model_folder_has_everything(trained):
     assert model.output.shape[1:] == (16, 16, 3)
 
 
+def test_without_held_out_copies_the_validation_loss_chooses_the_epoch(tmp_path, shapes_dir):
+    ws = Workspace(tmp_path)
+    train(ws, "m", tiny_config(shapes_dir, epochs=2, held_out_copies=0))
+    metrics = json.loads((ws.model_dir("m") / "metrics.json").read_text())
+    h = history(ws, "m")
+    assert metrics["monitor"] == "val_loss" and "val_copies" not in h
+    assert metrics["best_epoch"] == int(h.loc[h["val_loss"].idxmin(), "epoch"])
+
+
 def test_training_is_reproducible(tmp_path, shapes_dir):
     ws = Workspace(tmp_path)
     train(ws, "a", tiny_config(shapes_dir, epochs=2))
