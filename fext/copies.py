@@ -21,6 +21,8 @@ from .index import l2_normalize
 from .progress import ProgressFn
 
 COPY_DATABASE = 2000  # images the copies are searched among (their sources included), at most
+COPIES_PER_IMAGE = 20  # copies of one image, at most: copies of one image succeed or fail
+# together, so more of a few images say no more (`recall_interval`) and only cost pixel checks
 
 
 @dataclass
@@ -137,8 +139,8 @@ class CopyTest:
 def copy_test(coll, sources, others, fit: str, seed: int, count: int,
               progress: ProgressFn | None = None, name: str = "") -> CopyTest:
     """`count` edited copies of a seeded sample of `sources` (an items frame; a small one is
-    edited several times over, each copy anew), searched among those sources and a seeded
-    sample of `others` up to COPY_DATABASE images in all.
+    edited several times over, each copy anew, up to COPIES_PER_IMAGE times), searched among
+    those sources and a seeded sample of `others` up to COPY_DATABASE images in all.
 
     The one copy figure: the held-out copies that choose the published epoch (validation
     images among training images) and `fext evaluate`'s copy detection (test images among the
@@ -148,6 +150,7 @@ def copy_test(coll, sources, others, fit: str, seed: int, count: int,
     the everyday edits among 2,000: on the demo digits one said 91 %, the other 0.138."""
     from .edits import copy_queries
 
+    count = min(count, COPIES_PER_IMAGE * len(sources))
     picked, copies, sizes, seeds = copy_queries(coll, sources, fit, seed, count, progress,
                                                 repeat=True)
     source_rows, truth = np.unique(sources["row"].to_numpy()[picked], return_inverse=True)
