@@ -76,10 +76,9 @@ def folders(tmp_path_factory):
 
 def test_killed_training_resumes_to_the_uninterrupted_result(folders, tmp_path):
     ref_ws, ws = tmp_path / "ref", tmp_path / "ws"
-    run_cli("train", "--images", str(folders / "a"), "--name", "m", *TRAIN, workspace=ref_ws,
-            subprocess_=True)
+    run_cli("train", "--images", str(folders / "a"), "--name", "m", *TRAIN, workspace=ref_ws)
     # an earlier model under the same name must survive every kill (made in-process: only
-    # the runs that are killed, and the reference they are compared with, need a process)
+    # the runs that are killed need a process)
     run_cli("train", "--images", str(folders / "a"), "--name", "m", *TRAIN[:-4], "--epochs", "1",
             workspace=ws)
     before = model_info(Workspace(ws), "m")
@@ -92,7 +91,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(folders, tmp_path):
     assert killed[2]["info"]["epoch"] == 3 and killed[2]["done"] > 2 * STEPS
     assert model_info(Workspace(ws), "m") == before  # previous model intact and loadable
     load_model(Workspace(ws), "m")
-    run_cli(*args, workspace=ws, subprocess_=True)
+    run_cli(*args, workspace=ws)
     got = pd.read_csv(Workspace(ws).model_dir("m") / "history.csv")
     want = pd.read_csv(Workspace(ref_ws).model_dir("m") / "history.csv")
     np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-5)
