@@ -151,6 +151,8 @@ def copy_test(coll, sources, others, fit: str, seed: int, count: int,
     from .edits import copy_queries
 
     count = min(count, COPIES_PER_IMAGE * len(sources))
+    if progress:
+        progress("copies", 0, count)
     picked, copies, sizes, seeds = copy_queries(coll, sources, fit, seed, count, progress,
                                                 repeat=True)
     source_rows, truth = np.unique(sources["row"].to_numpy()[picked], return_inverse=True)

@@ -330,7 +330,6 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         val_targets = (label_indices(coll.items("val"), folders.classes)[
             np.isin(val_rows, val_sample)] if tc.invariance else None)
         if copies:  # made once: the same copies every epoch, and after a resume
-            progress("copies", 0, tc.held_out_copies)
             test = validation_test(coll, tc, cfg.data.fit, progress)
 
         # the encoder shares the weights being trained; rows it encodes between two steps
