@@ -16,9 +16,9 @@ import numpy as np
 
 from . import images, registry
 from .agreement import one_thread
-from .artifacts import HASH_FILE, Artifacts
+from .artifacts import Artifacts
 from .encoding import encode_batch, query_encoder
-from .errors import ImageError
+from .errors import ImageError, StaleError
 from .index import VectorIndex
 from .workspace import Workspace
 
@@ -118,9 +118,10 @@ class Searcher:
         their files being read (all are read where the extraction kept no hashes)."""
         from .duplicates import MAX_HASH_DISTANCE, hash_distance, perceptual_hashes
 
-        if not (self.artifacts.dir / HASH_FILE).is_file():
+        try:
+            stored = self.artifacts.hashes()[np.asarray(ids, np.int64)]
+        except StaleError:
             return np.ones(len(ids), bool)
-        stored = self.artifacts.hashes()[np.asarray(ids, np.int64)]
         return hash_distance(perceptual_hashes(pixels[None])[0], stored) <= MAX_HASH_DISTANCE
 
     def _same(self, data: bytes, sha1: str, pixels: np.ndarray, size: tuple[int, int],

@@ -12,6 +12,7 @@ from fext import images
 from fext.artifacts import HASH_FILE
 from fext.duplicates import perceptual_hashes
 from fext.edits import edit
+from fext.errors import StaleError
 from fext.search import VERIFY, Searcher, confirmed_first
 from tests.corpus import png
 
@@ -44,8 +45,13 @@ def searcher_over(root, files: dict, ranking: list[str], monkeypatch) -> Searche
                           "height": [img.height for img in files.values()],
                           "sha1": [hashlib.sha1((root / rel).read_bytes()).hexdigest()
                                    for rel in files]})
+    def hashes():  # as Artifacts.hashes: an extraction without them is stale
+        if not (root / HASH_FILE).is_file():
+            raise StaleError("made before perceptual hashes were kept")
+        return np.load(root / HASH_FILE)
+
     art = SimpleNamespace(meta={"image_size": 64, "fit": "pad"}, items=items, root=root,
-                          dir=root, hashes=lambda: np.load(root / HASH_FILE))
+                          hashes=hashes)
     engine = Searcher(art, index=None, encoder=None)
     monkeypatch.setattr(engine, "vector", lambda pixels: np.zeros(8, np.float32))
     ids = [list(files).index(rel) for rel in ranking]
