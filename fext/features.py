@@ -25,7 +25,9 @@ from .encoding import (
     EncodeJob,
     Encoder,
     batch_for,
+    encode_all,
     encode_batch,
+    extraction_parts,
     local_encoder,
     query_encoder,
     resolve_precision,
@@ -34,7 +36,7 @@ from .errors import NotFoundError, StaleError, UsageError
 from .images import to_model_input
 from .index import VectorIndex, nearest_others
 from .progress import ProgressFn, report
-from .registry import ModelRecord, open_record
+from .registry import ModelRecord, open_record, update_extras
 from .workspace import Workspace, atomic_path, read_json, write_json
 
 ITEM_COLUMNS = ["id", "path", "label", "split", "sha1", "row", "width", "height", "mtime_ns"]
@@ -95,6 +97,8 @@ def extract(ws: Workspace, name: str, images: str | Path | None = None,
                                     coll.root)
         other_folder = str(coll.root) != str(Path(record.images).resolve())
         use_reference = reference == "model" or (reference == "auto" and other_folder)
+        if use_reference and reconstruct:
+            record = _current_reference(ws, record, progress)
         version = ws.new_index_version(name)
         try:
             job = EncodeJob(record.path, coll.store / "images.u8",
@@ -186,6 +190,8 @@ def _encode(name, record: ModelRecord, coll, items, reuse, version, progress, in
             written["isolation"], anomaly.folder_reconstruction(recon, variance),
             written["appearance"])
     ref = record.extras.get("reference") if use_reference else None
+    if ref and not anomaly.ReferenceStats.from_dict(ref).current:
+        ref = None  # its errors were measured otherwise, and its training images are gone
     if ref and job.reconstruct:
         written["reference"] = _reference_scores(record, ref, feats, recon)
     for kind, values in written.items():
@@ -236,6 +242,37 @@ def project(ws: Workspace, name: str, n_neighbors: int = 15, min_dist: float = 0
     return coords
 
 
+def _current_reference(ws: Workspace, record: ModelRecord, progress) -> ModelRecord:
+    """`record`, its reference statistics measured again where they read reconstruction
+    errors measured as before `anomaly.RECONSTRUCTION` (a model trained earlier): on its
+    training collection, with the model's extraction passes, as training measures them, and
+    kept with it (the next extraction reads them). Where that collection is no longer scanned
+    here, `record` as it is, and its reference scores nothing."""
+    ref = record.extras.get("reference")
+    if not ref or anomaly.ReferenceStats.from_dict(ref).current:
+        return record
+    from .model import load  # Keras only here, where the model runs
+
+    data = record.config.data
+    try:
+        coll = Collection.open(ws, data.images, data.image_size, data.fit)
+    except FileNotFoundError:
+        return record
+    progress("reference", 0, 1)
+    parts = extraction_parts(load(record.path))
+    train, val = (encode_all(parts, coll.images, coll.items(s)["row"].to_numpy(),
+                             record.config.train.batch_size) for s in ("train", "val"))
+    fitted = anomaly.reference_of(train, val)
+    if fitted is None:
+        return record
+    index, stats = fitted
+    with atomic_path(record.dir / ref["file"], ".faiss") as tmp:
+        index.save(tmp)
+    progress("reference", 1, 1)
+    return update_extras(record, reference={**ref, **stats.to_dict(), "kind": index.kind,
+                                            "nprobe": index.nprobe, "recall": index.recall})
+
+
 def _reference_scores(record: ModelRecord, ref: dict, feats: np.ndarray,
                       recon: np.ndarray) -> np.ndarray:
     """Scores against the model's training collection (anomaly.reference_score)."""
@@ -251,10 +288,17 @@ def _reference_label(record: ModelRecord, ref: dict | None, wanted: bool, job) -
         return {"kind": "model", "text": f"unlike the training collection of {record.name!r} "
                 f"({ref['count']} images, {record.images})", "threshold": ref["threshold"],
                 "false_alarm_rate": anomaly.FALSE_ALARMS, "calibration": ref["calibration"]}
-    why = ("" if not wanted else " (the model has no reference statistics: it was trained before "
-           "they existed, or on too few images; retrain it to score new images against it)"
-           if job.reconstruct else
-           " (--scores isolation skips the reconstruction the reference score needs)")
+    if not wanted:
+        why = ""
+    elif not job.reconstruct:
+        why = " (--scores isolation skips the reconstruction the reference score needs)"
+    elif record.extras.get("reference"):
+        why = (" (the model's reference statistics read reconstruction errors measured as "
+               "before, and its training images are no longer scanned here; retrain it, or "
+               "rescan its folder, to score new images against it)")
+    else:
+        why = (" (the model has no reference statistics: it was trained before they existed, "
+               "or on too few images; retrain it to score new images against it)")
     return {"kind": "folder", "text": f"odd ones out of this folder{why}",
             "share": anomaly.FOLDER_SHARE}
 

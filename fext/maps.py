@@ -3,7 +3,8 @@
 A map is computed from two signals of the trained autoencoder, each measured against what
 *normal* images leave at the same pixel, so a value says "how unusual for this place":
 
-- *residual*: the reconstruction error per pixel (squared, averaged over the channels);
+- *residual*: the reconstruction error per pixel (squared, averaged over the channels; the
+  reconstruction at the image's own brightness and contrast, as the anomaly scores read it);
 - *features*: the distance from each place's encoder features (the first block, at the input's
   resolution, averaged over 3x3 neighbours) to the nearest of a bank of such patch features
   drawn from the training images (as PatchCore does with pretrained features; here with the
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .anomaly import own_brightness
 from .feed import iter_batches, sample_rows
 
 METHODS = ("residual", "residual-z", "features-z", "sum-z")
@@ -118,7 +120,9 @@ class Net:
         self.eager = eager
 
     def __call__(self, x: np.ndarray, pad_to: int | None = None, reconstruct: bool = True):
-        """(features, reconstruction | None) of a float batch."""
+        """(features, reconstruction | None) of a float batch; the reconstruction at each
+        image's own brightness and contrast, as the anomaly scores read it
+        (`anomaly.own_brightness`)."""
         n = len(x)
         if pad_to and 0 < n < pad_to:  # one batch shape: Keras traces its function once
             x = np.concatenate([x, np.zeros((pad_to - n, *x.shape[1:]), x.dtype)])
@@ -127,8 +131,9 @@ class Net:
                         for v in self.encoder(x, training=False))
         else:
             feats, z = (np.asarray(v, np.float32) for v in self.encoder.predict_on_batch(x))
-        recon = np.asarray(self.decoder.predict_on_batch(z), np.float32)[:n] if reconstruct else None
-        return feats[:n], recon
+        if not reconstruct:
+            return feats[:n], None
+        return feats[:n], own_brightness(x[:n], self.decoder.predict_on_batch(z)[:n])
 
 
 # -- the signals ------------------------------------------------------------------------------

@@ -130,6 +130,62 @@ def test_reference_none_ranks_a_new_folder_against_itself(one_class, tmp_path):
     assert np.isfinite(Artifacts.open(copy, name).scores()).all()
 
 
+def test_a_reference_measured_with_the_earlier_error_is_measured_again(one_class, tmp_path):
+    """A model trained before errors were read at the image's own colour keeps reference
+    statistics of the earlier error: the next extraction of a new folder measures them again
+    on the training collection (the same figures a training makes now) and keeps them; where
+    that collection is not scanned, it scores nothing against the model and says why."""
+    import shutil
+
+    from fext.anomaly import EARLIER_RECONSTRUCTION, RECONSTRUCTION
+
+    ws, name, _, inspect = one_class
+    made = registry.open_record(ws, name).extras["reference"]
+    earlier = {k: v for k, v in made.items() if k != "reconstruction"}
+    earlier.update(threshold=1e9, median_reconstruction=1e-9)  # what another error read
+    for copy, with_collection in ((tmp_path / "ws", True), (tmp_path / "bare", False)):
+        if with_collection:
+            shutil.copytree(ws.root, copy)
+        else:
+            shutil.copytree(ws.model_dir(name), Workspace(copy).model_dir(name))
+        copy = Workspace(copy)
+        registry.update_extras(registry.open_record(copy, name), reference=earlier)
+        assert registry.open_record(copy, name).extras["reference"].get(
+            "reconstruction", EARLIER_RECONSTRUCTION) != RECONSTRUCTION
+        meta = extract(copy, name, str(inspect))
+        again = registry.open_record(copy, name).extras["reference"]
+        if with_collection:
+            assert again["reconstruction"] == RECONSTRUCTION and meta["scores"][0] == "reference"
+            for key in ("threshold", "median_distance", "median_reconstruction", "count"):
+                assert again[key] == pytest.approx(made[key], rel=1e-3), key
+            assert meta["reference"]["threshold"] == again["threshold"]
+        else:
+            assert again == earlier and meta["reference"]["kind"] == "folder"
+            assert "measured as before" in meta["reference"]["text"]
+            assert "reference" not in meta["scores"]
+
+
+def test_the_error_reads_the_reconstruction_at_the_image_own_brightness():
+    """The features ignore brightness and contrast edits, so the decoder cannot know them: a
+    reconstruction with the right picture, darker and flatter (a flat sky drawn a shade too
+    dark), has no error; one in the wrong colours, or of the wrong picture, keeps its error."""
+    from fext.anomaly import own_brightness, reconstruction_error
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.2, 0.8, (2, 16, 16, 3)).astype(np.float32)
+    x[1] = 0.6 + 0.05 * (x[1] - 0.5)  # a near-flat crop
+    darker = 0.5 * (x - x.mean(axis=(1, 2, 3), keepdims=True)) + 0.3
+    np.testing.assert_allclose(own_brightness(x, darker), x, atol=1e-5)
+    assert (reconstruction_error(x, darker) < 1e-6).all()
+    sky = np.full_like(x[1:], 0.5)  # drawn flat, a shade off: only the crop's own contrast left
+    assert reconstruction_error(x[1:], sky)[0] < 0.1 < float(
+        ((x[1:] - sky) ** 2).mean() / (x[1:].var() + 1e-3))
+    swapped = x[:1, ..., ::-1]  # the right picture with red and blue swapped
+    assert reconstruction_error(x[:1], swapped)[0] > 0.5
+    wrong = rng.uniform(0.2, 0.8, x.shape).astype(np.float32)
+    assert reconstruction_error(x[:1], wrong[:1])[0] > 1.0
+
+
 def test_reconstruction_error_is_relative_to_the_image_contrast():
     """A reconstruction that explains nothing (the image's own mean) scores ~1 whether the image
     holds a thin stroke or a thick one; plain MSE would call the thin one 'normal'."""

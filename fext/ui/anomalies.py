@@ -134,6 +134,8 @@ def panel(i: int) -> None:
         with two:
             st.markdown("**Reconstruction**")
             st.html(picture(f"{base}/reconstruction/{i}", "its reconstruction"))
+            st.caption("at the image's own brightness and contrast, as its reconstruction "
+                       "error reads it")
         with three:
             st.markdown("**Where it is unusual**")
             st.html(f'<div style="position:relative">{picture(image, "the image")}'
