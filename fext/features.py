@@ -36,7 +36,7 @@ from .errors import NotFoundError, StaleError, UsageError
 from .images import to_model_input
 from .index import VectorIndex, nearest_others
 from .progress import ProgressFn, report
-from .registry import ModelRecord, open_record, update_extras
+from .registry import ModelRecord, open_record, reference_entry, update_extras
 from .workspace import Workspace, atomic_path, read_json, write_json
 
 ITEM_COLUMNS = ["id", "path", "label", "split", "sha1", "row", "width", "height", "mtime_ns"]
@@ -269,8 +269,7 @@ def _current_reference(ws: Workspace, record: ModelRecord, progress) -> ModelRec
     with atomic_path(record.dir / ref["file"], ".faiss") as tmp:
         index.save(tmp)
     progress("reference", 1, 1)
-    return update_extras(record, reference={**ref, **stats.to_dict(), "kind": index.kind,
-                                            "nprobe": index.nprobe, "recall": index.recall})
+    return update_extras(record, reference=reference_entry(index, stats, ref["file"]))
 
 
 def _reference_scores(record: ModelRecord, ref: dict, feats: np.ndarray,

@@ -154,6 +154,13 @@ def publish(folder: Path, prefix: str, save: Callable[[Path], None], record_file
     return record
 
 
+def reference_entry(index, stats, file: str) -> dict:
+    """What a model's record keeps of its reference (`fext.anomaly.reference_of`): the
+    statistics, the name of the index file beside the model, and how to search that index."""
+    return {**stats.to_dict(), "file": file, "kind": index.kind, "nprobe": index.nprobe,
+            "recall": index.recall}
+
+
 def publish_autoencoder(ws: Workspace, name: str, best_file: Path, cfg: RunConfig, coll,
                         history: list[dict], metrics: dict, reference=None,
                         readout: dict | None = None, maps=None) -> ModelRecord:
@@ -173,8 +180,7 @@ def publish_autoencoder(ws: Workspace, name: str, best_file: Path, cfg: RunConfi
         index, stats = reference
         ref_file = f"reference-{fingerprint}.faiss"
         files.append((ref_file, lambda tmp: index.save(tmp)))
-        extras["reference"] = {**stats.to_dict(), "file": ref_file, "kind": index.kind,
-                               "nprobe": index.nprobe, "recall": index.recall}
+        extras["reference"] = reference_entry(index, stats, ref_file)
     if maps is not None:
         from .maps import stats_file
 
