@@ -351,8 +351,9 @@ def edited_copies_passing(kind: str, root: Path, ws: Path, planted: list[set],
 
 
 def copies_row(kind: str, ws: Path) -> list:
-    """The one copy figure on this kind: the published checkpoint's held-out copies
-    (`val_copies`: validation images, chosen the epoch) beside `fext evaluate`'s copy detection
+    """The one copy figure on this kind: the published model's held-out copies (`val_copies`:
+    the validation images' copies that chose the epoch, searched with the published features)
+    beside `fext evaluate`'s copy detection
     (test images) and its baselines, raw pixels, PCA and pHash, on the same copies; the
     autoencoder's first result is the one search shows first (the first five checked by their
     pixels), its recall@1 by features alone beside it."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .copies import copy_test, cosine_top, held_out_sources, recall_interval, validation_test
+from .copies import copy_test, cosine_top, held_out_sources, published_hits, recall_interval, validation_test
 from .feed import gather
 from .index import l2_normalize
 from .progress import ProgressFn, report
@@ -250,9 +250,7 @@ def copy_detection(model, record, coll, progress: ProgressFn | None = None, seed
     if name != "val split" and len(coll.items("val")) and record.config.train.held_out_copies:
         val = validation_test(coll, record.config.train, fit, progress)
         if len(val.truth):
-            top = cosine_top(features.features(coll.images, val.db_rows),
-                             encode_images(encoder, val.copies, 256), k=VERIFY)
-            hits = val.hits(coll.images, val.verified(coll.images, top)[:, 0])
+            hits = published_hits(val, coll.images, features.parts, encoder)
             out["validation"] = {"recall@1": float(hits.mean()),
                                  "interval": recall_interval(hits, val.truth),
                                  "queries": int(len(val.truth)),

@@ -26,9 +26,9 @@ from . import anomaly, maps, registry
 from . import model as model_lib
 from .collection import Collection
 from .config import RunConfig
-from .copies import copy_recall, validation_test
+from .copies import copy_recall, published_hits, validation_test
 from .edits import augment, edit_pool, edit_workers
-from .encoding import encode_all, encode_images, extraction_parts, resolve_precision
+from .encoding import encode_all, encode_images, extraction_parts, query_encoder, resolve_precision
 from .errors import UsageError
 from .evaluate import reconstruction_metrics
 from .feed import iter_batches, neighbour_groups, sample_rows
@@ -368,6 +368,13 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
         progress("readout", 1, 1)
         progress("evaluate", 0, 1)
         parts = extraction_parts(best)  # what extraction runs: measured once, reused
+        found = {}
+        if copies:  # the published features' figure (read-out included), as search and
+            # `evaluate` have them; the chosen epoch's, on the weights as trained, beside it
+            hits = published_hits(test, coll.images, parts, query_encoder(best))
+            found = {"val_copies": float(hits.mean()) if len(hits) else 0.0,
+                     "val_copies_training": next(r["val_copies"] for r in state["history"]
+                                                 if r["epoch"] == stopper.best_epoch)}
         metrics = {
             "splits": reconstruction_metrics(parts, coll, cfg.train.batch_size),
             "best_epoch": stopper.best_epoch, "epochs_run": state["epoch"],
@@ -375,8 +382,7 @@ def train(ws: Workspace, name: str, cfg: RunConfig, progress: ProgressFn | None 
             "stopped_early": bool(state.get("stopped_early")),
             "train_precision": precision,
             "monitor": "val_copies" if copies else monitor,
-            **({"val_copies": next(r["val_copies"] for r in state["history"]
-                                   if r["epoch"] == stopper.best_epoch)} if copies else {}),
+            **found,
             "images": {s: int(len(coll.items(s))) for s in ("train", "val", "test")},
             "skipped": int(len(coll.skipped())),
             "folders": asdict(folders),

@@ -4,6 +4,7 @@ whitened read-out stored with the model, and the label-free copy-detection figur
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -548,6 +549,12 @@ def test_copy_detection_lines_up_copies_with_their_sources(trained, monkeypatch)
     val = edited["validation"]
     assert val["images copied"] == len(coll.items("val"))
     assert val["queries"] == record.config.train.held_out_copies
+    # ... and it is the figure the model was published with: the same copies searched with the
+    # published features (read-out included), not the chosen epoch's features before it
+    metrics = json.loads((ws.model_dir(name) / "metrics.json").read_text())
+    assert metrics["val_copies"] == pytest.approx(val["recall@1"])
+    chosen = pd.read_csv(ws.model_dir(name) / "history.csv").set_index("epoch")
+    assert metrics["val_copies_training"] == pytest.approx(chosen.loc[metrics["best_epoch"], "val_copies"])
 
 
 def test_evaluate_reports_copy_detection_without_labels(trained):

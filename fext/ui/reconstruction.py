@@ -126,7 +126,8 @@ def split_metrics() -> None:
     sampled = [f"{k} on {v['measured']:,} of its {v['images']:,} images" for k, v in splits.items()
                if v.get("measured", v.get("images", 0)) < v.get("images", 0)]
     chosen = (f" (the epoch whose edited copies of validation images found their source first "
-              f"most often: {metrics['val_copies']:.1%}; the evaluation below measures the same "
+              f"most often; with the published features, read-out included, "
+              f"{metrics['val_copies']:.1%} of them do; the evaluation below measures the same "
               "on the test split)" if "val_copies" in metrics else "")
     st.caption(f"Best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')}, chosen on "
                f"the validation split{chosen}; the test split is only reported."

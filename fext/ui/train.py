@@ -234,8 +234,10 @@ def runs() -> None:
         "test loss": st.column_config.NumberColumn(format="%.5f"),
         "best": st.column_config.NumberColumn(help="the epoch published (the best)"),
         "copies found": st.column_config.NumberColumn(
-            format="percent", help="held-out copies found: the chosen epoch's share of the "
-                                   "validation images' edited views that found their source"),
+            format="percent", help="held-out copies found: the share of the validation "
+                                   "images' edited copies that found their source first with "
+                                   "the published features (the chosen epoch, read-out "
+                                   "included), as the app's search finds them"),
         "test PSNR": st.column_config.NumberColumn(format="%.2f dB"),
         "test SSIM": st.column_config.NumberColumn(format="%.3f"),
         "image folder": st.column_config.TextColumn(
