@@ -352,18 +352,21 @@ def edited_copies_passing(kind: str, root: Path, ws: Path, planted: list[set],
 
 def copies_row(kind: str, ws: Path) -> list:
     """The one copy figure on this kind: the published model's held-out copies (`val_copies`:
-    the validation images' copies that chose the epoch, searched with the published features)
-    beside `fext evaluate`'s copy detection
-    (test images) and its baselines, raw pixels, PCA and pHash, on the same copies; the
-    autoencoder's first result is the one search shows first (the first five checked by their
-    pixels), its recall@1 by features alone beside it."""
+    the validation images' copies that chose the epoch, searched with the published features;
+    with the chosen epoch's own features beside it, `val_copies_training`, where the model
+    records it) beside `fext evaluate`'s copy detection (test images) and its baselines, raw
+    pixels, PCA and pHash, on the same copies; the autoencoder's first result is the one search
+    shows first (the first five checked by their pixels), its recall@1 by features alone beside
+    it."""
     metrics = json.loads((ws / "models" / kind / "metrics.json").read_text())
     copies = json.loads(fext("evaluate", "--name", kind, "--workspace", str(ws), "--json"))["copies"]
     r1 = {m: r["recall@1"] for m, r in copies["methods"].items()}
     alone = copies["methods"]["autoencoder"].get("features alone", float("nan"))
     ours, held = r1.pop("autoencoder"), metrics.get("val_copies", float("nan"))
     best_base = max(r1, key=r1.get)
-    return [kind, f"{held:.3f}", f"{ours:.3f}", f"{alone:.3f}", f"{ours - held:+.3f}",
+    trained = metrics.get("val_copies_training")
+    held_cell = f"{held:.3f}" + (f" ({trained:.3f})" if trained is not None else "")
+    return [kind, held_cell, f"{ours:.3f}", f"{alone:.3f}", f"{ours - held:+.3f}",
             *(f"{v:.3f}" for v in r1.values()), "yes" if ours > r1[best_base] else f"no ({best_base})"]
 
 
@@ -425,7 +428,7 @@ def odd_row(kind: str, root: Path, ws: Path) -> list:
 ODD_COLUMNS = ["kind", "odd ones out", "FEXT (AUC / share in top N)", "before appearance",
                "appearance part",
                "PCA-16", "PCA-128", "raw pixels kNN", "above every baseline"]
-COPY_COLUMNS = ["kind", "held-out copies (published epoch)", "evaluate: autoencoder",
+COPY_COLUMNS = ["kind", "held-out copies, published features (the epoch's own)", "evaluate: autoencoder",
                 "features alone (no pixel check)", "difference", "raw pixels", "PCA",
                 "pHash 64-bit", "above every baseline"]
 ANOMALY_COLUMNS = ["kind", "threshold as stated", "held-out normal images flagged", "measured rate"]
