@@ -78,8 +78,9 @@ def epochs_so_far(job: jobs.Job) -> None:
                      "val_loss": st.column_config.NumberColumn(format="%.5f"),
                      "val_copies": st.column_config.NumberColumn(
                          "held-out copies found", format="percent",
-                         help="share of the validation images' edited views that found their "
-                              "source: it chooses the published epoch"),
+                         help="share of the validation images' edited copies that found their "
+                              "source, with the weights as this epoch left them (before the "
+                              "read-out publishing adds): it chooses the published epoch"),
                      "learning_rate": st.column_config.NumberColumn(
                          "learning rate", format="%.2g",
                          help="the epoch's: constant by default; with `fext train --lr-drop` it "
