@@ -84,14 +84,17 @@ def prepare(ws: Workspace, progress: ProgressFn | None = None, epochs: int | Non
 
 def start_preparing(ws: Workspace, retry: bool = False):
     """The background job (fext.jobs) preparing the demo in `ws`, started now if the workspace
-    has no model named "demo", the bundled images are there and no earlier preparation failed
-    (unless `retry`: the app offers to try again); else the running one, or None. What `make
-    app` does at start-up, so the demo is ready sooner than a first page view would start it."""
+    is a newcomer's (no model yet, no job running), the bundled images are there and no earlier
+    preparation failed (unless `retry`: the app offers to try again); else the running one, or
+    None. What `make app` does at start-up, so the demo is ready sooner than a first page view
+    would start it. A workspace in use, with a model or a training of the user's own, is left
+    as it is: two cores busy with a demo nobody asked for would slow their work for minutes
+    (`fext demo` prepares it on request)."""
     from . import jobs
 
     running = jobs.active(ws, command="demo")
-    if running is not None or DEMO_NAME in registry.names(ws) or not DEMO_DIR.is_dir() \
-            or ws.is_locked(DEMO_NAME):
+    if running is not None or registry.names(ws) or jobs.active(ws) is not None \
+            or not DEMO_DIR.is_dir() or ws.is_locked(DEMO_NAME):
         return running
     last = jobs.latest(ws, command="demo")
     if last is not None and last.status == "failed" and not retry:

@@ -557,6 +557,27 @@ def test_the_app_starts_preparing_the_demo_when_the_server_starts(app_ws, tmp_pa
     assert len(started) == 1
 
 
+def test_a_workspace_in_use_gets_no_demo_it_did_not_ask_for(trained, tmp_path, monkeypatch,
+                                                            fake_jobs):
+    """A user's own model, or a training of theirs still running, keeps the cores to itself:
+    the demo is prepared in a newcomer's workspace only (or by `fext demo`)."""
+    import runpy
+
+    from fext.workspace import Workspace
+
+    started = []
+    monkeypatch.setattr("fext.jobs.start", lambda ws, command, name, args: started.append(
+        (ws.root, command)))
+    ws, name = trained  # a model of the user's own, no demo
+    monkeypatch.setenv("FEXT_WORKSPACE", str(ws.root))
+    runpy.run_path(str(REPO / "app.py"))
+    busy = Workspace(tmp_path / "busy")  # no model yet, the first training under way
+    fake_jobs(busy, "train", "mine", {"stage": "train", "done": 3, "total": 600})
+    monkeypatch.setenv("FEXT_WORKSPACE", str(busy.root))
+    runpy.run_path(str(REPO / "app.py"))
+    assert started == [] and name != "demo"
+
+
 # -- jobs, however they were started ------------------------------------------------------------
 def test_a_training_typed_in_a_terminal_shows_live_and_a_kill_shows_as_failed_at_once(own_ws):
     """`python -m fext train` in a terminal: the Train page shows it running with its progress

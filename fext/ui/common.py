@@ -52,11 +52,8 @@ def header(title: str, caption: str) -> None:
 
 # -- demo on first start ----------------------------------------------------------------------
 def demo_job(ws: Workspace) -> jobs.Job | None:
-    """The running demo preparation, starting it once on a workspace that has no demo model.
-
-    Only a workspace with no model named "demo" at all (and the bundled images present) gets one:
-    a workspace that already holds a demo model is used as it is.
-    """
+    """The running demo preparation, starting it once on a newcomer's workspace
+    (`demo.start_preparing`: no model and no job yet, the bundled images present)."""
     job = demo.start_preparing(ws)
     if job is not None or "demo" in registry.names(ws) or not demo.DEMO_DIR.is_dir():
         return job
