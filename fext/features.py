@@ -263,12 +263,12 @@ def _current_reference(ws: Workspace, record: ModelRecord, progress) -> ModelRec
     train, val = (encode_all(parts, coll.images, coll.items(s)["row"].to_numpy(),
                              record.config.train.batch_size) for s in ("train", "val"))
     fitted = anomaly.reference_of(train, val)
+    progress("reference", 1, 1)
     if fitted is None:
         return record
     index, stats = fitted
     with atomic_path(record.dir / ref["file"], ".faiss") as tmp:
         index.save(tmp)
-    progress("reference", 1, 1)
     return update_extras(record, reference=reference_entry(index, stats, ref["file"]))
 
 
